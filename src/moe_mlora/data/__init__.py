@@ -1,0 +1,9 @@
+"""Data sources, encoding, splitting and caching."""
+
+from moe_mlora.data.prepare import DATASETS, DatasetConfig, EncodedDataset, TensorPart, load_interactions, prepare_dataset
+from moe_mlora.data.table import InteractionTable
+
+__all__ = [
+    "DATASETS", "DatasetConfig", "EncodedDataset", "InteractionTable", "TensorPart", "load_interactions",
+    "prepare_dataset",
+]

@@ -1,0 +1,103 @@
+"""Fetch public archives once, verify their checksum, extract them into the data folder."""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import urllib.error
+import urllib.request
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tqdm import tqdm
+
+from moe_mlora.errors import DataError, DataUnavailableError
+
+
+@dataclass(frozen=True)
+class Archive:
+    """A downloadable zip whose members land in `data_dir/folder`."""
+
+    url: str
+    md5: str
+    folder: str
+    required_files: tuple[str, ...]
+    # Checksums of loose files, checked when present: {filename: (algorithm, hexdigest)}.
+    file_checksums: dict[str, tuple[str, str]] = field(default_factory=dict)
+
+
+def file_digest(path: Path, algorithm: str) -> str:
+    """Hex digest of a file; 'git-blob' gives what `git hash-object` prints."""
+    if algorithm == "git-blob":
+        digest = hashlib.sha1(f"blob {path.stat().st_size}\0".encode())
+    else:
+        digest = hashlib.new(algorithm)
+    with path.open("rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def verify_file(path: Path, algorithm: str, expected: str) -> None:
+    actual = file_digest(path, algorithm)
+    if actual != expected:
+        raise DataError(
+            f"{path}: checksum mismatch ({algorithm} {actual}, expected {expected}); "
+            "the file is corrupt or not the official release"
+        )
+
+
+def ensure_archive(archive: Archive, data_dir: Path, *, download: bool = True) -> Path:
+    """Return the folder with the archive's files, downloading and verifying it when missing."""
+    target = data_dir / archive.folder
+    missing = [name for name in archive.required_files if not (target / name).is_file()]
+    if not missing:
+        return target
+    where = f"{target} (missing: {', '.join(missing)})"
+    if not download:
+        raise DataUnavailableError(f"{where}; download disabled. Place the files of {archive.url} there.")
+    zip_path = data_dir / "downloads" / Path(archive.url).name
+    try:
+        if not zip_path.is_file() or file_digest(zip_path, "md5") != archive.md5:
+            _fetch(archive.url, zip_path)
+    except (urllib.error.URLError, OSError, TimeoutError) as exc:
+        raise DataUnavailableError(
+            f"{where}, and downloading {archive.url} failed ({exc}). Download it on a machine with internet, "
+            f"unzip it into {data_dir}, or point --data-dir / MOE_MLORA_DATA_DIR at a folder holding {archive.folder}/"
+        ) from None
+    verify_file(zip_path, "md5", archive.md5)
+    _extract(zip_path, data_dir, archive.folder)
+    still_missing = [name for name in archive.required_files if not (target / name).is_file()]
+    if still_missing:
+        raise DataError(f"{zip_path}: archive lacks {', '.join(still_missing)} under {archive.folder}/")
+    return target
+
+
+def _fetch(url: str, destination: Path) -> None:
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    partial = destination.with_suffix(destination.suffix + ".part")
+    with urllib.request.urlopen(url, timeout=60) as response:  # noqa: S310 - fixed public URLs
+        total = int(response.headers.get("Content-Length") or 0) or None
+        with partial.open("wb") as out, tqdm(
+            total=total, unit="B", unit_scale=True, desc=f"download {destination.name}"
+        ) as bar:
+            for chunk in iter(lambda: response.read(1 << 16), b""):
+                out.write(chunk)
+                bar.update(len(chunk))
+    partial.replace(destination)
+
+
+def _extract(zip_path: Path, data_dir: Path, folder: str) -> None:
+    with zipfile.ZipFile(zip_path) as archive:
+        for member in archive.namelist():
+            # Only extract the dataset's own folder, never paths that escape the data dir.
+            if not member.startswith(f"{folder}/") or ".." in Path(member).parts:
+                continue
+            destination = data_dir / member
+            if member.endswith("/"):
+                destination.mkdir(parents=True, exist_ok=True)
+                continue
+            destination.parent.mkdir(parents=True, exist_ok=True)
+            with archive.open(member) as src, destination.open("wb") as dst:
+                shutil.copyfileobj(src, dst)
