@@ -1,0 +1,27 @@
+"""AutoInt+ (Song et al., 2019): stacked multi-head self-attention over fields, in parallel with a DNN."""
+
+import torch
+from torch import nn
+
+from moe_mlora.layers.interactions import InteractingLayer
+from moe_mlora.models.base import CTRModel, output_layer
+
+
+class AutoInt(CTRModel):
+    name = "autoint"
+
+    def __init__(self, spec, config) -> None:
+        super().__init__(spec, config)
+        layers = []
+        in_dim = config.embedding_dim
+        for _ in range(config.attention_layers):
+            layer = InteractingLayer(in_dim, config.attention_dim, config.attention_heads, config.attention_residual)
+            layers.append(layer)
+            in_dim = layer.out_dim
+        self.attention = nn.Sequential(*layers)
+        self.tower = self.make_tower(self.flat_dim)
+        self.head = output_layer(spec.n_fields * in_dim + self.tower.out_dim)
+
+    def logit_terms(self, embeddings: torch.Tensor, domains: torch.Tensor) -> torch.Tensor:
+        attended = self.attention(embeddings).flatten(1)
+        return self.head(torch.cat([attended, self.tower(embeddings.flatten(1), domains)], dim=1)).squeeze(1)

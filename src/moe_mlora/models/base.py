@@ -1,0 +1,104 @@
+"""What every backbone shares: the field embeddings, an optional linear term, the MLP tower and a bias.
+
+A backbone only says how its interaction layer turns embeddings into the tower's input and into extra
+logit terms. The tower is built in one place (moe_mlora.layers.Tower) so adapters attach to any model.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from typing import ClassVar
+
+import torch
+from torch import nn
+
+from moe_mlora.errors import ConfigError
+from moe_mlora.features import FeatureSpec
+from moe_mlora.layers import FieldEmbedding, LinearTerm, Tower
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Hyper-parameters; defaults are the paper's published configs (DeepCTR-style)."""
+
+    embedding_dim: int = 8
+    embedding_init_std: float = 0.01
+    dnn_hidden: tuple[int, ...] = (256, 128, 64)
+    dnn_dropout: float = 0.5
+    l2_embedding: float = 1e-5  # on embedding and linear-term weights
+    # AutoInt
+    attention_layers: int = 3
+    attention_dim: int = 8
+    attention_heads: int = 4
+    attention_residual: bool = True
+    # DCN
+    cross_layers: int = 2
+    # FiBiNET
+    senet_reduction_ratio: int = 3
+    # xDeepFM
+    cin_layer_sizes: tuple[int, ...] = (128, 128)
+    cin_split_half: bool = True
+    cin_activation: str = "relu"
+    # NFM
+    bi_dropout: float = 0.0
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "dnn_hidden", tuple(self.dnn_hidden))
+        object.__setattr__(self, "cin_layer_sizes", tuple(self.cin_layer_sizes))
+
+    @classmethod
+    def from_overrides(cls, **overrides) -> "ModelConfig":
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(overrides) - known)
+        if unknown:
+            raise ConfigError(f"unknown model option(s) {unknown}; known: {', '.join(sorted(known))}")
+        return cls(**overrides)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class CTRModel(nn.Module):
+    """Embeddings -> interaction -> tower -> logit. Subclasses set `name` and implement `logit_terms`."""
+
+    name: ClassVar[str]
+    uses_linear_term: ClassVar[bool] = False
+
+    def __init__(self, spec: FeatureSpec, config: ModelConfig) -> None:
+        super().__init__()
+        self.spec, self.config = spec, config
+        self.embedding = FieldEmbedding(spec, config.embedding_dim, config.embedding_init_std)
+        self.linear = LinearTerm(spec, config.embedding_init_std) if self.uses_linear_term else None
+        self.bias = nn.Parameter(torch.zeros(1))
+
+    def make_tower(self, in_dim: int) -> Tower:
+        return Tower(in_dim, self.config.dnn_hidden, self.config.dnn_dropout)
+
+    @property
+    def flat_dim(self) -> int:
+        return self.spec.n_fields * self.config.embedding_dim
+
+    def logit_terms(self, embeddings: torch.Tensor, domains: torch.Tensor) -> torch.Tensor:
+        """Model-specific logit contribution, shape (batch,)."""
+        raise NotImplementedError
+
+    def forward(self, codes: torch.Tensor, domains: torch.Tensor) -> torch.Tensor:
+        """(batch, fields) codes and (batch,) domain ids -> (batch,) logits."""
+        logit = self.logit_terms(self.embedding(codes), domains) + self.bias
+        if self.linear is not None:
+            logit = logit + self.linear(codes)
+        return logit
+
+    def regularized_parameters(self) -> list[nn.Parameter]:
+        """Weights under L2 (embeddings and the linear term), as in the paper's configs."""
+        params = [self.embedding.table.weight]
+        if self.linear is not None:
+            params.append(self.linear.weights.table.weight)
+        return params
+
+
+def output_layer(in_dim: int) -> nn.Linear:
+    """Tower (and parallel branches) to one logit; the model's own bias is added separately."""
+    layer = nn.Linear(in_dim, 1, bias=False)
+    nn.init.xavier_normal_(layer.weight)
+    return layer

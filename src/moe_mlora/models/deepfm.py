@@ -1,0 +1,20 @@
+"""DeepFM (Guo et al., 2017): FM (first and second order) and a DNN sharing the same embeddings."""
+
+import torch
+
+from moe_mlora.layers.interactions import FactorizationMachine
+from moe_mlora.models.base import CTRModel, output_layer
+
+
+class DeepFM(CTRModel):
+    name = "deepfm"
+    uses_linear_term = True
+
+    def __init__(self, spec, config) -> None:
+        super().__init__(spec, config)
+        self.fm = FactorizationMachine()
+        self.tower = self.make_tower(self.flat_dim)
+        self.head = output_layer(self.tower.out_dim)
+
+    def logit_terms(self, embeddings: torch.Tensor, domains: torch.Tensor) -> torch.Tensor:
+        return self.fm(embeddings) + self.head(self.tower(embeddings.flatten(1), domains)).squeeze(1)

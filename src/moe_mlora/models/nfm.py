@@ -1,0 +1,23 @@
+"""NFM (He & Chua, 2017): linear term plus a DNN over bi-interaction pooling of the embeddings."""
+
+import torch
+from torch import nn
+
+from moe_mlora.layers.interactions import BiInteractionPooling
+from moe_mlora.models.base import CTRModel, output_layer
+
+
+class NFM(CTRModel):
+    name = "nfm"
+    uses_linear_term = True
+
+    def __init__(self, spec, config) -> None:
+        super().__init__(spec, config)
+        self.bi_interaction = BiInteractionPooling()
+        self.bi_dropout = nn.Dropout(config.bi_dropout)
+        self.tower = self.make_tower(config.embedding_dim)
+        self.head = output_layer(self.tower.out_dim)
+
+    def logit_terms(self, embeddings: torch.Tensor, domains: torch.Tensor) -> torch.Tensor:
+        pooled = self.bi_dropout(self.bi_interaction(embeddings))
+        return self.head(self.tower(pooled, domains)).squeeze(1)

@@ -1,0 +1,21 @@
+"""PNN (Qu et al., 2016), inner-product variant: a DNN over [embeddings, pairwise inner products]; no linear term."""
+
+import torch
+
+from moe_mlora.layers.interactions import InnerProduct
+from moe_mlora.models.base import CTRModel, output_layer
+
+
+class PNN(CTRModel):
+    name = "pnn"
+
+    def __init__(self, spec, config) -> None:
+        super().__init__(spec, config)
+        self.inner_product = InnerProduct(spec.n_fields)
+        n_pairs = spec.n_fields * (spec.n_fields - 1) // 2
+        self.tower = self.make_tower(self.flat_dim + n_pairs)
+        self.head = output_layer(self.tower.out_dim)
+
+    def logit_terms(self, embeddings: torch.Tensor, domains: torch.Tensor) -> torch.Tensor:
+        product_layer = torch.cat([embeddings.flatten(1), self.inner_product(embeddings)], dim=1)
+        return self.head(self.tower(product_layer, domains)).squeeze(1)

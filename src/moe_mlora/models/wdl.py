@@ -1,0 +1,18 @@
+"""Wide & Deep (Cheng et al., 2016): a linear 'wide' part plus a DNN over the concatenated embeddings."""
+
+import torch
+
+from moe_mlora.models.base import CTRModel, output_layer
+
+
+class WDL(CTRModel):
+    name = "wdl"
+    uses_linear_term = True
+
+    def __init__(self, spec, config) -> None:
+        super().__init__(spec, config)
+        self.tower = self.make_tower(self.flat_dim)
+        self.head = output_layer(self.tower.out_dim)
+
+    def logit_terms(self, embeddings: torch.Tensor, domains: torch.Tensor) -> torch.Tensor:
+        return self.head(self.tower(embeddings.flatten(1), domains)).squeeze(1)

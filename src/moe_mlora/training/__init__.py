@@ -1,0 +1,1 @@
+"""Training loop, phase schedules, metrics and checkpoints."""
