@@ -55,3 +55,4 @@ def ml1m_dir(tmp_path, real_data_dir) -> Path:
     movies = np.array([int(line.split("::")[0]) for line in (folder / "movies.dat").read_text(encoding="latin-1").splitlines()])
     write_ml1m_ratings(folder / "ratings.dat", users, movies, n_rows=20_000)
     return tmp_path
+

@@ -16,12 +16,16 @@ from rich.table import Table
 from moe_mlora.data import DatasetConfig, load_interactions
 from moe_mlora.data.stats import domain_statistics, stats_as_records
 from moe_mlora.errors import MoeMloraError
+from moe_mlora.experiments.run import RESULT_FILE, RunConfig, execute_run
+from moe_mlora.models import ModelConfig
+from moe_mlora.training.loop import EpochRecord, TrainConfig
+from moe_mlora.training.phases import ApproachConfig
 
 app = typer.Typer(help="Multi-domain CTR prediction: Base, MLoRA and MoE-MLoRA on eight CTR backbones.",
                   no_args_is_help=True, pretty_exceptions_enable=False)
 data_app = typer.Typer(help="Prepare datasets and inspect them.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
-console = Console()
+console = Console(soft_wrap=True)
 
 DataDirOption = Annotated[Optional[Path], typer.Option(help="Raw data folder (else $MOE_MLORA_DATA_DIR, else ~/.cache/moe-mlora/data).")]
 SplitByOption = Annotated[Optional[str], typer.Option("--split-by", help="Domain field: gender|age|occupation (MovieLens), theme (Taobao), or the table's domain column.")]
@@ -87,6 +91,76 @@ def data_stats(
     console.print(view)
     for note in table.notes:
         console.print(f"note: {note}", highlight=False)
+
+
+@app.command()
+@user_errors
+def train(
+    model: Annotated[str, typer.Option(help="wdl | nfm | autoint | pnn | dcn | fibinet | deepfm | xdeepfm")] = "deepfm",
+    dataset: Annotated[str, typer.Option(help="movielens-100k | movielens-1m | taobao | taobao-synthetic | table")] = "movielens-100k",
+    split_by: SplitByOption = None,
+    approach: Annotated[str, typer.Option(help="base | mlora | moe-mlora")] = "base",
+    experts_per_domain: Annotated[int, typer.Option(help="MoE-MLoRA: experts per domain (k).")] = 1,
+    phase2_schedule: Annotated[str, typer.Option(help="MoE-MLoRA phase 2: parallel (all experts in one pass) | sequential.")] = "parallel",
+    lora_reduce: Annotated[Optional[int], typer.Option(help="Adapter rank = layer width // this (default: per-model).")] = None,
+    rank: Annotated[Optional[int], typer.Option(help="A fixed adapter rank instead of --lora-reduce.")] = None,
+    features: FeaturesOption = "user_id,item_id",
+    n_themes: Annotated[int, typer.Option(help="Taobao: number of themes (domains).")] = 10,
+    table_path: Annotated[Optional[Path], typer.Option(help="dataset 'table': a CSV or Parquet file.")] = None,
+    label_column: Annotated[str, typer.Option(help="dataset 'table': the 0/1 label column.")] = "label",
+    seed: Annotated[int, typer.Option(help="Seed for initialisation and batch order.")] = 2024,
+    max_epochs: Annotated[int, typer.Option(help="Epoch limit per phase (early stopping usually ends sooner).")] = 50,
+    patience: Annotated[int, typer.Option(help="Epochs without validation improvement before stopping.")] = 3,
+    batch_size: int = 1024,
+    learning_rate: float = 1e-3,
+    device: Annotated[str, typer.Option(help="cpu, cuda, ... (CPU is the default; no GPU is required).")] = "cpu",
+    runs_dir: Annotated[Path, typer.Option(help="Where run folders (weights, result.json) are written.")] = Path("runs"),
+    data_dir: DataDirOption = None,
+    progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
+) -> None:
+    """Train one backbone with one approach; print per-phase validation WAUC and the test table."""
+    config = RunConfig(
+        data=dataset_config(dataset, split_by, features, n_themes, table_path, label_column),
+        model=model.lower(), model_config=ModelConfig(),
+        approach=ApproachConfig(approach, experts_per_domain, lora_reduce, rank, phase2_schedule),
+        train=TrainConfig(learning_rate=learning_rate, batch_size=batch_size, max_epochs=max_epochs,
+                          patience=patience, seed=seed, progress=progress, device=device),
+    )
+
+    def on_epoch(phase: str, record: EpochRecord) -> None:
+        console.print(f"[{phase}] epoch {record.epoch:>2}  train loss {record.train_loss:.4f}  "
+                      f"val {'WAUC' if 'expert' not in phase else 'expert AUC'} {record.valid_wauc:.4f}  "
+                      f"({record.rows_per_second:,.0f} rows/s)", highlight=False, markup=False)
+
+    result = execute_run(config, runs_dir, data_dir=data_dir, on_epoch=on_epoch)
+    print_result(result)
+    console.print(f"wrote {config.run_dir(runs_dir) / RESULT_FILE}", highlight=False)
+
+
+def print_result(result: dict) -> None:
+    phases = Table(title=f"{result['label']}: phases")
+    for column in ("phase", "epochs", "val WAUC", "trainable / total params", "seconds"):
+        phases.add_column(column, justify="left" if column == "phase" else "right")
+    for phase in result["phases"]:
+        phases.add_row(phase["phase"], str(len(phase["history"])), f"{phase['best_valid_wauc']:.4f}",
+                       f"{phase['trainable_parameters']:,} / {phase['total_parameters']:,}", f"{phase['seconds']:.1f}")
+    console.print(phases)
+    for phase in result["phases"]:
+        if phase["note"]:
+            console.print(f"{phase['phase']}: {phase['note']}", highlight=False, markup=False)
+    test = result["test"]
+    view = Table(title=f"test on {result['dataset']}: WAUC {test['wauc']:.4f}, logloss {test['logloss']:.4f}")
+    for column in ("domain", "rows", "positives", "AUC", "weight", "logloss"):
+        view.add_column(column, justify="left" if column == "domain" else "right")
+    for entry in test["domains"]:
+        view.add_row(entry["domain"], f"{entry['rows']:,}", f"{entry['positives']:,}", _maybe(entry["auc"], "{:.4f}"),
+                     f"{entry['weight']:.3f}", _maybe(entry["logloss"], "{:.4f}"))
+    view.add_row("WAUC", f"{sum(e['rows'] for e in test['domains']):,}", "", f"{test['wauc']:.4f}", "1.000",
+                 f"{test['logloss']:.4f}", style="bold")
+    console.print(view)
+    if test["excluded"]:
+        console.print(f"note: no AUC for {', '.join(test['excluded'])} (one label class in the test rows); "
+                      "excluded from WAUC, other weights renormalised", highlight=False)
 
 
 def _maybe(value, fmt: str) -> str:
