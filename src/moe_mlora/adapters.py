@@ -54,6 +54,7 @@ class AdapterConfig:
     lora_reduce: int | None = 16  # r_l = max(1, out_l // lora_reduce) ...
     rank: int | None = None  # ... unless a fixed rank is given
     gate_embedding_dim: int = 4
+    init_seed: int = 0  # adapters draw their init from their own generator, not the global one
 
     def __post_init__(self) -> None:
         if self.kind not in ("mlora", "moe-mlora"):
@@ -119,9 +120,13 @@ class TowerAdapter(nn.Module):
         super().__init__()
         self.config = config
         ranks = [config.rank_for(out_dim) for _, out_dim in layer_shapes]
-        self.experts = LowRankExperts(config.n_experts, layer_shapes, ranks)
-        self.gate = (DomainGate(config.n_domains, config.n_experts, config.gate_embedding_dim)
-                     if config.kind == "moe-mlora" else None)
+        # Leaving the global RNG untouched keeps everything after attaching (dropout masks above all)
+        # as it would be without adapters: MoE-MLoRA's phase 1 then reproduces Base training bitwise.
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(config.init_seed)
+            self.experts = LowRankExperts(config.n_experts, layer_shapes, ranks)
+            self.gate = (DomainGate(config.n_domains, config.n_experts, config.gate_embedding_dim)
+                         if config.kind == "moe-mlora" else None)
         self.mode = AdapterMode.DOMAIN if config.kind == "mlora" else AdapterMode.MIXTURE
 
     def expert_domains(self) -> torch.Tensor:

@@ -16,7 +16,11 @@ from rich.table import Table
 from moe_mlora.data import DatasetConfig, load_interactions
 from moe_mlora.data.stats import domain_statistics, stats_as_records
 from moe_mlora.errors import MoeMloraError
+from moe_mlora.experiments.grids import available_table1_splits, experts_configs, table1_configs
+from moe_mlora.experiments.report import build_table1, load_records, table1_markdown, write_report
 from moe_mlora.experiments.run import RESULT_FILE, RunConfig, execute_run
+from moe_mlora.experiments.sweep import run_sweep
+from moe_mlora.models import MODELS
 from moe_mlora.models import ModelConfig
 from moe_mlora.training.loop import EpochRecord, TrainConfig
 from moe_mlora.training.phases import ApproachConfig
@@ -25,6 +29,8 @@ app = typer.Typer(help="Multi-domain CTR prediction: Base, MLoRA and MoE-MLoRA o
                   no_args_is_help=True, pretty_exceptions_enable=False)
 data_app = typer.Typer(help="Prepare datasets and inspect them.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
+reproduce_app = typer.Typer(help="Reproduce the paper's experiments (resumable sweeps).", no_args_is_help=True)
+app.add_typer(reproduce_app, name="reproduce")
 console = Console(soft_wrap=True)
 
 DataDirOption = Annotated[Optional[Path], typer.Option(help="Raw data folder (else $MOE_MLORA_DATA_DIR, else ~/.cache/moe-mlora/data).")]
@@ -161,6 +167,103 @@ def print_result(result: dict) -> None:
     if test["excluded"]:
         console.print(f"note: no AUC for {', '.join(test['excluded'])} (one label class in the test rows); "
                       "excluded from WAUC, other weights renormalised", highlight=False)
+
+
+SeedsOption = Annotated[int, typer.Option(help="Number of training seeds (1..N); the data split stays seed 123.")]
+WorkersOption = Annotated[Optional[int], typer.Option(help="Parallel worker processes (default: all cores).")]
+BackendOption = Annotated[str, typer.Option(help="process (this machine) | ray (a Ray cluster; pip install 'moe-mlora[ray]').")]
+ModelsOption = Annotated[str, typer.Option(help="Comma-separated backbones.")]
+
+
+def _split_list(text: str | None, data_dir: Path | None) -> list[str]:
+    if not text:
+        return available_table1_splits(data_dir)
+    splits = []
+    for item in (t.strip() for t in text.split(",") if t.strip()):
+        if ":" in item:
+            splits.append(item)
+        elif item.startswith("movielens"):
+            splits += [f"{item}:{field}" for field in ("gender", "age", "occupation")]
+        else:
+            splits += [f"{item}:10", f"{item}:20"]
+    return splits
+
+
+def _finish_sweep(summary, results_dir: Path) -> None:
+    console.print(f"sweep: {summary.finished} finished, {summary.skipped} already recorded, "
+                  f"{len(summary.failed)} failed, {summary.seconds / 60:.1f} min", highlight=False)
+    written = write_report(results_dir)
+    records = load_records(results_dir)
+    if not records[(records.status == "ok") & (records.k == 1)].empty:
+        console.print(table1_markdown(build_table1(records)), highlight=False, markup=False)
+    console.print("wrote " + ", ".join(str(p) for p in written.values()), highlight=False)
+    if summary.failed:
+        raise typer.Exit(1)
+
+
+@reproduce_app.command("table1")
+@user_errors
+def reproduce_table1(
+    datasets: Annotated[Optional[str], typer.Option(help="Splits, e.g. movielens-100k:occupation,taobao:20 "
+                                                         "(a bare name means all its splits; default: all available).")] = None,
+    models: ModelsOption = ",".join(MODELS),
+    seeds: SeedsOption = 3,
+    results_dir: Annotated[Path, typer.Option(help="Where run records and the report go.")] = Path("results/table1"),
+    workers: WorkersOption = None,
+    backend: BackendOption = "process",
+    max_epochs: int = 50,
+    retry_failed: Annotated[bool, typer.Option(help="Run again the runs recorded as failed.")] = False,
+    data_dir: DataDirOption = None,
+) -> None:
+    """Table 1: Base / MLoRA / MoE-MLoRA x models x splits, resumable; prints the table and writes the report."""
+    configs = table1_configs(_split_list(datasets, data_dir), [m.strip() for m in models.split(",")],
+                             list(range(1, seeds + 1)), TrainConfig(max_epochs=max_epochs, progress=False))
+    summary = run_sweep(configs, results_dir, workers=workers, backend=backend, retry_failed=retry_failed,
+                        data_dir=data_dir, console=console)
+    _finish_sweep(summary, results_dir)
+
+
+@reproduce_app.command("experts")
+@user_errors
+def reproduce_experts(
+    split: Annotated[str, typer.Option(help="The split (the paper: MovieLens by gender).")] = "movielens-100k:gender",
+    models: ModelsOption = ",".join(MODELS),
+    experts_per_domain: Annotated[str, typer.Option(help="Values of k (experts per domain).")] = "1,2,3,4",
+    seeds: SeedsOption = 3,
+    results_dir: Annotated[Path, typer.Option(help="Where run records and the report go.")] = Path("results/experts"),
+    workers: WorkersOption = None,
+    backend: BackendOption = "process",
+    max_epochs: int = 50,
+    retry_failed: bool = False,
+    data_dir: DataDirOption = None,
+) -> None:
+    """Figure 2: MoE-MLoRA WAUC vs total experts (k = 1..4 per domain), resumable; writes figure2.png."""
+    configs = experts_configs(split, [m.strip() for m in models.split(",")], list(range(1, seeds + 1)),
+                              [int(k) for k in experts_per_domain.split(",")],
+                              TrainConfig(max_epochs=max_epochs, progress=False))
+    summary = run_sweep(configs, results_dir, workers=workers, backend=backend, retry_failed=retry_failed,
+                        data_dir=data_dir, console=console)
+    _finish_sweep(summary, results_dir)
+
+
+@app.command()
+@user_errors
+def report(
+    results_dir: Annotated[Path, typer.Argument(help="A folder of run records (from reproduce or train --runs-dir).")],
+    out: Annotated[Optional[Path], typer.Option(help="Where to write the report (default: results_dir).")] = None,
+) -> None:
+    """Table 1 in the paper's layout (mean ± 95% CI, Δ, Avg(Δ), paired tests), Figure 2, and the paper beside ours."""
+    if not results_dir.is_dir():
+        raise typer.BadParameter(f"{results_dir} is not a folder")
+    try:
+        written = write_report(results_dir, out)
+    except FileNotFoundError as exc:
+        Console(stderr=True).print(f"[bold red]error:[/] {exc}")
+        raise typer.Exit(2) from None
+    records = load_records(results_dir)
+    if not records[(records.status == "ok") & (records.k == 1)].empty:
+        console.print(table1_markdown(build_table1(records)), highlight=False, markup=False)
+    console.print("wrote " + ", ".join(str(p) for p in written.values()), highlight=False)
 
 
 def _maybe(value, fmt: str) -> str:

@@ -77,12 +77,12 @@ def test_bilinear_interaction_is_vi_times_wij_hadamard_vj():
 
 def test_interacting_layer_is_multi_head_softmax_attention_with_residual():
     layer = InteractingLayer(3, attention_dim=2, heads=2, residual=True).double()
-    q, k, v = layer.query(E), layer.key(E), layer.value(E)
+    q, k, v, residual = layer.projections(E)
     expected = torch.zeros(2, 4, 4, dtype=torch.float64)
     for b, head, m in itertools.product(range(2), range(2), range(4)):
         cols = slice(2 * head, 2 * head + 2)
         scores = torch.stack([q[b, m, cols] @ k[b, kk, cols] for kk in range(4)])
         weights = torch.softmax(scores, dim=0)
         expected[b, m, cols] = sum(weights[kk] * v[b, kk, cols] for kk in range(4))
-    expected = torch.relu(expected + layer.residual(E))
+    expected = torch.relu(expected + residual)
     assert torch.allclose(layer(E), expected)

@@ -10,13 +10,14 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import torch
+from safetensors.torch import load_file
 
 from moe_mlora import __version__
 from moe_mlora.adapters import adapters_of, save_adapters
 from moe_mlora.data import DatasetConfig, EncodedDataset, prepare_dataset
 from moe_mlora.models import ModelConfig, build_model
 from moe_mlora.training.checkpoint import save_backbone
-from moe_mlora.training.loop import TrainConfig, evaluate, set_seed
+from moe_mlora.training.loop import FitResult, TrainConfig, evaluate, set_seed
 from moe_mlora.training.phases import ApproachConfig, EpochCallback, TrainingReport, train_approach
 
 RESULT_FILE = "result.json"
@@ -33,6 +34,11 @@ class RunConfig:
     def to_dict(self) -> dict:
         return {"data": self.data.to_dict(), "model": self.model, "model_config": self.model_config.to_dict(),
                 "approach": asdict(self.approach), "train": asdict(self.train)}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "RunConfig":
+        return cls(DatasetConfig(**data["data"]), data["model"], ModelConfig(**data["model_config"]),
+                   ApproachConfig(**data["approach"]), TrainConfig(**data["train"]))
 
     def key(self) -> str:
         """Identity of the run: everything that can change its numbers (not progress bars)."""
@@ -71,7 +77,9 @@ def execute_run(
     set_seed(config.train.seed)
     model = build_model(config.model, dataset.spec, config.model_config)
     train, valid, test = dataset.part("train"), dataset.part("valid"), dataset.part("test")
-    report = train_approach(model, train, valid, dataset.spec.domain_names, config.approach, config.train, on_epoch)
+    reused = finished_base_backbone(config, runs_root) if runs_root is not None else None
+    report = train_approach(model, train, valid, dataset.spec.domain_names, config.approach, config.train, on_epoch,
+                            trained_backbone=reused)
     report.test = evaluate(model, test, dataset.spec.domain_names, config.train.eval_batch_size)
     result = result_record(config, dataset, report, time.perf_counter() - started)
     if runs_root is not None:
@@ -81,6 +89,29 @@ def execute_run(
             save_adapters(model, folder)
         write_json(folder / RESULT_FILE, result)
     return result
+
+
+def finished_base_backbone(config: RunConfig, runs_root: Path) -> tuple[dict, FitResult] | None:
+    """The Base run with the same data, model, settings and seed, if finished: MoE-MLoRA's phase 1 would
+    reproduce its backbone bitwise (see TowerAdapter), so a sweep trains it once."""
+    if config.approach.approach != "moe-mlora":
+        return None
+    base = replace(config, approach=ApproachConfig("base"))
+    folder = base.run_dir(runs_root)
+    record = read_record(folder)
+    if record is None or record.get("status") != "ok" or not (folder / "model.safetensors").is_file():
+        return None
+    return load_file(str(folder / "model.safetensors")), FitResult.from_dict(record["phases"][0])
+
+
+def read_record(folder: Path) -> dict | None:
+    path = folder / RESULT_FILE
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError:
+        return None  # a torn write cannot happen (write_json is atomic), but never trust a file blindly
 
 
 def result_record(config: RunConfig, dataset: EncodedDataset, report: TrainingReport, seconds: float) -> dict:

@@ -139,28 +139,30 @@ class InteractingLayer(nn.Module):
     def __init__(self, in_dim: int, attention_dim: int = 8, heads: int = 4, residual: bool = True) -> None:
         super().__init__()
         self.heads, self.attention_dim = heads, attention_dim
-        out_dim = heads * attention_dim
-        self.query = nn.Linear(in_dim, out_dim, bias=False)
-        self.key = nn.Linear(in_dim, out_dim, bias=False)
-        self.value = nn.Linear(in_dim, out_dim, bias=False)
-        self.residual = nn.Linear(in_dim, out_dim, bias=False) if residual else None
-        for linear in (self.query, self.key, self.value, self.residual):
-            if linear is not None:
-                nn.init.xavier_normal_(linear.weight)
+        self.has_residual = residual
+        # W_Q, W_K, W_V (and W_Res) stacked into one projection: one matrix product instead of four.
+        self.projection = nn.Linear(in_dim, (4 if residual else 3) * self.out_dim, bias=False)
+        for block in self.projection.weight.split(self.out_dim):
+            nn.init.xavier_normal_(block)
 
     @property
     def out_dim(self) -> int:
         return self.heads * self.attention_dim
 
+    def projections(self, embeddings: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """(query, key, value[, residual]), each (batch, fields, heads * attention_dim)."""
+        return self.projection(embeddings).split(self.out_dim, dim=-1)
+
     def forward(self, embeddings: torch.Tensor) -> torch.Tensor:
         batch, fields, _ = embeddings.shape
+        parts = self.projections(embeddings)
 
         def split_heads(t: torch.Tensor) -> torch.Tensor:
-            return t.view(batch, fields, self.heads, self.attention_dim).transpose(1, 2)
+            return t.reshape(batch, fields, self.heads, self.attention_dim).transpose(1, 2)
 
-        query, key, value = (split_heads(f(embeddings)) for f in (self.query, self.key, self.value))
+        query, key, value = (split_heads(t) for t in parts[:3])
         attention = torch.softmax(query @ key.transpose(-1, -2), dim=-1)
         out = (attention @ value).transpose(1, 2).reshape(batch, fields, self.out_dim)
-        if self.residual is not None:
-            out = out + self.residual(embeddings)
+        if self.has_residual:
+            out = out + parts[3]
         return torch.relu(out)

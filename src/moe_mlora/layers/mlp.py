@@ -13,6 +13,8 @@ from typing import Protocol
 import torch
 from torch import nn
 
+from moe_mlora.layers.dropout import FastDropout
+
 
 class TowerAdapter(Protocol):
     """What a tower asks of an adapter: routing weights once per batch, then a correction per layer."""
@@ -32,7 +34,7 @@ class Tower(nn.Module):
         for linear in self.linears:
             nn.init.xavier_normal_(linear.weight)
             nn.init.zeros_(linear.bias)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = FastDropout(dropout)
         self.adapter: TowerAdapter | None = None
 
     @property

@@ -1,8 +1,8 @@
 """NFM (He & Chua, 2017): linear term plus a DNN over bi-interaction pooling of the embeddings."""
 
 import torch
-from torch import nn
 
+from moe_mlora.layers.dropout import FastDropout
 from moe_mlora.layers.interactions import BiInteractionPooling
 from moe_mlora.models.base import CTRModel, output_layer
 
@@ -14,7 +14,7 @@ class NFM(CTRModel):
     def __init__(self, spec, config) -> None:
         super().__init__(spec, config)
         self.bi_interaction = BiInteractionPooling()
-        self.bi_dropout = nn.Dropout(config.bi_dropout)
+        self.bi_dropout = FastDropout(config.bi_dropout)
         self.tower = self.make_tower(config.embedding_dim)
         self.head = output_layer(self.tower.out_dim)
 

@@ -54,6 +54,10 @@ class FitResult:
     total_parameters: int = 0
     note: str = ""
 
+    @classmethod
+    def from_dict(cls, data: dict) -> "FitResult":
+        return cls(**{**data, "history": [EpochRecord(**record) for record in data["history"]]})
+
 
 class TrainingDiverged(MoeMloraError):
     """The loss became NaN or infinite."""

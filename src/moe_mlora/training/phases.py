@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
@@ -33,8 +33,7 @@ from moe_mlora.data.prepare import TensorPart
 from moe_mlora.errors import ConfigError
 from moe_mlora.models import CTRModel
 from moe_mlora.training.loop import (
-    EpochRecord, FitResult, TrainConfig, TrainingDiverged, evaluate, fit, iterate_batches, make_optimizer,
-    predict_logits, set_trainable,
+    EpochRecord, FitResult, TrainConfig, TrainingDiverged, evaluate, fit, predict_logits, set_trainable,
 )
 from moe_mlora.training.metrics import Evaluation
 
@@ -104,8 +103,13 @@ def train_approach(
     approach: ApproachConfig,
     config: TrainConfig,
     on_epoch: EpochCallback | None = None,
+    trained_backbone: tuple[dict, FitResult] | None = None,
 ) -> TrainingReport:
-    """Run the approach's phases on `model` (adapters are attached here); the model ends ready for inference."""
+    """Run the approach's phases on `model` (adapters are attached here); the model ends ready for inference.
+
+    `trained_backbone` (a Base run's state dict and its fit result, same seed and settings) stands in for
+    MoE-MLoRA's phase 1, which would reproduce it bitwise.
+    """
     started = time.perf_counter()
     report = TrainingReport(approach.approach)
 
@@ -122,7 +126,13 @@ def train_approach(
     else:
         attach_adapters(model, approach.adapter_config(model.name, len(domain_names)))
         enter_phase(model, MOE_PHASES[0])
-        report.phases.append(run_fit(MOE_PHASES[0], phase_parameters(model, MOE_PHASES[0])))
+        if trained_backbone is None:
+            report.phases.append(run_fit(MOE_PHASES[0], phase_parameters(model, MOE_PHASES[0])))
+        else:
+            state, fit_result = trained_backbone
+            model.load_state_dict(state, strict=False)
+            report.phases.append(replace(fit_result, phase=MOE_PHASES[0],
+                                         note="reused the Base run's backbone (what phase 1 reproduces bitwise)"))
         enter_phase(model, MOE_PHASES[1])
         report.phases.append(train_experts(model, train, valid, domain_names, config,
                                            schedule=approach.phase2_schedule, on_epoch=on_epoch))
@@ -181,18 +191,19 @@ def _train_expert_group(
     phase: str,
     on_epoch: EpochCallback | None,
 ) -> FitResult:
-    """Train the given experts together: a row updates only its own expert (one-hot routing), each expert's
-    loss is the mean over its rows in the batch, and each expert stops (frozen at its best) on its own."""
-    adapters = adapters_of(model)
+    """Train the given experts together, each exactly as if alone: in every iteration each active expert
+    gets its own next batch of up to batch_size rows of its domain (in the same order a one-expert run
+    would draw), its loss is the mean over that batch, and it takes an Adam step with its own step count.
+    The batches of all experts go through one forward pass (one-hot routing keeps them apart). Each
+    expert stops on its own when its domain's validation AUC stops improving, keeping its best weights."""
+    adapter = adapters_of(model)[0]
+    n_experts = adapter.config.n_experts
     trainable = enter_phase(model, MOE_PHASES[1])
-    optimizer = make_optimizer(model, trainable, config)
-    generator = torch.Generator().manual_seed(config.seed)
-    adapter = adapters[0]
+    optimizer = StackedExpertAdam(trainable, n_experts, config.learning_rate)
     train_rows, _ = expert_view(train, adapter)
     valid_rows, _ = expert_view(valid, adapter)
-    train_rows = train_rows.select(torch.nonzero(torch.isin(train_rows.domains, torch.tensor(experts))).squeeze(1))
 
-    active = torch.zeros(adapter.config.n_experts, dtype=torch.bool)
+    active = torch.zeros(n_experts, dtype=torch.bool)
     active[experts] = True
     # The untrained expert (B = 0: exactly the backbone) is epoch 0 of early stopping, so phase 2 never
     # leaves an expert worse on its domain's validation rows than the backbone it started from.
@@ -207,22 +218,22 @@ def _train_expert_group(
         if not active.any():
             break
         epoch_start = time.perf_counter()
-        rows = train_rows.select(torch.nonzero(active[train_rows.domains]).squeeze(1))
         model.train()
-        total = torch.zeros(())
-        with tqdm(total=len(rows), unit="row", unit_scale=True, desc=f"{phase} epoch {epoch}",
-                  disable=not config.progress, leave=False) as bar:
-            for batch in iterate_batches(rows, config.batch_size, "shuffle", generator):
+        total, n_rows = torch.zeros(()), 0
+        with tqdm(total=int(active[train_rows.domains].sum()), unit="row", unit_scale=True,
+                  desc=f"{phase} epoch {epoch}", disable=not config.progress, leave=False) as bar:
+            for batch in _expert_batches(train_rows, active, config.batch_size, config.seed + epoch):
                 per_row = nn.functional.binary_cross_entropy_with_logits(
                     model(batch.codes, batch.domains), batch.labels, reduction="none")
-                counts = torch.bincount(batch.domains, minlength=adapter.config.n_experts).float()
-                loss = (per_row / counts[batch.domains]).sum()  # sum over experts of each expert's batch mean
-                optimizer.zero_grad(set_to_none=True)
+                counts = torch.bincount(batch.domains, minlength=n_experts)
+                loss = (per_row / counts[batch.domains]).sum()  # sum over experts of each one's batch mean
+                optimizer.zero_grad()
                 loss.backward()
-                optimizer.step()
+                optimizer.step(counts > 0)
                 total += per_row.detach().sum()
+                n_rows += len(batch)
                 bar.update(len(batch))
-        train_loss = float(total) / max(len(rows), 1)
+        train_loss = float(total) / max(n_rows, 1)
         if not np.isfinite(train_loss):
             raise TrainingDiverged(f"{phase}: training loss became {train_loss} in epoch {epoch}")
         seconds = time.perf_counter() - epoch_start
@@ -235,9 +246,8 @@ def _train_expert_group(
                 stale[expert] += 1
                 if stale[expert] >= config.patience:
                     active[expert] = False
-                    _silence_momentum(optimizer, trainable, expert)
         record = EpochRecord(epoch, train_loss, float(np.mean(list(scores.values()))), seconds,
-                             len(rows) / max(seconds, 1e-9))
+                             n_rows / max(seconds, 1e-9))
         result.history.append(record)
         if on_epoch:
             on_epoch(phase, record)
@@ -245,9 +255,61 @@ def _train_expert_group(
         _restore_slices(best_slices, trainable, expert)
     result.seconds = time.perf_counter() - started
     result.best_epoch = len(result.history)
-    result.note = f"{sum(best_score[e] > initial_score[e] for e in experts)} of {len(experts)} experts improved on the backbone"
     result.best_valid_wauc = _expert_wauc(model, valid, adapter, config, experts)
+    improved = sum(best_score[e] > initial_score[e] for e in experts)
+    result.note = f"{improved} of {len(experts)} experts improved on the backbone"
     return result
+
+
+def _expert_batches(rows: TensorPart, active: torch.Tensor, batch_size: int, seed: int):
+    """Iteration i holds the i-th batch of every active expert. Row order within an expert depends only on
+    the seed, never on which other experts are active, so parallel and sequential runs draw alike."""
+    noise = torch.rand(len(rows), generator=torch.Generator().manual_seed(seed))
+    chosen = torch.nonzero(active[rows.domains]).squeeze(1)
+    experts = rows.domains[chosen]
+    grouped = chosen[torch.argsort(experts.double() * 2 + noise[chosen].double())]  # by expert, shuffled within
+    sorted_experts = rows.domains[grouped]
+    first = torch.searchsorted(sorted_experts, sorted_experts, right=False)
+    iteration = (torch.arange(len(grouped)) - first) // batch_size
+    order = grouped[torch.argsort(iteration, stable=True)]
+    sizes = torch.bincount(iteration).tolist()
+    start = 0
+    for size in sizes:
+        yield rows.select(order[start:start + size])
+        start += size
+
+
+class StackedExpertAdam:
+    """Adam for tensors stacked along a leading expert dimension, with one step count per expert, that
+    updates only the experts present in a step. torch's Adam keeps one step count per tensor, which would
+    give every expert the bias correction of the busiest one's schedule. Same update rule as torch.optim.Adam."""
+
+    def __init__(self, params: list[nn.Parameter], n_experts: int, lr: float,
+                 betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8) -> None:
+        self.params, self.lr, self.betas, self.eps = params, lr, betas, eps
+        self.steps = torch.zeros(n_experts, dtype=torch.float64)
+        self.first = [torch.zeros_like(p) for p in params]
+        self.second = [torch.zeros_like(p) for p in params]
+
+    def zero_grad(self) -> None:
+        for parameter in self.params:
+            parameter.grad = None
+
+    @torch.no_grad()
+    def step(self, present: torch.Tensor) -> None:
+        beta1, beta2 = self.betas
+        self.steps += present.double()
+        correction1 = (1 - beta1 ** self.steps).clamp_min(1e-12)
+        correction2 = (1 - beta2 ** self.steps).clamp_min(1e-12).sqrt()
+        for parameter, first, second in zip(self.params, self.first, self.second):
+            shape = (-1,) + (1,) * (parameter.dim() - 1)
+            mask = present.view(shape)
+            grad = parameter.grad if parameter.grad is not None else torch.zeros_like(parameter)
+            first.copy_(torch.where(mask, beta1 * first + (1 - beta1) * grad, first))
+            second.copy_(torch.where(mask, beta2 * second + (1 - beta2) * grad * grad, second))
+            denominator = second.sqrt() / correction2.to(parameter.dtype).view(shape) + self.eps
+            update = (self.lr / correction1.to(parameter.dtype)).view(shape) * first / denominator
+            parameter.sub_(torch.where(mask, update, torch.zeros_like(update)))
 
 
 def _per_expert_scores(model: CTRModel, valid_rows: TensorPart, experts: list[int], config: TrainConfig) -> dict[int, float]:
@@ -293,12 +355,3 @@ def _restore_slices(store: dict[int, list[torch.Tensor]], trainable: list[nn.Par
     with torch.no_grad():
         for parameter, saved in zip(trainable, store[expert]):
             parameter[expert].copy_(saved)
-
-
-def _silence_momentum(optimizer: torch.optim.Optimizer, trainable: list[nn.Parameter], expert: int) -> None:
-    """A stopped expert gets no more rows, so zero gradients; with its first moment zeroed too, Adam's
-    update for it is exactly zero and the expert stays as it is."""
-    for parameter in trainable:
-        state = optimizer.state.get(parameter)
-        if state and "exp_avg" in state:
-            state["exp_avg"][expert].zero_()

@@ -1,0 +1,145 @@
+"""Run many configs: skip those already recorded, record each as soon as it ends, survive failures.
+
+Processes come from the standard library's ProcessPoolExecutor on one machine, or from Ray on a cluster
+(`pip install 'moe-mlora[ray]'`, then --backend ray). Each finished run is its own result.json, written
+atomically, so killing a sweep at any moment loses at most the runs in flight.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+import traceback
+from collections.abc import Iterator
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from dataclasses import dataclass, field
+from multiprocessing import get_context
+from pathlib import Path
+
+import torch
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from moe_mlora.data import prepare_dataset
+from moe_mlora.errors import ConfigError, MoeMloraError
+from moe_mlora.experiments.run import RunConfig, execute_run, read_record, write_json, RESULT_FILE
+
+BACKENDS = ("process", "ray")
+
+
+@dataclass
+class SweepSummary:
+    total: int
+    skipped: int = 0
+    finished: int = 0
+    failed: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+def pending_configs(configs: list[RunConfig], results_dir: Path, retry_failed: bool = False) -> list[RunConfig]:
+    unique = list({config.key(): config for config in configs}.values())
+    pending = []
+    for config in unique:
+        record = read_record(config.run_dir(results_dir))
+        if record is None or (retry_failed and record.get("status") == "failed"):
+            pending.append(config)
+    return pending
+
+
+def run_one(config_data: dict, results_dir: str, data_dir: str | None) -> tuple[str, str, str]:
+    """Worker entry: train one config, or record why it failed. Returns (label, status, error)."""
+    config = RunConfig.from_dict(config_data)
+    try:
+        execute_run(config, Path(results_dir), data_dir=Path(data_dir) if data_dir else None)
+        return config.label, "ok", ""
+    except Exception as exc:  # noqa: BLE001 - a failed run is recorded and the sweep goes on
+        error = f"{type(exc).__name__}: {exc}"
+        write_json(config.run_dir(Path(results_dir)) / RESULT_FILE, {
+            "status": "failed", "key": config.key(), "label": config.label, "config": config.to_dict(),
+            "error": error, "traceback": traceback.format_exc(limit=8),
+        })
+        return config.label, "failed", error
+
+
+def _init_worker(threads: int) -> None:
+    torch.set_num_threads(threads)
+
+
+def run_sweep(
+    configs: list[RunConfig],
+    results_dir: Path,
+    *,
+    workers: int | None = None,
+    backend: str = "process",
+    retry_failed: bool = False,
+    data_dir: Path | None = None,
+    console: Console | None = None,
+) -> SweepSummary:
+    if backend not in BACKENDS:
+        raise ConfigError(f"backend must be one of {BACKENDS}")
+    console = console or Console(stderr=True)
+    results_dir.mkdir(parents=True, exist_ok=True)
+    todo = pending_configs(configs, results_dir, retry_failed)
+    summary = SweepSummary(total=len({c.key() for c in configs}))
+    summary.skipped = summary.total - len(todo)
+    if summary.skipped:
+        console.print(f"{summary.skipped} of {summary.total} runs already recorded in {results_dir}: skipped")
+    if not todo:
+        return summary
+    for data in {c.data for c in todo}:  # encode each dataset once, before workers race to do it
+        try:
+            prepare_dataset(data, data_dir)
+        except MoeMloraError as exc:
+            console.print(f"[red]{data.dataset}:{data.split_by}[/]: {exc} (its runs will be recorded as failed)")
+    cores = os.cpu_count() or 1
+    workers = max(1, min(workers or cores, cores, len(todo)))
+    started = time.perf_counter()
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+               TextColumn("ETA"), TimeRemainingColumn())
+    with Progress(*columns, console=console) as progress:
+        task = progress.add_task("", total=len(todo))
+
+        def describe(running: int) -> None:
+            progress.update(task, description=f"sweep: {summary.finished} done, {running} running, {len(summary.failed)} failed")
+
+        describe(0)
+        runner = _ray_results if backend == "ray" else _process_results
+        for label, status, error, running in runner(todo, results_dir, data_dir, workers, max(1, cores // workers)):
+            if status == "ok":
+                summary.finished += 1
+            else:
+                summary.failed.append(f"{label}: {error}")
+                console.print(f"[red]failed[/] {label}: {error}", highlight=False)
+            progress.advance(task)
+            describe(running)
+    summary.seconds = time.perf_counter() - started
+    with (results_dir / "sweeps.jsonl").open("a") as log:
+        log.write(json.dumps({"ended": time.strftime("%Y-%m-%dT%H:%M:%S"), "seconds": summary.seconds,
+                              "runs": len(todo), "finished": summary.finished, "failed": len(summary.failed),
+                              "workers": workers, "backend": backend}) + "\n")
+    return summary
+
+
+def _process_results(todo, results_dir, data_dir, workers, threads) -> Iterator[tuple[str, str, str, int]]:
+    context = get_context("spawn")  # no forked copies of torch's thread pools
+    with ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker, initargs=(threads,)) as pool:
+        futures = {pool.submit(run_one, c.to_dict(), str(results_dir), str(data_dir) if data_dir else None)
+                   for c in todo}
+        while futures:
+            done, futures = wait(futures, return_when=FIRST_COMPLETED)
+            for future in done:
+                yield (*future.result(), min(workers, len(futures)))
+
+
+def _ray_results(todo, results_dir, data_dir, workers, threads) -> Iterator[tuple[str, str, str, int]]:
+    try:
+        import ray
+    except ImportError:
+        raise ConfigError("the ray backend needs Ray: pip install 'moe-mlora[ray]'") from None
+    ray.init(address=os.environ.get("RAY_ADDRESS"), ignore_reinit_error=True)
+    remote = ray.remote(num_cpus=threads)(run_one)
+    pending = [remote.remote(c.to_dict(), str(results_dir), str(data_dir) if data_dir else None) for c in todo]
+    while pending:
+        done, pending = ray.wait(pending, num_returns=1)
+        yield (*ray.get(done[0]), len(pending))

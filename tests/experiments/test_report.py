@@ -1,0 +1,70 @@
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats
+
+from moe_mlora.experiments.report import PAPER_MODELS, PAPER_TABLE1, build_table1, summarise, table1_markdown
+
+
+def paper_records() -> pd.DataFrame:
+    """The paper's Table 1 as run records (one seed): ML splits under movielens-1m, Taobao under taobao."""
+    rows = []
+    for key, approaches in PAPER_TABLE1.items():
+        dataset = "movielens-1m" if key.startswith("movielens") else "taobao"
+        split = key.replace("movielens", "movielens-1m")
+        for name, values in approaches.items():
+            approach = {"Base": "base", "MLoRA": "mlora", "MoE-MLoRA": "moe-mlora"}[name]
+            for model, value in zip(PAPER_MODELS, values):
+                rows.append({"split": split, "dataset": dataset, "model": model, "approach": approach, "k": 1,
+                             "seed": 1, "status": "ok", "wauc": value})
+    return pd.DataFrame(rows)
+
+
+def test_delta_and_avg_delta_reproduce_the_papers_own_rows():
+    table = build_table1(paper_records())
+    # The paper's Δ rows (rounded to 0.01).
+    assert table.deltas[("movielens-1m-gender", "wdl")].mean == pytest.approx(0.05, abs=1e-9)
+    assert table.deltas[("taobao-theme-10", "autoint")].mean == pytest.approx(2.80, abs=1e-9)
+    assert table.row_average[("movielens-1m-occupation", "delta")] == pytest.approx(0.11, abs=0.006)
+    assert table.row_average[("taobao-theme-20", "delta")] == pytest.approx(1.45, abs=0.006)
+    # The paper's Avg(Δ) row: each dataset's splits averaged, then the two datasets.
+    paper_avg_delta = [0.73, 0.21, 0.88, 0.77, 1.12, 0.13, 1.22, 0.54]
+    for model, expected in zip(PAPER_MODELS, paper_avg_delta):
+        assert table.avg_delta[model] == pytest.approx(expected, abs=0.006), model
+    assert table.overall_avg_delta == pytest.approx(0.70, abs=0.006)
+    # The Avg column of a row is the mean over the eight models.
+    assert table.row_average[("movielens-1m-gender", "base")] == pytest.approx(80.30, abs=0.006)
+
+
+def test_avg_delta_weights_datasets_not_splits():
+    records = paper_records()
+    table = build_table1(records)
+    naive = np.mean([table.deltas[(s, "wdl")].mean for s in table.splits])  # every split equal
+    assert not math.isclose(naive, table.avg_delta["wdl"], abs_tol=1e-3)
+
+
+def test_mean_and_95_percent_interval_over_seeds():
+    cell = summarise(np.array([80.0, 81.0, 82.5]))
+    half = stats.t.ppf(0.975, 2) * np.std([80.0, 81.0, 82.5], ddof=1) / math.sqrt(3)
+    assert cell.mean == pytest.approx(81.1666666) and cell.ci95 == pytest.approx(half) and cell.n == 3
+    assert summarise(np.array([80.0])).ci95 is None
+
+
+def test_delta_is_paired_by_seed_with_a_t_test():
+    rows = []
+    for seed, (mlora, moe) in enumerate([(80.0, 80.5), (81.0, 81.2), (79.0, 79.9)], start=1):
+        rows += [{"split": "s", "dataset": "d", "model": "wdl", "approach": "mlora", "k": 1, "seed": seed, "status": "ok", "wauc": mlora},
+                 {"split": "s", "dataset": "d", "model": "wdl", "approach": "moe-mlora", "k": 1, "seed": seed, "status": "ok", "wauc": moe},
+                 {"split": "s", "dataset": "d", "model": "wdl", "approach": "base", "k": 1, "seed": seed, "status": "ok", "wauc": 80.0}]
+    delta = build_table1(pd.DataFrame(rows)).deltas[("s", "wdl")]
+    assert delta.mean == pytest.approx(np.mean([0.5, 0.2, 0.9]))
+    assert delta.p_value == pytest.approx(stats.ttest_rel([80.5, 81.2, 79.9], [80.0, 81.0, 79.0]).pvalue)
+
+
+def test_markdown_has_the_papers_layout():
+    text = table1_markdown(build_table1(paper_records()))
+    assert "| Dataset | Approach | wdl | nfm | autoint | pnn | dcn | fibinet | deepfm | xdeepfm | Avg |" in text
+    assert "| | Δ | +0.05 | -0.13 |" in text
+    assert text.strip().splitlines()[-1].startswith("| – | Avg(Δ) | +0.73 | +0.21 |")
