@@ -129,10 +129,6 @@ class TowerAdapter(nn.Module):
                          if config.kind == "moe-mlora" else None)
         self.mode = AdapterMode.DOMAIN if config.kind == "mlora" else AdapterMode.MIXTURE
 
-    def expert_domains(self) -> torch.Tensor:
-        """Domain of each expert: expert e belongs to domain e mod n_domains."""
-        return torch.arange(self.config.n_experts) % self.config.n_domains
-
     def routing(self, ids: torch.Tensor) -> torch.Tensor | None:
         if self.mode is AdapterMode.BACKBONE:
             return None

@@ -6,7 +6,7 @@ import hashlib
 import json
 import logging
 import os
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -199,6 +199,3 @@ def _load_cached(path: Path) -> EncodedDataset:
             archive["labels"], archive["split"], meta["synthetic"], meta["notes"],
         )
 
-
-def with_overrides(config: DatasetConfig, **changes) -> DatasetConfig:
-    return replace(config, **{key: value for key, value in changes.items() if value is not None})

@@ -16,7 +16,7 @@ from torch import nn
 from moe_mlora.layers.dropout import FastDropout
 
 
-class TowerAdapter(Protocol):
+class AdapterHook(Protocol):
     """What a tower asks of an adapter: routing weights once per batch, then a correction per layer."""
 
     def routing(self, domains: torch.Tensor) -> torch.Tensor | None: ...
@@ -35,7 +35,7 @@ class Tower(nn.Module):
             nn.init.xavier_normal_(linear.weight)
             nn.init.zeros_(linear.bias)
         self.dropout = FastDropout(dropout)
-        self.adapter: TowerAdapter | None = None
+        self.adapter: AdapterHook | None = None
 
     @property
     def in_dim(self) -> int:

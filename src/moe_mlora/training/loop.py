@@ -131,6 +131,31 @@ def set_trainable(model: nn.Module, trainable: list[nn.Parameter]) -> None:
         parameter.requires_grad_(id(parameter) in keep)
 
 
+def train_epoch(
+    model: nn.Module,
+    train: TensorPart,
+    optimizer: torch.optim.Optimizer,
+    config: TrainConfig,
+    batch_order: str,
+    generator: torch.Generator,
+    description: str = "epoch",
+) -> float:
+    """One pass over `train`; returns the mean training loss."""
+    model.train()
+    loss_fn = nn.BCEWithLogitsLoss()
+    total_loss = torch.zeros(())
+    with tqdm(total=len(train), unit="row", unit_scale=True, desc=description,
+              disable=not config.progress, leave=False) as bar:
+        for batch in iterate_batches(train, config.batch_size, batch_order, generator):
+            loss = loss_fn(model(batch.codes, batch.domains), batch.labels)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            total_loss += loss.detach() * len(batch)
+            bar.update(len(batch))
+    return float(total_loss) / len(train)
+
+
 def fit(
     model: nn.Module,
     train: TensorPart,
@@ -148,26 +173,15 @@ def fit(
     set_trainable(model, trainable)
     optimizer = make_optimizer(model, trainable, config)
     generator = torch.Generator().manual_seed(config.seed)
-    loss_fn = nn.BCEWithLogitsLoss()
     result = FitResult(phase, trainable_parameters=sum(p.numel() for p in trainable),
                        total_parameters=sum(p.numel() for p in model.parameters()))
     best_state = copy.deepcopy(model.state_dict())
     best_wauc, stale = -np.inf, 0
     started = time.perf_counter()
     for epoch in range(1, config.max_epochs + 1):
-        model.train()
         epoch_start = time.perf_counter()
-        total_loss = torch.zeros(())
-        with tqdm(total=len(train), unit="row", unit_scale=True, desc=f"{phase} epoch {epoch}",
-                  disable=not config.progress, leave=False) as bar:
-            for batch in iterate_batches(train, config.batch_size, batch_order, generator):
-                loss = loss_fn(model(batch.codes, batch.domains), batch.labels)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                total_loss += loss.detach() * len(batch)
-                bar.update(len(batch))
-        train_loss = float(total_loss) / len(train)
+        train_loss = train_epoch(model, train, optimizer, config, batch_order, generator,
+                                 description=f"{phase} epoch {epoch}")
         if not np.isfinite(train_loss):
             raise TrainingDiverged(f"{phase}: training loss became {train_loss} in epoch {epoch}")
         seconds = time.perf_counter() - epoch_start
