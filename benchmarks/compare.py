@@ -108,7 +108,8 @@ def worker_deepctr(task: dict) -> dict:
 
 
 def worker_moe_forward(task: dict) -> dict:
-    """Inference time per row of DeepFM: Base vs MoE-MLoRA (gate mixing all experts)."""
+    """Inference time per row of DeepFM, Base vs MoE-MLoRA (the gate mixing all k * domains experts),
+    interleaving the variants over `repeats` rounds in one process."""
     from moe_mlora.adapters import AdapterConfig, attach_adapters
     from moe_mlora.data.prepare import TensorPart
     from moe_mlora.features import FeatureSpec
@@ -118,14 +119,20 @@ def worker_moe_forward(task: dict) -> dict:
     codes, labels, cards, n_domains = synthetic_table(200_000, task["domains"])
     spec = FeatureSpec(("user_id", "item_id", "domain"), tuple(cards), tuple(map(str, range(n_domains))))
     part = TensorPart(torch.from_numpy(codes), torch.from_numpy(codes[:, 2].copy()), torch.from_numpy(labels))
-    torch.manual_seed(0)
-    model = build_model("deepfm", spec)
-    if task["k"]:
-        attach_adapters(model, AdapterConfig("moe-mlora", n_domains, task["k"], lora_reduce=32))
-    predict_logits(model, part.select(torch.arange(20_000)), INFER_BATCH)  # warm-up
-    start = time.perf_counter()
-    predict_logits(model, part, INFER_BATCH)
-    return {"us_per_row": (time.perf_counter() - start) / len(part) * 1e6}
+    models = {}
+    for k in (0, 1, 2, 3, 4):
+        torch.manual_seed(0)
+        models[k] = build_model("deepfm", spec)
+        if k:
+            attach_adapters(models[k], AdapterConfig("moe-mlora", n_domains, k, lora_reduce=32))
+        predict_logits(models[k], part.select(torch.arange(20_000)), INFER_BATCH)  # warm-up
+    timings: dict[int, list[float]] = {k: [] for k in models}
+    for _ in range(task["repeats"]):
+        for k, model in models.items():
+            start = time.perf_counter()
+            predict_logits(model, part, INFER_BATCH)
+            timings[k].append((time.perf_counter() - start) / len(part) * 1e6)
+    return {str(k): v for k, v in timings.items()}
 
 
 def worker_phases(task: dict) -> dict:
@@ -237,9 +244,10 @@ def compare(datasets: list[str], models: list[str], repeats: int) -> list[dict]:
 def moe_forward(repeats: int) -> list[dict]:
     rows = []
     for domains in (2, 7, 21):
-        base = summary([run_worker({"kind": "moe_forward", "domains": domains, "k": 0})["us_per_row"] for _ in range(repeats)])
+        timings = run_worker({"kind": "moe_forward", "domains": domains, "repeats": repeats})
+        base = summary(timings["0"])
         for k in (1, 2, 3, 4):
-            moe = summary([run_worker({"kind": "moe_forward", "domains": domains, "k": k})["us_per_row"] for _ in range(repeats)])
+            moe = summary(timings[str(k)])
             rows.append({"domains": domains, "k": k, "base_us_per_row": base, "moe_us_per_row": moe,
                          "ratio": moe["median"] / base["median"]})
             print(f"moe forward {domains} domains k={k}: {rows[-1]['ratio']:.2f}x", file=sys.stderr, flush=True)

@@ -111,7 +111,7 @@ class Table1:
 
 def build_table1(records: pd.DataFrame) -> Table1:
     ok = records[(records["status"] == "ok") & (records["k"] == 1)]
-    splits = list(dict.fromkeys(ok["split"]))
+    splits = sorted(dict.fromkeys(ok["split"]), key=_paper_order)
     models = [m for m in PAPER_MODELS if m in set(ok["model"])]
     table = Table1(splits, models, dataset_of=dict(zip(ok["split"], ok["dataset"])))
     for split in splits:
@@ -130,6 +130,15 @@ def build_table1(records: pd.DataFrame) -> Table1:
     table.overall_avg_delta = _mean([_mean([table.row_average[(s, "delta")] for s in splits if table.dataset_of[s] == d])
                                      for d in datasets])
     return table
+
+
+def _paper_order(split: str) -> tuple:
+    """Datasets as found, then MovieLens splits as the paper lists them (gender, age, occupation), themes by count."""
+    for index, field_name in enumerate(("gender", "age", "occupation")):
+        if split.endswith(f"-{field_name}"):
+            return (split.removesuffix(f"-{field_name}"), index)
+    head, _, count = split.rpartition("-")
+    return (head, int(count) if count.isdigit() else 0)
 
 
 def paired_delta(rows: pd.DataFrame) -> Cell:
