@@ -219,11 +219,16 @@ def experts_frame(records: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def experts_split(frame: pd.DataFrame) -> str:
+    """The split Figure 2 is about: the one with the most values of k."""
+    return frame.groupby("split")["k"].nunique().idxmax()
+
+
 def plot_experts(frame: pd.DataFrame, path: Path) -> Path | None:
     """The paper's Figure 2: WAUC vs total experts, one line per model (split with the most k values)."""
     if frame.empty:
         return None
-    split = frame.groupby("split")["k"].nunique().idxmax()
+    split = experts_split(frame)
     data = frame[frame.split == split]
     if data["k"].nunique() < 2:
         return None
@@ -275,8 +280,9 @@ def write_report(results_dir: Path, out_dir: Path | None = None) -> dict[str, Pa
     figure = plot_experts(experts, out_dir / "figure2.png") if not experts.empty else None
     if figure:
         written["figure2"] = figure
-        pivot = experts.pivot_table(index="model", columns="total_experts", values="wauc")
-        sections += ["## Figure 2: WAUC (%) vs total experts", "", "![Figure 2](figure2.png)", "",
+        split = experts_split(experts)
+        pivot = experts[experts.split == split].pivot_table(index="model", columns="total_experts", values="wauc")
+        sections += [f"## Figure 2: MoE-MLoRA test WAUC (%) vs total experts ({split})", "", "![Figure 2](figure2.png)", "",
                      pivot.round(2).to_markdown() if _has_tabulate() else pivot.round(2).to_string(), ""]
     failed = records[records.status == "failed"]
     if not failed.empty:
