@@ -139,3 +139,51 @@ def test_one_adapter_module_serves_every_backbone():
         model = build_model(name, SPEC)
         attach_adapters(model, AdapterConfig("mlora", 3))
         assert len(adapters_of(model)) == 1
+
+
+def with_random_adapters(model, config):
+    """Non-zero adapters (a fresh one is an exact no-op), so merged and unmerged paths can disagree."""
+    attach_adapters(model, config)
+    g = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for adapter in adapters_of(model):
+            for parameter in adapter.parameters():
+                parameter.copy_(torch.randn(parameter.shape, generator=g) * 0.3)
+    return model
+
+
+@pytest.mark.parametrize("kind, k", [("mlora", 1), ("moe-mlora", 1), ("moe-mlora", 3)])
+@pytest.mark.parametrize("name", ["deepfm", "nfm", "xdeepfm"])
+def test_inference_with_per_domain_merged_layers_matches_the_two_gemm_path(name, kind, k):
+    torch.manual_seed(0)
+    # Widths 30/17/6 are not multiples of 4: the merged weights are zero-padded for grouped_mm.
+    model = build_model(name, SPEC, dnn_hidden=(30, 17, 6)).eval()
+    with_random_adapters(model, AdapterConfig(kind, 3, k, rank=3))
+    codes, _ = batch(200)
+    domains = codes[:, -1] % 2  # domain 2 absent from the batch: an empty group
+    reference = model(codes, domains)  # grad enabled: the training path
+    with torch.no_grad():
+        merged = model(codes, domains)
+    assert model.tower.adapter._merged is not None, "inference did not take the merged path"
+    torch.testing.assert_close(merged, reference, rtol=1e-5, atol=1e-5)
+
+
+def test_merged_layers_follow_parameter_updates():
+    torch.manual_seed(0)
+    model = build_model("deepfm", SPEC).eval()
+    with_random_adapters(model, AdapterConfig("moe-mlora", 3, 2, lora_reduce=16))
+    codes, domains = batch()
+    with torch.no_grad():
+        before = model(codes, domains)
+        model.tower.adapter.gate.to_experts.bias[0] += 2.0  # in place, as an optimizer step
+        after = model(codes, domains)
+    assert not torch.allclose(before, after)
+    torch.testing.assert_close(after, model(codes, domains).detach(), rtol=1e-5, atol=1e-5)
+
+
+def test_unseen_domain_is_a_clear_error_at_inference_too():
+    model = build_model("deepfm", SPEC).eval()
+    attach_adapters(model, AdapterConfig("moe-mlora", 3))
+    codes, _ = batch()
+    with torch.no_grad(), pytest.raises(ConfigError, match="domain id 5 is unknown"):
+        model(codes, torch.full((len(codes),), 5))

@@ -14,7 +14,9 @@ weights g (batch x E):
 
 Experts are stacked tensors, so one routing of any kind costs two matrix products per layer
 (x @ A_all, then (z * g) @ B_all), with no Python loop over domains or experts. One-hot routing gives
-excluded experts an exact zero contribution and exactly zero gradient.
+excluded experts an exact zero contribution and exactly zero gradient. At inference, where the routing
+depends on the domain alone (MLoRA, the mixture), each domain's experts are folded into its own copy of
+every layer (the LoRA merge, per domain), so the adapted tower costs what the bare one does.
 
 Initialisation follows LoRA: A Glorot, B and c zeros, so a fresh adapter leaves the backbone unchanged.
 """
@@ -31,7 +33,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from moe_mlora.errors import ConfigError, DataError
-from moe_mlora.layers.mlp import Tower
+from moe_mlora.layers.mlp import DomainLayer, Tower, padded
 
 ADAPTER_WEIGHTS, ADAPTER_CONFIG = "adapter.safetensors", "adapter.json"
 
@@ -128,20 +130,60 @@ class TowerAdapter(nn.Module):
             self.gate = (DomainGate(config.n_domains, config.n_experts, config.gate_embedding_dim)
                          if config.kind == "moe-mlora" else None)
         self.mode = AdapterMode.DOMAIN if config.kind == "mlora" else AdapterMode.MIXTURE
+        self._merged: tuple[tuple, list[DomainLayer]] | None = None  # (parameter versions, layers)
 
-    def routing(self, ids: torch.Tensor) -> torch.Tensor | None:
-        if self.mode is AdapterMode.BACKBONE:
-            return None
+    def _check_ids(self, ids: torch.Tensor) -> None:
         limit = self.config.n_experts if self.mode is AdapterMode.EXPERT else self.config.n_domains
         if ids.numel() and (int(ids.max()) >= limit or int(ids.min()) < 0):
             what = "expert" if self.mode is AdapterMode.EXPERT else "domain"
             raise ConfigError(f"{what} id {int(ids.max())} is unknown: the adapter was built for {limit} {what}s")
+
+    def routing(self, ids: torch.Tensor) -> torch.Tensor | None:
+        if self.mode is AdapterMode.BACKBONE:
+            return None
+        self._check_ids(ids)
         if self.mode is AdapterMode.MIXTURE:
             return self.gate(ids)
         return nn.functional.one_hot(ids, self.config.n_experts).to(self.experts.down[0].dtype)
 
     def delta(self, layer: int, inputs: torch.Tensor, routing: torch.Tensor | None) -> torch.Tensor | None:
         return None if routing is None else self.experts(layer, inputs, routing)
+
+    def per_domain_layers(self, domains: torch.Tensor, linears: nn.ModuleList) -> list[DomainLayer] | None:
+        """For inference: every layer with each domain's routed experts folded in, W_l + sum_e g_{d,e} A_e B_e.
+
+        Only where the routing depends on the domain alone (MLoRA, MoE-MLoRA's mixture). The adapted tower
+        then costs what the bare one does, whatever the number of experts. Cached until a parameter changes.
+        """
+        if self.mode not in (AdapterMode.DOMAIN, AdapterMode.MIXTURE):
+            return None
+        self._check_ids(domains)
+        parameters = [*linears.parameters(), *self.parameters()]
+        key = (self.mode, tuple((p.data_ptr(), p._version) for p in parameters))
+        if self._merged is None or self._merged[0] != key:
+            self._merged = (key, self._merge(linears))
+        return self._merged[1]
+
+    def _merge(self, linears: nn.ModuleList) -> list[DomainLayer]:
+        n_domains, n_experts = self.config.n_domains, self.config.n_experts
+        reference = linears[0].weight
+        ids = torch.arange(n_domains, device=reference.device)
+        table = (self.gate(ids) if self.mode is AdapterMode.MIXTURE
+                 else nn.functional.one_hot(ids, n_experts).to(reference.dtype))  # (domains, E)
+        layers = []
+        for index, linear in enumerate(linears):
+            down, up, bias = self.experts.down[index], self.experts.up[index], self.experts.bias[index]
+            _, in_dim, rank = down.shape
+            out_dim = up.shape[2]
+            routed_up = (table[:, :, None, None] * up).reshape(n_domains, n_experts * rank, out_dim)
+            flat_down = down.permute(1, 0, 2).reshape(in_dim, n_experts * rank)
+            in_padded, out_padded = padded(in_dim, reference.dtype), padded(out_dim, reference.dtype)
+            weight = reference.new_zeros(n_domains, in_padded, out_padded)
+            weight[:, :in_dim, :out_dim] = linear.weight.T + flat_down @ routed_up
+            merged_bias = reference.new_zeros(n_domains, out_padded)
+            merged_bias[:, :out_dim] = linear.bias + table @ bias
+            layers.append(DomainLayer(weight, merged_bias))
+        return layers
 
     def expert_parameters(self) -> list[nn.Parameter]:
         return list(self.experts.parameters())

@@ -4,16 +4,23 @@ Each layer computes ReLU(Dropout(W x + b) + adapter(x)): the adapter (MLoRA or M
 moe_mlora.adapters) adds a low-rank, domain-dependent correction beside the frozen or shared backbone
 branch. With no adapter attached the tower is a plain DNN (dropout before the ReLU equals dropout after
 it, since dropout scales by a positive factor and ReLU(0) = 0).
+
+At inference, when the adapter's routing depends on the domain alone, the adapter may instead fold each
+domain's correction into that domain's own copy of every layer; the tower then sorts the rows by domain
+and runs one grouped matrix product per layer, which costs what the bare backbone costs.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Protocol
 
 import torch
 from torch import nn
 
 from moe_mlora.layers.dropout import FastDropout
+
+_GROUPED_MM = getattr(nn.functional, "grouped_mm", None)
 
 
 class AdapterHook(Protocol):
@@ -22,6 +29,45 @@ class AdapterHook(Protocol):
     def routing(self, domains: torch.Tensor) -> torch.Tensor | None: ...
 
     def delta(self, layer: int, inputs: torch.Tensor, routing: torch.Tensor | None) -> torch.Tensor | None: ...
+
+    def per_domain_layers(self, domains: torch.Tensor, linears: nn.ModuleList) -> list[DomainLayer] | None: ...
+
+
+@dataclass(frozen=True)
+class DomainLayer:
+    """One tower layer merged per domain, zero-padded to the alignment grouped_mm needs (see per_domain_forward)."""
+
+    weight: torch.Tensor  # (n_domains, in_padded, out_padded)
+    bias: torch.Tensor  # (n_domains, out_padded)
+
+
+def grouped_mm_supports(inputs: torch.Tensor) -> bool:
+    """The per-domain path needs torch's grouped_mm (torch >= 2.9); it is used on CPU, where it pays off."""
+    return _GROUPED_MM is not None and inputs.device.type == "cpu" and inputs.dtype in (torch.float32, torch.float64)
+
+
+def padded(size: int, dtype: torch.dtype) -> int:
+    """grouped_mm wants every stride a multiple of 16 bytes."""
+    align = max(1, 16 // torch.empty((), dtype=dtype).element_size())
+    return -(-size // align) * align
+
+
+def per_domain_forward(inputs: torch.Tensor, domains: torch.Tensor, layers: list[DomainLayer], out_dim: int) -> torch.Tensor:
+    """ReLU MLP with a separate weight per domain: rows sorted by domain, one grouped GEMM per layer.
+
+    Zero padding is exact: padded input columns meet zero weight rows, padded output columns get zero
+    weight and bias, so they stay 0 through every ReLU.
+    """
+    n_domains, in_padded = layers[0].weight.shape[:2]
+    order = torch.argsort(domains, stable=True)
+    sorted_domains = domains[order]
+    offsets = torch.cumsum(torch.bincount(domains, minlength=n_domains), 0).to(torch.int32)
+    hidden = nn.functional.pad(inputs[order], (0, in_padded - inputs.shape[1]))
+    for layer in layers:
+        hidden = torch.relu(_GROUPED_MM(hidden, layer.weight, offs=offsets) + layer.bias[sorted_domains])
+    restored = torch.empty_like(order)
+    restored[order] = torch.arange(len(order), device=order.device)
+    return hidden[restored, :out_dim]
 
 
 class Tower(nn.Module):
@@ -52,6 +98,10 @@ class Tower(nn.Module):
 
     def forward(self, inputs: torch.Tensor, domains: torch.Tensor) -> torch.Tensor:
         adapter = self.adapter
+        if adapter is not None and not self.training and not torch.is_grad_enabled() and grouped_mm_supports(inputs):
+            layers = adapter.per_domain_layers(domains, self.linears)
+            if layers is not None:
+                return per_domain_forward(inputs, domains, layers, self.out_dim)
         routing = adapter.routing(domains) if adapter is not None else None
         hidden = inputs
         for index, linear in enumerate(self.linears):
