@@ -180,9 +180,9 @@ class TowerAdapter(nn.Module):
             in_padded, out_padded = padded(in_dim, reference.dtype), padded(out_dim, reference.dtype)
             weight = reference.new_zeros(n_domains, in_padded, out_padded)
             weight[:, :in_dim, :out_dim] = linear.weight.T + flat_down @ routed_up
-            merged_bias = reference.new_zeros(n_domains, out_padded)
-            merged_bias[:, :out_dim] = linear.bias + table @ bias
-            layers.append(DomainLayer(weight, merged_bias))
+            weight[:, in_dim, :out_dim] = linear.bias + table @ bias  # the ones column feeds the bias
+            weight[:, in_dim, out_dim] = 1.0  # and carries the 1 on to the next layer
+            layers.append(DomainLayer(weight))
         return layers
 
     def expert_parameters(self) -> list[nn.Parameter]:

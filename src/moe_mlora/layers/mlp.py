@@ -35,10 +35,13 @@ class AdapterHook(Protocol):
 
 @dataclass(frozen=True)
 class DomainLayer:
-    """One tower layer merged per domain, zero-padded to the alignment grouped_mm needs (see per_domain_forward)."""
+    """One tower layer merged per domain, laid out for per_domain_forward: (n_domains, in_padded, out_padded).
 
-    weight: torch.Tensor  # (n_domains, in_padded, out_padded)
-    bias: torch.Tensor  # (n_domains, out_padded)
+    Row `in` (the input's ones column) holds the domain's bias and carries the 1 on to column `out`, so
+    the bias costs nothing extra; the rest of the padding is zero (grouped_mm wants 16-byte strides).
+    """
+
+    weight: torch.Tensor
 
 
 def grouped_mm_supports(inputs: torch.Tensor) -> bool:
@@ -47,27 +50,29 @@ def grouped_mm_supports(inputs: torch.Tensor) -> bool:
 
 
 def padded(size: int, dtype: torch.dtype) -> int:
-    """grouped_mm wants every stride a multiple of 16 bytes."""
+    """Room for `size` columns plus the ones column, rounded up to a 16-byte stride."""
     align = max(1, 16 // torch.empty((), dtype=dtype).element_size())
-    return -(-size // align) * align
+    return -(-(size + 1) // align) * align
 
 
 def per_domain_forward(inputs: torch.Tensor, domains: torch.Tensor, layers: list[DomainLayer], out_dim: int) -> torch.Tensor:
     """ReLU MLP with a separate weight per domain: rows sorted by domain, one grouped GEMM per layer.
 
-    Zero padding is exact: padded input columns meet zero weight rows, padded output columns get zero
-    weight and bias, so they stay 0 through every ReLU.
+    Exact: padded input columns meet zero weight rows, padded output columns stay 0 through every ReLU,
+    and the ones column stays 1.
     """
     n_domains, in_padded = layers[0].weight.shape[:2]
+    rows, in_dim = inputs.shape
     order = torch.argsort(domains, stable=True)
-    sorted_domains = domains[order]
     offsets = torch.cumsum(torch.bincount(domains, minlength=n_domains), 0).to(torch.int32)
-    hidden = nn.functional.pad(inputs[order], (0, in_padded - inputs.shape[1]))
+    hidden = inputs.new_zeros(rows, in_padded)
+    hidden[:, :in_dim] = inputs.index_select(0, order)
+    hidden[:, in_dim] = 1.0
     for layer in layers:
-        hidden = torch.relu(_GROUPED_MM(hidden, layer.weight, offs=offsets) + layer.bias[sorted_domains])
+        hidden = torch.relu(_GROUPED_MM(hidden, layer.weight, offs=offsets))
     restored = torch.empty_like(order)
-    restored[order] = torch.arange(len(order), device=order.device)
-    return hidden[restored, :out_dim]
+    restored[order] = torch.arange(rows, device=order.device)
+    return hidden[:, :out_dim].index_select(0, restored)
 
 
 class Tower(nn.Module):
