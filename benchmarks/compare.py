@@ -197,10 +197,15 @@ def main() -> None:
     parser.add_argument("--models", default=",".join(MODELS))
     parser.add_argument("--skip", default="", help="comma list of sections to skip: compare,moe,phases")
     parser.add_argument("--out", default="docs/benchmarks")
+    parser.add_argument("--render", help="re-render README.md from this results.json, measuring nothing")
     args = parser.parse_args()
     if args.worker:
         task = json.loads(args.worker)
         print(json.dumps(WORKERS[task["kind"]](task)))
+        return
+    if args.render:
+        results = json.loads(Path(args.render).read_text())
+        (Path(args.out) / "README.md").write_text(markdown(results))
         return
     started = time.perf_counter()
     results: dict = {"machine": machine(), "config": {"embedding": EMBEDDING, "dnn": HIDDEN, "batch": BATCH,
@@ -259,6 +264,32 @@ def phases(repeats: int) -> dict:
     return {key: summary([r[key] for r in runs]) for key in runs[0]}
 
 
+TRAIN_RATIO, INFER_RATIO, MOE_RATIO, PHASE2_RATIO, RSS_MB = 3.0, 3.0, 1.5, 2.0, 1536
+
+
+def targets(results: dict) -> list[str]:
+    """The issue's targets, each marked met or missed from the measured medians."""
+    mark = lambda ok: "met" if ok else "**missed**"  # noqa: E731
+    lines = ["## Targets", "", "| target | measured | |", "| --- | --- | --- |"]
+    for r in results.get("compare", []):
+        train, infer = r["ratio_train_rows_per_s"], r["ratio_infer_rows_per_s"]
+        lines.append(f"| {r['data']} {r['model']}: training ≥ {TRAIN_RATIO:g}× DeepCTR-Torch | {train:.2f}× | {mark(train >= TRAIN_RATIO)} |")
+        lines.append(f"| {r['data']} {r['model']}: inference ≥ {INFER_RATIO:g}× DeepCTR-Torch | {infer:.2f}× | {mark(infer >= INFER_RATIO)} |")
+    for r in results.get("moe_forward", []):
+        if r["domains"] == 21 and r["k"] == 1:
+            lines.append(f"| MoE-MLoRA inference at 21 domains, k = 1: ≤ {MOE_RATIO:g}× Base per row | {r['ratio']:.2f}× | "
+                         f"{mark(r['ratio'] <= MOE_RATIO)} |")
+    if "phases" in results:
+        p = results["phases"]
+        ratio = p["phase2_parallel_s"]["median"] / p["base_to_convergence_s"]["median"]
+        lines.append(f"| phase 2 in parallel ≤ {PHASE2_RATIO:g}× one Base run to convergence | {ratio:.2f}× | {mark(ratio <= PHASE2_RATIO)} |")
+    big = [r for r in results.get("compare", []) if r["data"].startswith("synthetic-1000000")]
+    if big:
+        worst = max(r["ours_peak_rss_mb"]["max"] for r in big)
+        lines.append(f"| peak RSS, 1M-row table ≤ {RSS_MB / 1024:g} GB | {worst:,.0f} MB (worst run) | {mark(worst <= RSS_MB)} |")
+    return lines + [""]
+
+
 def markdown(results: dict) -> str:
     m = results["machine"]
     lines = ["# Benchmark: moe-mlora vs DeepCTR-Torch", "",
@@ -268,7 +299,8 @@ def markdown(results: dict) -> str:
              f"Same data and configuration for both: embedding {EMBEDDING}, DNN {HIDDEN}, dropout {DROPOUT}, batch {BATCH}, "
              f"Adam {LR}; inference batch {INFER_BATCH}. Medians over {results['config']['repeats']} runs (min–max), "
              "each in a fresh process, libraries alternating. Produced by `bash benchmarks/run.sh`; "
-             f"whole run {results['wall_seconds'] / 60:.1f} min.", ""]
+             f"whole run {results['wall_seconds'] / 60:.1f} min. Where the time goes: [profiles.md](profiles.md).", ""]
+    lines += targets(results)
     if "compare" in results:
         lines += ["## Throughput and memory", "",
                   "| data | model | train rows/s ours | train rows/s DeepCTR | ratio | infer rows/s ours | infer rows/s DeepCTR | ratio | peak RSS MB ours | peak RSS MB DeepCTR |",
