@@ -299,7 +299,8 @@ def markdown(results: dict) -> str:
              f"Same data and configuration for both: embedding {EMBEDDING}, DNN {HIDDEN}, dropout {DROPOUT}, batch {BATCH}, "
              f"Adam {LR}; inference batch {INFER_BATCH}. Medians over {results['config']['repeats']} runs (min–max), "
              "each in a fresh process, libraries alternating. Produced by `bash benchmarks/run.sh`; "
-             f"whole run {results['wall_seconds'] / 60:.1f} min. Where the time goes: [profiles.md](profiles.md).", ""]
+             f"whole run {results['wall_seconds'] / 60:.1f} min. Where the time goes: [profiles.md](profiles.md); "
+             "why the missed targets remain: the project README, section Speed.", ""]
     lines += targets(results)
     if "compare" in results:
         lines += ["## Throughput and memory", "",
