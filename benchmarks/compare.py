@@ -60,7 +60,11 @@ def worker_ours(task: dict) -> dict:
     from moe_mlora.data.prepare import TensorPart
     from moe_mlora.features import FeatureSpec
     from moe_mlora.models import build_model
-    from moe_mlora.training.loop import TrainConfig, make_optimizer, predict_logits, set_seed, train_epoch
+    from moe_mlora.training.approaches import BASE_PHASE
+    from moe_mlora.training.config import TrainConfig, set_seed
+    from moe_mlora.training.evaluation import predict_logits
+    from moe_mlora.training.loop import train_epoch
+    from moe_mlora.training.optim import ModelAdam
 
     codes, labels, cards, n_domains = load_data(task["data"])
     spec = FeatureSpec(("user_id", "item_id", "domain"), tuple(cards), tuple(map(str, range(n_domains))))
@@ -69,9 +73,9 @@ def worker_ours(task: dict) -> dict:
     extra = {"attention_dim": EMBEDDING // 4, "attention_heads": 4} if task["model"] == "autoint" else {}
     model = build_model(task["model"], spec, embedding_dim=EMBEDDING, dnn_hidden=HIDDEN, dnn_dropout=DROPOUT, **extra)
     config = TrainConfig(learning_rate=LR, batch_size=BATCH, progress=False)
-    optimizer = make_optimizer(model, list(model.parameters()), config)
+    optimizer = ModelAdam(model, list(model.parameters()), LR)
     start = time.perf_counter()
-    train_epoch(model, part, optimizer, config, "shuffle", torch.Generator().manual_seed(0))
+    train_epoch(model, BASE_PHASE, part, optimizer, config, torch.Generator().manual_seed(0))
     train_seconds = time.perf_counter() - start
     start = time.perf_counter()
     predict_logits(model, part, INFER_BATCH)
@@ -114,7 +118,7 @@ def worker_moe_forward(task: dict) -> dict:
     from moe_mlora.data.prepare import TensorPart
     from moe_mlora.features import FeatureSpec
     from moe_mlora.models import build_model
-    from moe_mlora.training.loop import predict_logits
+    from moe_mlora.training.evaluation import predict_logits
 
     codes, labels, cards, n_domains = synthetic_table(200_000, task["domains"])
     spec = FeatureSpec(("user_id", "item_id", "domain"), tuple(cards), tuple(map(str, range(n_domains))))
@@ -137,12 +141,14 @@ def worker_moe_forward(task: dict) -> dict:
 
 def worker_phases(task: dict) -> dict:
     """Wall time of Base training and of each MoE-MLoRA phase (DeepFM, ML-100K occupation)."""
-    from moe_mlora.adapters import AdapterConfig, attach_adapters
+    import copy
+
+    from moe_mlora.adapters import AdapterMode, attach_adapters, set_adapter_mode
     from moe_mlora.data import DatasetConfig, prepare_dataset
     from moe_mlora.models import build_model
-    from moe_mlora.training.loop import TrainConfig, set_seed
-    from moe_mlora.training.phases import ApproachConfig, train_approach, train_experts
-    import copy
+    from moe_mlora.training.approaches import MOE_EXPERTS, ApproachConfig, expert_view, train_approach
+    from moe_mlora.training.config import TrainConfig, set_seed
+    from moe_mlora.training.loop import fit, fit_one_group_at_a_time
 
     dataset = prepare_dataset(DatasetConfig("movielens-100k", "occupation"))
     train, valid = dataset.part("train"), dataset.part("valid")
@@ -152,12 +158,15 @@ def worker_phases(task: dict) -> dict:
     start = time.perf_counter()
     train_approach(model, train, valid, names, ApproachConfig("base"), config)
     base_seconds = time.perf_counter() - start
-    attach_adapters(model, ApproachConfig("moe-mlora").adapter_config("deepfm", len(names)))
+    adapter_config = ApproachConfig("moe-mlora").adapter_config("deepfm", len(names), task["seed"])
+    attach_adapters(model, adapter_config)
+    set_adapter_mode(model, AdapterMode.EXPERT)
+    rows, valid_rows = expert_view(train, adapter_config), expert_view(valid, adapter_config)
     out = {"base_to_convergence_s": base_seconds}
-    for schedule in ("parallel", "sequential"):
+    for schedule, run in (("parallel", fit), ("sequential", fit_one_group_at_a_time)):
         trial = copy.deepcopy(model)
         start = time.perf_counter()
-        train_experts(trial, train, valid, names, config, schedule=schedule)
+        run(trial, MOE_EXPERTS, rows, valid_rows, names, config)
         out[f"phase2_{schedule}_s"] = time.perf_counter() - start
     return out
 

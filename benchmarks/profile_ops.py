@@ -42,7 +42,10 @@ def top_operators(prof) -> tuple[str, float]:
 
 def training_profile(model_name: str) -> str:
     from moe_mlora.models import build_model
-    from moe_mlora.training.loop import TrainConfig, make_optimizer, set_seed, train_epoch
+    from moe_mlora.training.approaches import BASE_PHASE
+    from moe_mlora.training.config import TrainConfig, set_seed
+    from moe_mlora.training.loop import train_epoch
+    from moe_mlora.training.optim import ModelAdam
 
     codes, labels, cards, n_domains = load_data("ml-100k")
     part = tensor_part(codes, labels)
@@ -51,10 +54,10 @@ def training_profile(model_name: str) -> str:
     model = build_model(model_name, spec_for(cards, n_domains), embedding_dim=EMBEDDING, dnn_hidden=HIDDEN,
                         dnn_dropout=DROPOUT, **extra)
     config = TrainConfig(learning_rate=LR, batch_size=BATCH, progress=False)
-    optimizer = make_optimizer(model, list(model.parameters()), config)
-    train_epoch(model, part, optimizer, config, "shuffle", torch.Generator().manual_seed(0))  # warm-up
+    optimizer = ModelAdam(model, list(model.parameters()), LR)
+    train_epoch(model, BASE_PHASE, part, optimizer, config, torch.Generator().manual_seed(0))  # warm-up
     with profile(activities=[ProfilerActivity.CPU]) as prof:
-        train_epoch(model, part, optimizer, config, "shuffle", torch.Generator().manual_seed(1))
+        train_epoch(model, BASE_PHASE, part, optimizer, config, torch.Generator().manual_seed(1))
     table, total_ms = top_operators(prof)
     return f"### {model_name}: one training epoch, {len(part):,} rows (operators' self time {total_ms:,.0f} ms)\n\n{table}\n"
 
@@ -62,14 +65,14 @@ def training_profile(model_name: str) -> str:
 def moe_inference_profile() -> str:
     from moe_mlora.adapters import AdapterConfig, attach_adapters
     from moe_mlora.models import build_model
-    from moe_mlora.training.loop import predict_logits
+    from moe_mlora.training.evaluation import predict_logits
 
     codes, labels, cards, n_domains = synthetic_table(200_000, 21)
     part = tensor_part(codes, labels)
     torch.manual_seed(0)
     model = build_model("deepfm", spec_for(cards, n_domains))
     attach_adapters(model, AdapterConfig("moe-mlora", n_domains, 1, lora_reduce=32))
-    predict_logits(model, part, INFER_BATCH)  # warm-up (and the per-domain merge, cached)
+    predict_logits(model, part, INFER_BATCH)  # warm-up (each call merges the experts per domain afresh)
     with profile(activities=[ProfilerActivity.CPU]) as prof:
         predict_logits(model, part, INFER_BATCH)
     table, total_ms = top_operators(prof)

@@ -2,7 +2,8 @@ import pytest
 import torch
 
 from moe_mlora.adapters import (
-    AdapterConfig, AdapterMode, adapters_of, attach_adapters, load_adapters, save_adapters, set_adapter_mode,
+    AdapterConfig, AdapterMode, adapters_of, attach_adapters, load_adapters, merge_adapters, merged_adapters,
+    save_adapters, set_adapter_mode, unmerge_adapters,
 )
 from moe_mlora.errors import ConfigError
 from moe_mlora.features import FeatureSpec
@@ -161,29 +162,72 @@ def test_inference_with_per_domain_merged_layers_matches_the_two_gemm_path(name,
     with_random_adapters(model, AdapterConfig(kind, 3, k, rank=3))
     codes, _ = batch(200)
     domains = codes[:, -1] % 2  # domain 2 absent from the batch: an empty group
-    reference = model(codes, domains)  # grad enabled: the training path
     with torch.no_grad():
-        merged = model(codes, domains)
-    assert model.tower.adapter._merged is not None, "inference did not take the merged path"
+        reference = model(codes, domains)  # not merged: the two-GEMM path
+        with merged_adapters(model):
+            assert model.tower.adapter.merged is not None, "the merge did not happen"
+            merged = model(codes, domains)
+    assert model.tower.adapter.merged is None  # unmerged on leaving
     torch.testing.assert_close(merged, reference, rtol=1e-5, atol=1e-5)
 
 
-def test_merged_layers_follow_parameter_updates():
+@pytest.mark.parametrize("flavour", ["fused", "foreach", "plain", "manual"])
+def test_evaluation_sees_every_in_place_update(flavour):
+    """Whatever changes the weights in place (any optimizer, a manual edit), the next evaluation scores them."""
+    from moe_mlora.training.evaluation import predict_logits
+    from moe_mlora.data.prepare import TensorPart
+
     torch.manual_seed(0)
-    model = build_model("deepfm", SPEC).eval()
+    model = build_model("deepfm", SPEC)
     with_random_adapters(model, AdapterConfig("moe-mlora", 3, 2, lora_reduce=16))
     codes, domains = batch()
+    part = TensorPart(codes, domains, torch.zeros(len(codes)))
+    before = predict_logits(model, part)
+    if flavour == "manual":
+        with torch.no_grad():
+            model.tower.adapter.gate.to_experts.bias.data[0] += 2.0
+            model.tower.linears[0].weight.data.mul_(1.5)
+    else:
+        options = {"fused": {"fused": True}, "foreach": {"foreach": True}, "plain": {"foreach": False}}[flavour]
+        optimizer = torch.optim.Adam(model.parameters(), lr=0.05, **options)
+        model.train()
+        torch.nn.functional.binary_cross_entropy_with_logits(model(codes, domains), torch.ones(len(codes))).backward()
+        optimizer.step()
+    after = predict_logits(model, part)
+    model.eval()
     with torch.no_grad():
-        before = model(codes, domains)
-        model.tower.adapter.gate.to_experts.bias[0] += 2.0  # in place, as an optimizer step
-        after = model(codes, domains)
+        unmerged = model(codes, domains)
     assert not torch.allclose(before, after)
-    torch.testing.assert_close(after, model(codes, domains).detach(), rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(after, unmerged, rtol=1e-5, atol=1e-5)
+
+
+def test_a_merge_is_a_snapshot_that_training_mode_drops():
+    torch.manual_seed(0)
+    model = build_model("deepfm", SPEC).eval()
+    with_random_adapters(model, AdapterConfig("mlora", 3))
+    assert merge_adapters(model) == 1 and model.tower.adapter.merged is not None
+    model.train()
+    assert model.tower.adapter.merged is None
+    model.eval()
+    merge_adapters(model)
+    set_adapter_mode(model, AdapterMode.DOMAIN)
+    assert model.tower.adapter.merged is None
+    merge_adapters(model)
+    unmerge_adapters(model)
+    assert model.tower.adapter.merged is None
+
+
+def test_modes_that_route_by_expert_or_not_at_all_are_never_merged():
+    model = build_model("deepfm", SPEC).eval()
+    attach_adapters(model, AdapterConfig("moe-mlora", 3, 2))
+    for mode in (AdapterMode.EXPERT, AdapterMode.BACKBONE):
+        set_adapter_mode(model, mode)
+        assert merge_adapters(model) == 0
 
 
 def test_unseen_domain_is_a_clear_error_at_inference_too():
     model = build_model("deepfm", SPEC).eval()
     attach_adapters(model, AdapterConfig("moe-mlora", 3))
     codes, _ = batch()
-    with torch.no_grad(), pytest.raises(ConfigError, match="domain id 5 is unknown"):
+    with torch.no_grad(), merged_adapters(model), pytest.raises(ConfigError, match="domain id 5 is unknown"):
         model(codes, torch.full((len(codes),), 5))

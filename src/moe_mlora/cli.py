@@ -18,12 +18,16 @@ from moe_mlora.data.stats import domain_statistics, stats_as_records
 from moe_mlora.errors import MoeMloraError
 from moe_mlora.experiments.grids import available_table1_splits, experts_configs, table1_configs
 from moe_mlora.experiments.report import build_table1, load_records, table1_markdown, write_report
-from moe_mlora.experiments.run import RESULT_FILE, RunConfig, execute_run
+from moe_mlora.experiments.records import RESULT_FILE, RunRecord
+from moe_mlora.experiments.run import RunConfig, execute_run
 from moe_mlora.experiments.sweep import run_sweep
 from moe_mlora.models import MODELS
 from moe_mlora.models import ModelConfig
-from moe_mlora.training.loop import EpochRecord, TrainConfig
-from moe_mlora.training.phases import ApproachConfig
+from moe_mlora.training.approaches import ApproachConfig
+from moe_mlora.training.config import DEFAULT_MAX_EPOCHS, TrainConfig
+from moe_mlora.training.loop import EpochRecord
+from moe_mlora.training.metrics import SelectBy
+from moe_mlora.training.samplers import BatchOrder
 
 app = typer.Typer(help="Multi-domain CTR prediction: Base, MLoRA and MoE-MLoRA on eight CTR backbones.",
                   no_args_is_help=True, pretty_exceptions_enable=False)
@@ -36,6 +40,9 @@ console = Console(soft_wrap=True)
 DataDirOption = Annotated[Optional[Path], typer.Option(help="Raw data folder (else $MOE_MLORA_DATA_DIR, else ~/.cache/moe-mlora/data).")]
 SplitByOption = Annotated[Optional[str], typer.Option("--split-by", help="Domain field: gender|age|occupation (MovieLens), theme (Taobao), or the table's domain column.")]
 FeaturesOption = Annotated[str, typer.Option(help="Comma-separated categorical features; the domain id is added as a feature.")]
+MaxEpochsOption = Annotated[int, typer.Option(help="Epoch cap per phase (early stopping ends sooner; the record says if the cap ended a phase).")]
+BatchOrderOption = Annotated[str, typer.Option(help="shuffled (mixed-domain batches) | by-domain (single-domain batches, domains in shuffled order, as the authors' code); the same for every approach and phase.")]
+SelectByOption = Annotated[str, typer.Option(help="Validation score for early stopping and selection: wauc | mean-auc (unweighted mean of per-domain AUCs, as the authors' code).")]
 
 
 def user_errors(command):
@@ -115,10 +122,12 @@ def train(
     table_path: Annotated[Optional[Path], typer.Option(help="dataset 'table': a CSV or Parquet file.")] = None,
     label_column: Annotated[str, typer.Option(help="dataset 'table': the 0/1 label column.")] = "label",
     seed: Annotated[int, typer.Option(help="Seed for initialisation and batch order.")] = 2024,
-    max_epochs: Annotated[int, typer.Option(help="Epoch limit per phase (early stopping usually ends sooner).")] = 50,
+    max_epochs: MaxEpochsOption = DEFAULT_MAX_EPOCHS,
     patience: Annotated[int, typer.Option(help="Epochs without validation improvement before stopping.")] = 3,
     batch_size: int = 1024,
     learning_rate: float = 1e-3,
+    batch_order: BatchOrderOption = BatchOrder.SHUFFLED.value,
+    select_by: SelectByOption = SelectBy.WAUC.value,
     device: Annotated[str, typer.Option(help="cpu, cuda, ... (CPU is the default; no GPU is required).")] = "cpu",
     runs_dir: Annotated[Path, typer.Option(help="Where run folders (weights, result.json) are written.")] = Path("runs"),
     data_dir: DataDirOption = None,
@@ -130,42 +139,51 @@ def train(
         model=model.lower(), model_config=ModelConfig(),
         approach=ApproachConfig(approach, experts_per_domain, lora_reduce, rank, phase2_schedule),
         train=TrainConfig(learning_rate=learning_rate, batch_size=batch_size, max_epochs=max_epochs,
-                          patience=patience, seed=seed, progress=progress, device=device),
+                          patience=patience, seed=seed, batch_order=batch_order, select_by=select_by,
+                          progress=progress, device=device),
     )
+    metric = "WAUC" if select_by == SelectBy.WAUC.value else "mean AUC"
 
     def on_epoch(phase: str, record: EpochRecord) -> None:
         console.print(f"[{phase}] epoch {record.epoch:>2}  train loss {record.train_loss:.4f}  "
-                      f"val {'WAUC' if 'expert' not in phase else 'expert AUC'} {record.valid_wauc:.4f}  "
+                      f"val {metric if 'expert' not in phase else 'expert ' + metric} {record.valid_score:.4f}  "
                       f"({record.rows_per_second:,.0f} rows/s)", highlight=False, markup=False)
 
-    result = execute_run(config, runs_dir, data_dir=data_dir, on_epoch=on_epoch)
-    print_result(result)
+    record = execute_run(config, runs_dir, data_dir=data_dir, on_epoch=on_epoch)
+    print_result(record)
     console.print(f"wrote {config.run_dir(runs_dir) / RESULT_FILE}", highlight=False)
 
 
-def print_result(result: dict) -> None:
-    phases = Table(title=f"{result['label']}: phases")
-    for column in ("phase", "epochs", "val WAUC", "trainable / total params", "seconds"):
+def print_result(record: RunRecord) -> None:
+    train = record.config.train
+    phases = Table(title=f"{record.label}: phases (batch order {train.batch_order}, selection by {train.select_by})")
+    for column in ("phase", "epochs", "chosen epoch", "val score at choice", "val score restored",
+                   "trainable / total params", "seconds"):
         phases.add_column(column, justify="left" if column == "phase" else "right")
-    for phase in result["phases"]:
-        phases.add_row(phase["phase"], str(len(phase["history"])), f"{phase['best_valid_wauc']:.4f}",
-                       f"{phase['trainable_parameters']:,} / {phase['total_parameters']:,}", f"{phase['seconds']:.1f}")
+    for phase in record.phases:
+        chosen = str(phase.best_epoch) if phase.granularity == "model" else f"per expert (≤ {phase.best_epoch})"
+        phases.add_row(phase.phase, str(len(phase.history)), chosen, _maybe(phase.best_valid_score, "{:.4f}"),
+                       _maybe(phase.restored_valid_score, "{:.4f}"),
+                       f"{phase.trainable_parameters:,} / {phase.total_parameters:,}", f"{phase.seconds:.1f}")
     console.print(phases)
-    for phase in result["phases"]:
-        if phase["note"]:
-            console.print(f"{phase['phase']}: {phase['note']}", highlight=False, markup=False)
-    test = result["test"]
-    view = Table(title=f"test on {result['dataset']}: WAUC {test['wauc']:.4f}, logloss {test['logloss']:.4f}")
+    for phase in record.phases:
+        if phase.note:
+            console.print(f"{phase.phase}: {phase.note}", highlight=False, markup=False)
+        if phase.capped_groups:
+            console.print(f"{phase.phase}: the epoch cap ({phase.epoch_cap}) ended it with {phase.capped_groups} "
+                          "group(s) still improving", highlight=False, markup=False)
+    test = record.test
+    view = Table(title=f"test on {record.dataset}: WAUC {test.wauc:.4f}, logloss {test.logloss:.4f}")
     for column in ("domain", "rows", "positives", "AUC", "weight", "logloss"):
         view.add_column(column, justify="left" if column == "domain" else "right")
-    for entry in test["domains"]:
-        view.add_row(entry["domain"], f"{entry['rows']:,}", f"{entry['positives']:,}", _maybe(entry["auc"], "{:.4f}"),
-                     f"{entry['weight']:.3f}", _maybe(entry["logloss"], "{:.4f}"))
-    view.add_row("WAUC", f"{sum(e['rows'] for e in test['domains']):,}", "", f"{test['wauc']:.4f}", "1.000",
-                 f"{test['logloss']:.4f}", style="bold")
+    for entry in test.domains:
+        view.add_row(entry.domain, f"{entry.rows:,}", f"{entry.positives:,}", _maybe(entry.auc, "{:.4f}"),
+                     f"{entry.weight:.3f}", _maybe(entry.logloss, "{:.4f}"))
+    view.add_row("WAUC", f"{sum(e.rows for e in test.domains):,}", "", f"{test.wauc:.4f}", "1.000",
+                 f"{test.logloss:.4f}", style="bold")
     console.print(view)
-    if test["excluded"]:
-        console.print(f"note: no AUC for {', '.join(test['excluded'])} (one label class in the test rows); "
+    if test.excluded:
+        console.print(f"note: no AUC for {', '.join(test.excluded)} (one label class in the test rows); "
                       "excluded from WAUC, other weights renormalised", highlight=False)
 
 
@@ -211,13 +229,16 @@ def reproduce_table1(
     results_dir: Annotated[Path, typer.Option(help="Where run records and the report go.")] = Path("results/table1"),
     workers: WorkersOption = None,
     backend: BackendOption = "process",
-    max_epochs: int = 50,
+    max_epochs: MaxEpochsOption = DEFAULT_MAX_EPOCHS,
+    batch_order: BatchOrderOption = BatchOrder.SHUFFLED.value,
+    select_by: SelectByOption = SelectBy.WAUC.value,
     retry_failed: Annotated[bool, typer.Option(help="Run again the runs recorded as failed.")] = False,
     data_dir: DataDirOption = None,
 ) -> None:
     """Table 1: Base / MLoRA / MoE-MLoRA x models x splits, resumable; prints the table and writes the report."""
+    train = TrainConfig(max_epochs=max_epochs, batch_order=batch_order, select_by=select_by, progress=False)
     configs = table1_configs(_split_list(datasets, data_dir), [m.strip() for m in models.split(",")],
-                             list(range(1, seeds + 1)), TrainConfig(max_epochs=max_epochs, progress=False))
+                             list(range(1, seeds + 1)), train)
     summary = run_sweep(configs, results_dir, workers=workers, backend=backend, retry_failed=retry_failed,
                         data_dir=data_dir, console=console)
     _finish_sweep(summary, results_dir)
@@ -233,14 +254,16 @@ def reproduce_experts(
     results_dir: Annotated[Path, typer.Option(help="Where run records and the report go.")] = Path("results/experts"),
     workers: WorkersOption = None,
     backend: BackendOption = "process",
-    max_epochs: int = 50,
+    max_epochs: MaxEpochsOption = DEFAULT_MAX_EPOCHS,
+    batch_order: BatchOrderOption = BatchOrder.SHUFFLED.value,
+    select_by: SelectByOption = SelectBy.WAUC.value,
     retry_failed: bool = False,
     data_dir: DataDirOption = None,
 ) -> None:
     """Figure 2: MoE-MLoRA WAUC vs total experts (k = 1..4 per domain), resumable; writes figure2.png."""
+    train = TrainConfig(max_epochs=max_epochs, batch_order=batch_order, select_by=select_by, progress=False)
     configs = experts_configs(split, [m.strip() for m in models.split(",")], list(range(1, seeds + 1)),
-                              [int(k) for k in experts_per_domain.split(",")],
-                              TrainConfig(max_epochs=max_epochs, progress=False))
+                              [int(k) for k in experts_per_domain.split(",")], train)
     summary = run_sweep(configs, results_dir, workers=workers, backend=backend, retry_failed=retry_failed,
                         data_dir=data_dir, console=console)
     _finish_sweep(summary, results_dir)

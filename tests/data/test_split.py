@@ -40,8 +40,14 @@ def test_same_seed_same_rows_other_seed_other_rows():
 
 
 def test_tiny_strata_are_still_assigned():
+    # Strata of one row go to train (round(0.6) = 1); of two, one to train and one to validation
+    # (round(1.2) = 1, round(1.6) = 2); of five, exactly 3 / 1 / 1.
     split = stratified_domain_split(np.array([0, 1, 1]), np.array([1, 0, 1]), seed=1)
-    assert set(split.tolist()) <= {TRAIN, VALID, TEST} and len(split) == 3
+    assert split.tolist() == [TRAIN, TRAIN, TRAIN]
+    pair = stratified_domain_split(np.array([0, 0]), np.array([1, 1]), seed=1)
+    assert sorted(pair.tolist()) == [TRAIN, VALID]
+    five = stratified_domain_split(np.zeros(5, dtype=int), np.zeros(5, dtype=int), seed=1)
+    assert sorted(five.tolist()) == [TRAIN, TRAIN, TRAIN, VALID, TEST]
 
 
 def test_prepared_movielens_parts_are_disjoint_and_cover_all_rows(real_data_dir):

@@ -17,8 +17,8 @@ from moe_mlora.data.synthetic import SyntheticTaobaoConfig, generate_synthetic_t
 from moe_mlora.experiments.run import RunConfig
 from moe_mlora.experiments.sweep import run_sweep
 from moe_mlora.models import ModelConfig
-from moe_mlora.training.loop import TrainConfig
-from moe_mlora.training.phases import ApproachConfig
+from moe_mlora.training.config import TrainConfig
+from moe_mlora.training.approaches import ApproachConfig
 
 TINY = SyntheticTaobaoConfig(n_themes=4, n_users=400, n_items=300, pool_size=80, themes_per_user=2.0, seed=5)
 

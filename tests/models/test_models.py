@@ -45,9 +45,59 @@ def test_every_model_has_one_shared_tower_with_the_paper_widths(name):
     assert [out for _, out in model.tower.layer_shapes] == [256, 128, 64]
 
 
-def test_models_with_a_linear_term_follow_their_papers():
+def test_models_with_a_linear_term_follow_the_reference_implementations():
     with_linear = {name for name, cls in MODELS.items() if cls.uses_linear_term}
-    assert with_linear == {"wdl", "nfm", "fibinet", "deepfm", "xdeepfm"}
+    assert with_linear == set(MODELS) - {"pnn"}  # DeepCTR's PNN alone has no linear logit
+
+
+@pytest.mark.parametrize("name", sorted(set(MODELS) - {"pnn"}))
+def test_the_linear_term_adds_its_weight_to_the_logit_of_exactly_the_rows_with_that_value(name):
+    torch.manual_seed(0)
+    model = build_model(name, SPEC).eval()
+    codes, domains = random_batch()
+    before = model(codes, domains)
+    user = int(codes[0, 0])
+    with torch.no_grad():
+        model.linear.weights.table.weight[user] += 1.5  # field 0 (user_id) starts at row 0
+    change = model(codes, domains) - before
+    has_user = codes[:, 0] == user
+    torch.testing.assert_close(change[has_user], torch.full((int(has_user.sum()),), 1.5), rtol=0, atol=1e-5)
+    assert torch.equal(change[~has_user], torch.zeros(int((~has_user).sum())))
+
+
+def test_pnn_has_no_linear_term():
+    assert build_model("pnn", SPEC).linear is None
+
+
+def test_dcn_cross_kernels_are_under_their_own_l2():
+    from moe_mlora.training.optim import ModelAdam
+
+    model = build_model("dcn", SPEC, l2_cross=3e-5)
+    groups = {tuple(id(p) for p in group["params"]): group["weight_decay"]
+              for group in ModelAdam(model, list(model.parameters()), 1e-3).adam.param_groups}
+    assert groups[(id(model.cross.kernels),)] == pytest.approx(6e-5)  # weight decay 2*lambda = lambda*||w||^2
+    embeddings = (id(model.embedding.table.weight), id(model.linear.weights.table.weight))
+    assert groups[embeddings] == pytest.approx(2e-5)
+    assert id(model.cross.biases) in next(k for k, v in groups.items() if v == 0.0)
+
+
+def test_dcn_l2_pulls_the_cross_kernels_toward_zero_when_the_data_says_nothing():
+    from moe_mlora.training.optim import ModelAdam
+
+    model = build_model("dcn", SPEC)
+    optimizer = ModelAdam(model, list(model.parameters()), 1e-3)
+    before = model.cross.kernels.detach().clone()
+    for parameter in model.parameters():
+        parameter.grad = torch.zeros_like(parameter)  # no data gradient: only the penalty acts
+    optimizer.step()
+    after = model.cross.kernels.detach()
+    assert (after.abs() < before.abs()).all()
+
+
+def test_fibinet_has_two_bilinear_layers_one_per_input():
+    model = build_model("fibinet", SPEC)
+    assert model.bilinear is not model.senet_bilinear
+    assert model.bilinear.weights.data_ptr() != model.senet_bilinear.weights.data_ptr()
 
 
 def test_unknown_model_lists_the_valid_names():

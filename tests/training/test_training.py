@@ -9,7 +9,10 @@ from moe_mlora.cli import app
 from moe_mlora.data import DatasetConfig, prepare_dataset
 from moe_mlora.models import MODELS, build_model
 from moe_mlora.training.checkpoint import load_backbone, save_backbone
-from moe_mlora.training.loop import TrainConfig, evaluate, fit, iterate_batches, set_seed
+from moe_mlora.training.approaches import ApproachConfig
+from moe_mlora.training.config import TrainConfig, set_seed
+from moe_mlora.training.evaluation import evaluate
+from moe_mlora.training.loop import fit
 
 
 @pytest.fixture(scope="module")
@@ -22,38 +25,9 @@ def test_each_model_learns_movielens_100k_beyond_070_wauc(name, ml100k_gender):
     # Three epochs suffice to pass the bar; the README records full early-stopped runs.
     set_seed(0)
     model = build_model(name, ml100k_gender.spec)
-    fit(model, ml100k_gender.part("train"), ml100k_gender.part("valid"), ml100k_gender.spec.domain_names,
-        TrainConfig(max_epochs=3, progress=False))
+    fit(model, ApproachConfig("base").schedule[0], ml100k_gender.part("train"), ml100k_gender.part("valid"),
+        ml100k_gender.spec.domain_names, TrainConfig(max_epochs=3, progress=False))
     assert evaluate(model, ml100k_gender.part("test"), ml100k_gender.spec.domain_names).wauc >= 0.70
-
-
-def test_same_seed_gives_identical_wauc():
-    spec, train, valid, test = toy_parts()
-    results = []
-    for _ in range(2):
-        set_seed(7)
-        model = build_model("autoint", spec)
-        fit(model, train, valid, spec.domain_names, TrainConfig(max_epochs=2, seed=7, progress=False))
-        results.append(evaluate(model, test, spec.domain_names).wauc)
-    assert abs(results[0] - results[1]) < 1e-6
-
-
-def test_early_stopping_restores_the_best_epoch():
-    spec, train, valid, _ = toy_parts()
-    set_seed(0)
-    model = build_model("wdl", spec)
-    result = fit(model, train, valid, spec.domain_names,
-                 TrainConfig(learning_rate=0.05, max_epochs=30, patience=2, progress=False))
-    assert len(result.history) - result.best_epoch == 2
-    assert evaluate(model, valid, spec.domain_names).wauc == pytest.approx(result.best_valid_wauc, abs=1e-12)
-
-
-def test_by_domain_batches_hold_one_domain_and_cover_every_row():
-    _, train, _, _ = toy_parts()
-    batches = list(iterate_batches(train, 100, "by-domain", torch.Generator().manual_seed(0)))
-    assert all(len(torch.unique(b.domains)) == 1 for b in batches)
-    assert sum(len(b) for b in batches) == len(train)
-    assert sorted(torch.cat([b.labels for b in batches]).tolist()) == sorted(train.labels.tolist())
 
 
 def test_checkpoint_round_trip_gives_identical_predictions(tmp_path):

@@ -68,17 +68,28 @@ class DatasetConfig:
 
 @dataclass
 class TensorPart:
-    """One split held as tensors: batches are index slices of these."""
+    """One split held as tensors: batches are index slices of these.
+
+    `experts` is set only in an expert view (MoE-MLoRA phase 2), where every row appears once per expert
+    of its domain; the tower then routes by expert id instead of domain id (see `routing_ids`).
+    """
 
     codes: torch.Tensor  # (N, F) int64
     domains: torch.Tensor  # (N,) int64
     labels: torch.Tensor  # (N,) float32
+    experts: torch.Tensor | None = None  # (N,) int64 expert ids, in an expert view
 
     def __len__(self) -> int:
         return len(self.labels)
 
-    def select(self, index: torch.Tensor) -> "TensorPart":
-        return TensorPart(self.codes[index], self.domains[index], self.labels[index])
+    @property
+    def routing_ids(self) -> torch.Tensor:
+        """What the tower routes each row by: its expert in an expert view, else its domain."""
+        return self.domains if self.experts is None else self.experts
+
+    def select(self, index: torch.Tensor | slice) -> "TensorPart":
+        experts = None if self.experts is None else self.experts[index]
+        return TensorPart(self.codes[index], self.domains[index], self.labels[index], experts)
 
 
 @dataclass

@@ -12,8 +12,8 @@ from moe_mlora.errors import ConfigError
 from moe_mlora.experiments.run import RunConfig
 from moe_mlora.models import MODELS, ModelConfig
 from moe_mlora.paths import resolve_data_dir
-from moe_mlora.training.loop import TrainConfig
-from moe_mlora.training.phases import APPROACHES, ApproachConfig
+from moe_mlora.training.config import TrainConfig
+from moe_mlora.training.approaches import APPROACHES, ApproachConfig
 
 MOVIELENS_SPLITS = ("gender", "age", "occupation")
 

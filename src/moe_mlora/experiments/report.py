@@ -17,9 +17,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from moe_mlora.data import DatasetConfig
 from moe_mlora.experiments.grids import split_label
-from moe_mlora.experiments.run import RESULT_FILE
+from moe_mlora.experiments.records import RESULT_FILE, SCHEMA_VERSION, RunRecord
 from moe_mlora.models import MODELS
 
 APPROACH_NAMES = {"base": "Base", "mlora": "MLoRA", "moe-mlora": "MoE-MLoRA"}
@@ -55,21 +54,31 @@ def paper_key(split: str) -> str:
 
 
 def load_records(results_dir: Path) -> pd.DataFrame:
-    """One row per recorded run (ok or failed)."""
-    rows = []
+    """One row per recorded run of the current schema (ok or failed); records of an older schema or that
+    cannot be read are counted in the frame's attrs ('older', 'unreadable') and left out."""
+    rows, older, unreadable = [], [], []
     for path in sorted(results_dir.glob(f"*/{RESULT_FILE}")):
-        record = json.loads(path.read_text())
-        config = record["config"]
-        data = DatasetConfig(**config["data"])
+        record = RunRecord.read(path.parent)
+        if record is None:
+            unreadable.append(path.parent.name)
+            continue
+        if not record.current:
+            older.append(path.parent.name)
+            continue
+        config = record.config
         rows.append({
-            "split": split_label(data), "dataset": data.dataset, "synthetic": data.dataset.endswith("synthetic"),
-            "model": config["model"], "approach": config["approach"]["approach"],
-            "k": config["approach"]["experts_per_domain"], "seed": config["train"]["seed"],
-            "status": record["status"], "wauc": record["test"]["wauc"] * 100 if record["status"] == "ok" else np.nan,
-            "n_domains": record.get("n_domains"), "seconds": record.get("seconds", np.nan),
-            "error": record.get("error", ""), "machine": json.dumps(record.get("machine", {}), sort_keys=True),
+            "split": split_label(config.data), "dataset": config.data.dataset,
+            "synthetic": config.data.dataset.endswith("synthetic"), "model": config.model,
+            "approach": config.approach.approach, "k": config.approach.experts_per_domain, "seed": config.train.seed,
+            "batch_order": config.train.batch_order, "select_by": config.train.select_by,
+            "status": record.status, "wauc": record.test.wauc * 100 if record.ok else np.nan,
+            "n_domains": record.n_domains, "seconds": record.seconds, "error": record.error,
+            "commit": record.code.get("commit") or "unknown", "dirty": bool(record.code.get("dirty")),
+            "machine": json.dumps(record.machine, sort_keys=True),
         })
-    return pd.DataFrame(rows)
+    frame = pd.DataFrame(rows)
+    frame.attrs.update(older=older, unreadable=unreadable)
+    return frame
 
 
 @dataclass(frozen=True)
@@ -260,7 +269,9 @@ def write_report(results_dir: Path, out_dir: Path | None = None) -> dict[str, Pa
     records = load_records(results_dir)
     written: dict[str, Path] = {}
     if records.empty:
-        raise FileNotFoundError(f"no run records (*/result.json) under {results_dir}")
+        older = len(records.attrs.get("older", []))
+        raise FileNotFoundError(f"no run records of the current schema (*/result.json) under {results_dir}"
+                                + (f"; {older} of an older schema: rerun the sweep to replace them" if older else ""))
     records.drop(columns=["machine"]).to_csv(out_dir / "records.csv", index=False)
     written["records"] = out_dir / "records.csv"
     sections = [f"# moe-mlora results ({results_dir.name})", ""]
@@ -301,10 +312,22 @@ def _provenance(results_dir: Path, records: pd.DataFrame) -> list[str]:
              f"seeds: {sorted(records.seed.unique().tolist())}",
              f"- compute: {records.seconds.sum() / 60:.1f} min summed over runs"
              + (f"; {wall / 60:.1f} min of sweep wall time" if wall else "")]
+    commits = records.groupby(["commit", "dirty"]).size()
+    lines.append("- code: " + "; ".join(f"commit {commit[:12]}{' (with uncommitted changes)' if dirty else ''}: "
+                                        f"{count} runs" for (commit, dirty), count in commits.items()))
+    settings = records.groupby(["batch_order", "select_by"]).size()
+    lines.append("- training: " + "; ".join(f"batch order {order}, selection by {select}: {count} runs"
+                                            for (order, select), count in settings.items()))
     for machine in machines:
         lines.append(f"- machine: {machine}")
     if records.synthetic.any():
         lines.append("- rows marked SYNTHETIC ran on the generated Taobao stand-in, not the real logs")
+    if records.attrs.get("older"):
+        lines.append(f"- left out: {len(records.attrs['older'])} records of an older schema than {SCHEMA_VERSION} "
+                     "(rerun the sweep to replace them)")
+    if records.attrs.get("unreadable"):
+        lines.append(f"- left out: {len(records.attrs['unreadable'])} unreadable records: "
+                     + ", ".join(records.attrs["unreadable"]))
     return lines + [""]
 
 

@@ -23,7 +23,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from moe_mlora.data import prepare_dataset
 from moe_mlora.errors import ConfigError, MoeMloraError
-from moe_mlora.experiments.run import RunConfig, execute_run, read_record, write_json, RESULT_FILE
+from moe_mlora.experiments.config import RunConfig
+from moe_mlora.experiments.records import RunRecord
+from moe_mlora.experiments.run import execute_run
 
 BACKENDS = ("process", "ray")
 
@@ -38,11 +40,12 @@ class SweepSummary:
 
 
 def pending_configs(configs: list[RunConfig], results_dir: Path, retry_failed: bool = False) -> list[RunConfig]:
+    """The configs without a record of the current schema (and, with retry_failed, those recorded as failed)."""
     unique = list({config.key(): config for config in configs}.values())
     pending = []
     for config in unique:
-        record = read_record(config.run_dir(results_dir))
-        if record is None or (retry_failed and record.get("status") == "failed"):
+        record = RunRecord.read(config.run_dir(results_dir))
+        if record is None or not record.current or (retry_failed and not record.ok):
             pending.append(config)
     return pending
 
@@ -55,10 +58,8 @@ def run_one(config_data: dict, results_dir: str, data_dir: str | None) -> tuple[
         return config.label, "ok", ""
     except Exception as exc:  # noqa: BLE001 - a failed run is recorded and the sweep goes on
         error = f"{type(exc).__name__}: {exc}"
-        write_json(config.run_dir(Path(results_dir)) / RESULT_FILE, {
-            "status": "failed", "key": config.key(), "label": config.label, "config": config.to_dict(),
-            "error": error, "traceback": traceback.format_exc(limit=8),
-        })
+        RunRecord("failed", config, error=error, traceback=traceback.format_exc(limit=8)).write(
+            config.run_dir(Path(results_dir)))
         return config.label, "failed", error
 
 

@@ -5,14 +5,12 @@ moe_mlora.adapters) adds a low-rank, domain-dependent correction beside the froz
 branch. With no adapter attached the tower is a plain DNN (dropout before the ReLU equals dropout after
 it, since dropout scales by a positive factor and ReLU(0) = 0).
 
-At inference, when the adapter's routing depends on the domain alone, the adapter may instead fold each
-domain's correction into that domain's own copy of every layer; the tower then sorts the rows by domain
-and runs one grouped matrix product per layer, which costs what the bare backbone costs.
+When the adapter has been merged for inference (moe_mlora.adapters.merge, explicit), the eval-mode,
+no-grad forward runs the merged per-domain layers instead; entering training mode drops the merge.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Protocol
 
 import torch
@@ -20,59 +18,21 @@ from torch import nn
 
 from moe_mlora.layers.dropout import FastDropout
 
-_GROUPED_MM = getattr(nn.functional, "grouped_mm", None)
+
+class MergedLayers(Protocol):
+    def forward(self, inputs: torch.Tensor, domains: torch.Tensor) -> torch.Tensor: ...
 
 
 class AdapterHook(Protocol):
     """What a tower asks of an adapter: routing weights once per batch, then a correction per layer."""
 
-    def routing(self, domains: torch.Tensor) -> torch.Tensor | None: ...
+    merged: MergedLayers | None
+
+    def routing(self, routing_ids: torch.Tensor) -> torch.Tensor | None: ...
 
     def delta(self, layer: int, inputs: torch.Tensor, routing: torch.Tensor | None) -> torch.Tensor | None: ...
 
-    def per_domain_layers(self, domains: torch.Tensor, linears: nn.ModuleList) -> list[DomainLayer] | None: ...
-
-
-@dataclass(frozen=True)
-class DomainLayer:
-    """One tower layer merged per domain, laid out for per_domain_forward: (n_domains, in_padded, out_padded).
-
-    Row `in` (the input's ones column) holds the domain's bias and carries the 1 on to column `out`, so
-    the bias costs nothing extra; the rest of the padding is zero (grouped_mm wants 16-byte strides).
-    """
-
-    weight: torch.Tensor
-
-
-def grouped_mm_supports(inputs: torch.Tensor) -> bool:
-    """The per-domain path needs torch's grouped_mm (torch >= 2.9); it is used on CPU, where it pays off."""
-    return _GROUPED_MM is not None and inputs.device.type == "cpu" and inputs.dtype in (torch.float32, torch.float64)
-
-
-def padded(size: int, dtype: torch.dtype) -> int:
-    """Room for `size` columns plus the ones column, rounded up to a 16-byte stride."""
-    align = max(1, 16 // torch.empty((), dtype=dtype).element_size())
-    return -(-(size + 1) // align) * align
-
-
-def per_domain_forward(inputs: torch.Tensor, domains: torch.Tensor, layers: list[DomainLayer], out_dim: int) -> torch.Tensor:
-    """ReLU MLP with a separate weight per domain: rows sorted by domain, one grouped GEMM per layer.
-
-    Exact: padded input columns meet zero weight rows, padded output columns stay 0 through every ReLU,
-    and the ones column stays 1.
-    """
-    n_domains, in_padded = layers[0].weight.shape[:2]
-    rows, in_dim = inputs.shape
-    order = torch.argsort(domains, stable=True)
-    offsets = torch.cumsum(torch.bincount(domains, minlength=n_domains), 0).to(torch.int32)
-    hidden = inputs.new_zeros(rows, in_padded)
-    hidden[:, :in_dim] = inputs.index_select(0, order)
-    hidden[:, in_dim] = 1.0
-    for layer in layers:
-        hidden = torch.relu(_GROUPED_MM(hidden, layer.weight, offs=offsets))
-    restored = torch.empty_like(order)
-    restored[order] = torch.arange(rows, device=order.device)
-    return hidden[:, :out_dim].index_select(0, restored)
+    def check_routing_ids(self, routing_ids: torch.Tensor) -> None: ...
 
 
 class Tower(nn.Module):
@@ -101,13 +61,18 @@ class Tower(nn.Module):
         """(in, out) of every linear layer, for building adapters."""
         return [(linear.in_features, linear.out_features) for linear in self.linears]
 
-    def forward(self, inputs: torch.Tensor, domains: torch.Tensor) -> torch.Tensor:
+    def train(self, mode: bool = True) -> "Tower":
+        if mode and self.adapter is not None:
+            self.adapter.merged = None  # a merge is for inference only; training changes the weights
+        return super().train(mode)
+
+    def forward(self, inputs: torch.Tensor, routing_ids: torch.Tensor) -> torch.Tensor:
+        """routing_ids: each row's domain id (or expert id when the adapter routes by expert)."""
         adapter = self.adapter
-        if adapter is not None and not self.training and not torch.is_grad_enabled() and grouped_mm_supports(inputs):
-            layers = adapter.per_domain_layers(domains, self.linears)
-            if layers is not None:
-                return per_domain_forward(inputs, domains, layers, self.out_dim)
-        routing = adapter.routing(domains) if adapter is not None else None
+        if adapter is not None and adapter.merged is not None and not self.training and not torch.is_grad_enabled():
+            adapter.check_routing_ids(routing_ids)
+            return adapter.merged.forward(inputs, routing_ids)
+        routing = adapter.routing(routing_ids) if adapter is not None else None
         hidden = inputs
         for index, linear in enumerate(self.linears):
             out = self.dropout(linear(hidden))

@@ -1,4 +1,5 @@
-"""AutoInt+ (Song et al., 2019): stacked multi-head self-attention over fields, in parallel with a DNN."""
+"""AutoInt+ (Song et al., 2019), as DeepCTR's AutoInt: a linear term, plus one output layer over stacked
+multi-head self-attention across fields and, in parallel, a DNN over the same embeddings."""
 
 import torch
 from torch import nn
@@ -9,6 +10,7 @@ from moe_mlora.models.base import CTRModel, output_layer
 
 class AutoInt(CTRModel):
     name = "autoint"
+    uses_linear_term = True
 
     def __init__(self, spec, config) -> None:
         super().__init__(spec, config)
@@ -22,6 +24,6 @@ class AutoInt(CTRModel):
         self.tower = self.make_tower(self.flat_dim)
         self.head = output_layer(spec.n_fields * in_dim + self.tower.out_dim)
 
-    def logit_terms(self, embeddings: torch.Tensor, domains: torch.Tensor) -> torch.Tensor:
+    def logit_terms(self, embeddings: torch.Tensor, routing_ids: torch.Tensor) -> torch.Tensor:
         attended = self.attention(embeddings).flatten(1)
-        return self.head(torch.cat([attended, self.tower(embeddings.flatten(1), domains)], dim=1)).squeeze(1)
+        return self.head(torch.cat([attended, self.tower(embeddings.flatten(1), routing_ids)], dim=1)).squeeze(1)

@@ -33,6 +33,7 @@ class ModelConfig:
     attention_residual: bool = True
     # DCN
     cross_layers: int = 2
+    l2_cross: float = 1e-5  # on the cross network's kernels (DeepCTR's l2_reg_cross)
     # FiBiNET
     senet_reduction_ratio: int = 3
     # xDeepFM
@@ -78,23 +79,24 @@ class CTRModel(nn.Module):
     def flat_dim(self) -> int:
         return self.spec.n_fields * self.config.embedding_dim
 
-    def logit_terms(self, embeddings: torch.Tensor, domains: torch.Tensor) -> torch.Tensor:
+    def logit_terms(self, embeddings: torch.Tensor, routing_ids: torch.Tensor) -> torch.Tensor:
         """Model-specific logit contribution, shape (batch,)."""
         raise NotImplementedError
 
-    def forward(self, codes: torch.Tensor, domains: torch.Tensor) -> torch.Tensor:
+    def forward(self, codes: torch.Tensor, routing_ids: torch.Tensor) -> torch.Tensor:
         """(batch, fields) codes and (batch,) domain ids -> (batch,) logits."""
-        logit = self.logit_terms(self.embedding(codes), domains) + self.bias
+        logit = self.logit_terms(self.embedding(codes), routing_ids) + self.bias
         if self.linear is not None:
             logit = logit + self.linear(codes)
         return logit
 
-    def regularized_parameters(self) -> list[nn.Parameter]:
-        """Weights under L2 (embeddings and the linear term), as in the paper's configs."""
+    def l2_groups(self) -> list[tuple[float, list[nn.Parameter]]]:
+        """(lambda, weights) pairs under an L2 penalty lambda * ||w||^2: the embeddings and the linear term,
+        as in the paper's configs; a backbone adds its own (DCN's cross kernels)."""
         params = [self.embedding.table.weight]
         if self.linear is not None:
             params.append(self.linear.weights.table.weight)
-        return params
+        return [(self.config.l2_embedding, params)]
 
 
 def output_layer(in_dim: int) -> nn.Linear:

@@ -1,4 +1,5 @@
-"""DCN (Wang et al., 2017): a cross network in parallel with a DNN, combined by one output layer."""
+"""DCN (Wang et al., 2017), as DeepCTR's DCN: a linear term, plus one output layer over a cross network
+(vector kernels under L2 `l2_cross`) and, in parallel, a DNN over the same flattened embeddings."""
 
 import torch
 
@@ -8,6 +9,7 @@ from moe_mlora.models.base import CTRModel, output_layer
 
 class DCN(CTRModel):
     name = "dcn"
+    uses_linear_term = True
 
     def __init__(self, spec, config) -> None:
         super().__init__(spec, config)
@@ -15,6 +17,9 @@ class DCN(CTRModel):
         self.tower = self.make_tower(self.flat_dim)
         self.head = output_layer(self.flat_dim + self.tower.out_dim)
 
-    def logit_terms(self, embeddings: torch.Tensor, domains: torch.Tensor) -> torch.Tensor:
+    def logit_terms(self, embeddings: torch.Tensor, routing_ids: torch.Tensor) -> torch.Tensor:
         flat = embeddings.flatten(1)
-        return self.head(torch.cat([self.cross(flat), self.tower(flat, domains)], dim=1)).squeeze(1)
+        return self.head(torch.cat([self.cross(flat), self.tower(flat, routing_ids)], dim=1)).squeeze(1)
+
+    def l2_groups(self):
+        return [*super().l2_groups(), (self.config.l2_cross, [self.cross.kernels])]

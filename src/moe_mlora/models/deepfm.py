@@ -1,4 +1,5 @@
-"""DeepFM (Guo et al., 2017): FM (first and second order) and a DNN sharing the same embeddings."""
+"""DeepFM (Guo et al., 2017), as DeepCTR's DeepFM: a linear term, the FM's second-order term and a DNN,
+all over the same embeddings."""
 
 import torch
 
@@ -16,5 +17,5 @@ class DeepFM(CTRModel):
         self.tower = self.make_tower(self.flat_dim)
         self.head = output_layer(self.tower.out_dim)
 
-    def logit_terms(self, embeddings: torch.Tensor, domains: torch.Tensor) -> torch.Tensor:
-        return self.fm(embeddings) + self.head(self.tower(embeddings.flatten(1), domains)).squeeze(1)
+    def logit_terms(self, embeddings: torch.Tensor, routing_ids: torch.Tensor) -> torch.Tensor:
+        return self.fm(embeddings) + self.head(self.tower(embeddings.flatten(1), routing_ids)).squeeze(1)

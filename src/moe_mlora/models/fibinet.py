@@ -1,5 +1,6 @@
-"""FiBiNET (Huang et al., 2019): SENET re-weighting, bilinear interactions of both the raw and re-weighted
-embeddings (one shared 'interaction'-type bilinear layer), a DNN over both, plus the linear term."""
+"""FiBiNET (Huang et al., 2019), as DeepCTR's FiBiNET: a linear term, plus a DNN over the bilinear
+interactions ('interaction' type) of the SENET-reweighted embeddings and, through a second bilinear layer
+of its own, of the raw embeddings."""
 
 import torch
 
@@ -14,12 +15,13 @@ class FiBiNET(CTRModel):
     def __init__(self, spec, config) -> None:
         super().__init__(spec, config)
         self.senet = SqueezeExcitation(spec.n_fields, config.senet_reduction_ratio)
+        self.senet_bilinear = BilinearInteraction(spec.n_fields, config.embedding_dim)
         self.bilinear = BilinearInteraction(spec.n_fields, config.embedding_dim)
         n_pairs = spec.n_fields * (spec.n_fields - 1) // 2
         self.tower = self.make_tower(2 * n_pairs * config.embedding_dim)
         self.head = output_layer(self.tower.out_dim)
 
-    def logit_terms(self, embeddings: torch.Tensor, domains: torch.Tensor) -> torch.Tensor:
-        reweighted = self.bilinear(self.senet(embeddings)).flatten(1)
+    def logit_terms(self, embeddings: torch.Tensor, routing_ids: torch.Tensor) -> torch.Tensor:
+        reweighted = self.senet_bilinear(self.senet(embeddings)).flatten(1)
         plain = self.bilinear(embeddings).flatten(1)
-        return self.head(self.tower(torch.cat([reweighted, plain], dim=1), domains)).squeeze(1)
+        return self.head(self.tower(torch.cat([reweighted, plain], dim=1), routing_ids)).squeeze(1)

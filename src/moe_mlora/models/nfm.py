@@ -1,4 +1,5 @@
-"""NFM (He & Chua, 2017): linear term plus a DNN over bi-interaction pooling of the embeddings."""
+"""NFM (He & Chua, 2017), as DeepCTR's NFM: a linear term plus a DNN over the bi-interaction pooling of the
+embeddings (bi_dropout 0)."""
 
 import torch
 
@@ -18,6 +19,6 @@ class NFM(CTRModel):
         self.tower = self.make_tower(config.embedding_dim)
         self.head = output_layer(self.tower.out_dim)
 
-    def logit_terms(self, embeddings: torch.Tensor, domains: torch.Tensor) -> torch.Tensor:
+    def logit_terms(self, embeddings: torch.Tensor, routing_ids: torch.Tensor) -> torch.Tensor:
         pooled = self.bi_dropout(self.bi_interaction(embeddings))
-        return self.head(self.tower(pooled, domains)).squeeze(1)
+        return self.head(self.tower(pooled, routing_ids)).squeeze(1)

@@ -1,4 +1,5 @@
-"""PNN (Qu et al., 2016), inner-product variant: a DNN over [embeddings, pairwise inner products]; no linear term."""
+"""PNN (Qu et al., 2016), as DeepCTR's PNN with use_inner=True, use_outter=False: a DNN over
+[embeddings, pairwise inner products]; no linear term (the reference has none)."""
 
 import torch
 
@@ -16,6 +17,6 @@ class PNN(CTRModel):
         self.tower = self.make_tower(self.flat_dim + n_pairs)
         self.head = output_layer(self.tower.out_dim)
 
-    def logit_terms(self, embeddings: torch.Tensor, domains: torch.Tensor) -> torch.Tensor:
+    def logit_terms(self, embeddings: torch.Tensor, routing_ids: torch.Tensor) -> torch.Tensor:
         product_layer = torch.cat([embeddings.flatten(1), self.inner_product(embeddings)], dim=1)
-        return self.head(self.tower(product_layer, domains)).squeeze(1)
+        return self.head(self.tower(product_layer, routing_ids)).squeeze(1)

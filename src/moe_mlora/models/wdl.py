@@ -1,4 +1,5 @@
-"""Wide & Deep (Cheng et al., 2016): a linear 'wide' part plus a DNN over the concatenated embeddings."""
+"""Wide & Deep (Cheng et al., 2016), as DeepCTR's WDL: a linear 'wide' term plus a DNN over the
+concatenated embeddings, each to one logit."""
 
 import torch
 
@@ -14,5 +15,5 @@ class WDL(CTRModel):
         self.tower = self.make_tower(self.flat_dim)
         self.head = output_layer(self.tower.out_dim)
 
-    def logit_terms(self, embeddings: torch.Tensor, domains: torch.Tensor) -> torch.Tensor:
-        return self.head(self.tower(embeddings.flatten(1), domains)).squeeze(1)
+    def logit_terms(self, embeddings: torch.Tensor, routing_ids: torch.Tensor) -> torch.Tensor:
+        return self.head(self.tower(embeddings.flatten(1), routing_ids)).squeeze(1)

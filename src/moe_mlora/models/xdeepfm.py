@@ -1,4 +1,5 @@
-"""xDeepFM (Lian et al., 2018): linear term + Compressed Interaction Network + DNN."""
+"""xDeepFM (Lian et al., 2018), as DeepCTR's xDeepFM: a linear term, a Compressed Interaction Network
+(128, 128, split_half, ReLU) to one logit, and a DNN to another."""
 
 import torch
 
@@ -18,6 +19,6 @@ class XDeepFM(CTRModel):
         self.tower = self.make_tower(self.flat_dim)
         self.head = output_layer(self.tower.out_dim)
 
-    def logit_terms(self, embeddings: torch.Tensor, domains: torch.Tensor) -> torch.Tensor:
+    def logit_terms(self, embeddings: torch.Tensor, routing_ids: torch.Tensor) -> torch.Tensor:
         cin_logit = self.cin_head(self.cin(embeddings)).squeeze(1)
-        return cin_logit + self.head(self.tower(embeddings.flatten(1), domains)).squeeze(1)
+        return cin_logit + self.head(self.tower(embeddings.flatten(1), routing_ids)).squeeze(1)

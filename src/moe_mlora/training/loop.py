@@ -1,12 +1,17 @@
-"""Epochs over in-memory tensors, Adam, early stopping on validation WAUC with the best weights restored."""
+"""The one training loop: epochs of a phase, early stopping per group, the best weights restored.
+
+A group is what selection acts on: the whole model (one group) or each expert (G groups, stacked
+parameters, one slice each). Every epoch scores each active group on validation; a group that has not
+improved for `patience` epochs stops training and, at the end, every group gets back its best weights.
+The record keeps the score each group had at its chosen epoch and the score of the restored model,
+evaluated afresh: the two agree (a test holds them to 1e-6).
+"""
 
 from __future__ import annotations
 
-import copy
 import logging
-import random
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -14,193 +19,256 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from moe_mlora.adapters import adapters_of, set_adapter_mode
 from moe_mlora.data.prepare import TensorPart
 from moe_mlora.errors import MoeMloraError
-from moe_mlora.training.metrics import Evaluation, evaluate_predictions
+from moe_mlora.training.config import TrainConfig, derive_seed
+from moe_mlora.training.evaluation import evaluate, group_scores
+from moe_mlora.training.metrics import combine_scores
+from moe_mlora.training.optim import ModelAdam, StackedExpertAdam
+from moe_mlora.training.phase import Optimizer, Phase, phase_parameters, set_trainable
+from moe_mlora.training.samplers import epoch_batches, group_batches
 
 log = logging.getLogger(__name__)
-BATCH_ORDERS = ("shuffle", "by-domain")
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    learning_rate: float = 1e-3
-    batch_size: int = 1024
-    eval_batch_size: int = 8192
-    max_epochs: int = 50
-    patience: int = 3
-    seed: int = 2024
-    progress: bool = True
-    device: str = "cpu"
-
-
-@dataclass
-class EpochRecord:
-    epoch: int
-    train_loss: float
-    valid_wauc: float
-    seconds: float
-    rows_per_second: float
-
-
-@dataclass
-class FitResult:
-    phase: str
-    history: list[EpochRecord] = field(default_factory=list)
-    best_epoch: int = 0
-    best_valid_wauc: float = float("nan")
-    seconds: float = 0.0
-    trainable_parameters: int = 0
-    total_parameters: int = 0
-    note: str = ""
-
-    @classmethod
-    def from_dict(cls, data: dict) -> "FitResult":
-        return cls(**{**data, "history": [EpochRecord(**record) for record in data["history"]]})
 
 
 class TrainingDiverged(MoeMloraError):
     """The loss became NaN or infinite."""
 
 
-def set_seed(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
+@dataclass
+class EpochRecord:
+    epoch: int
+    train_loss: float
+    valid_score: float  # the phase's selection score after this epoch (all groups, at their current weights)
+    seconds: float
+    rows_per_second: float
 
 
-def iterate_batches(part: TensorPart, batch_size: int, order: str, generator: torch.Generator) -> Iterator[TensorPart]:
-    """Batches as contiguous slices of one per-epoch permutation (one gather per epoch, not per batch).
+@dataclass
+class PhaseResult:
+    phase: str
+    granularity: str
+    select_by: str
+    batch_order: str
+    history: list[EpochRecord] = field(default_factory=list)
+    best_epoch: int = 0  # the chosen epoch (per expert: the latest epoch any expert was chosen at)
+    best_epochs: list[int] = field(default_factory=list)  # per group (one for the whole model)
+    best_scores: list[float] = field(default_factory=list)  # per group, at its chosen epoch
+    best_valid_score: float = float("nan")  # the selection score recorded at the chosen epoch(s)
+    restored_valid_score: float = float("nan")  # the restored model's score, evaluated afresh
+    epoch_cap: int = 0
+    capped_groups: int = 0  # groups still improving when the epoch cap ended the phase
+    improved_groups: int = 0  # groups whose chosen epoch is after the start
+    seconds: float = 0.0
+    trainable_parameters: int = 0
+    total_parameters: int = 0
+    note: str = ""
 
-    'by-domain' (the MLoRA protocol) makes single-domain batches and visits domains in a shuffled order.
-    """
-    n = len(part)
-    if order == "shuffle":
-        permuted = part.select(torch.randperm(n, generator=generator))
-        for start in range(0, n, batch_size):
-            yield TensorPart(*(t[start:start + batch_size] for t in (permuted.codes, permuted.domains, permuted.labels)))
-        return
-    if order != "by-domain":
-        raise ValueError(f"batch order must be one of {BATCH_ORDERS}")
-    domain_rank = torch.argsort(torch.randperm(int(part.domains.max()) + 1, generator=generator))
-    noise = torch.rand(n, generator=generator)
-    # Sort by (shuffled domain rank, random key): rows of one domain become one shuffled run.
-    key = domain_rank[part.domains].double() * 2 + noise.double()
-    permuted = part.select(torch.argsort(key))
-    bounds = torch.unique_consecutive(permuted.domains, return_counts=True)[1].cumsum(0).tolist()
-    start_of_run = 0
-    for end_of_run in bounds:
-        for start in range(start_of_run, end_of_run, batch_size):
-            stop = min(start + batch_size, end_of_run)
-            yield TensorPart(permuted.codes[start:stop], permuted.domains[start:stop], permuted.labels[start:stop])
-        start_of_run = end_of_run
+    @classmethod
+    def from_dict(cls, data: dict) -> "PhaseResult":
+        return cls(**{**data, "history": [EpochRecord(**record) for record in data["history"]]})
 
 
-@torch.no_grad()
-def predict_logits(model: nn.Module, part: TensorPart, batch_size: int = 8192, routing_ids: torch.Tensor | None = None) -> torch.Tensor:
-    """Logits for every row; `routing_ids` replaces the domain ids the tower routes by (phase 2's expert ids)."""
-    was_training = model.training
-    model.eval()
-    ids = part.domains if routing_ids is None else routing_ids
-    out = [model(part.codes[s:s + batch_size], ids[s:s + batch_size]) for s in range(0, len(part), batch_size)]
-    model.train(was_training)
-    return torch.cat(out) if out else torch.empty(0)
+EpochCallback = Callable[[str, EpochRecord], None]
 
 
-def evaluate(model: nn.Module, part: TensorPart, domain_names: tuple[str, ...], batch_size: int = 8192) -> Evaluation:
-    probabilities = torch.sigmoid(predict_logits(model, part, batch_size)).numpy()
-    return evaluate_predictions(part.domains.numpy(), part.labels.numpy(), probabilities, domain_names)
+class Snapshot:
+    """The best weights of each group: whole tensors (one group) or slices of stacked expert tensors."""
+
+    def __init__(self, params: list[nn.Parameter], stacked: bool) -> None:
+        self.params, self.stacked, self.saved = params, stacked, {}
+
+    def _views(self, group: int) -> list[torch.Tensor]:
+        return [p.detach()[group] if self.stacked else p.detach() for p in self.params]
+
+    def save(self, group: int) -> None:
+        self.saved[group] = [view.clone() for view in self._views(group)]
+
+    @torch.no_grad()
+    def restore(self, group: int) -> None:
+        for view, saved in zip(self._views(group), self.saved[group]):
+            view.copy_(saved)
 
 
-def make_optimizer(model: nn.Module, trainable: list[nn.Parameter], config: TrainConfig) -> torch.optim.Adam:
-    """Adam; weights the model puts under L2 get weight_decay = 2*lambda, exactly lambda*||w||^2 in the loss."""
-    regularized_ids = {id(p) for p in getattr(model, "regularized_parameters", lambda: [])()}
-    l2 = getattr(getattr(model, "config", None), "l2_embedding", 0.0)
-    decayed = [p for p in trainable if id(p) in regularized_ids]
-    plain = [p for p in trainable if id(p) not in regularized_ids]
-    groups = [{"params": plain, "weight_decay": 0.0}]
-    if decayed:
-        groups.append({"params": decayed, "weight_decay": 2 * l2})
-    # The fused kernel (CPU and CUDA) makes one pass per step instead of dozens of small ops: ~1.4x
-    # DeepFM training throughput on a 2-core CPU. Same algorithm; it only rounds differently.
-    fused = all(p.device.type in ("cpu", "cuda") for p in trainable)
-    return torch.optim.Adam(groups, lr=config.learning_rate, fused=fused)
-
-
-def set_trainable(model: nn.Module, trainable: list[nn.Parameter]) -> None:
-    """Real freezing: only `trainable` keeps requires_grad."""
-    keep = {id(p) for p in trainable}
-    for parameter in model.parameters():
-        parameter.requires_grad_(id(parameter) in keep)
-
-
-def train_epoch(
-    model: nn.Module,
-    train: TensorPart,
-    optimizer: torch.optim.Optimizer,
-    config: TrainConfig,
-    batch_order: str,
-    generator: torch.Generator,
-    description: str = "epoch",
-) -> float:
-    """One pass over `train`; returns the mean training loss."""
-    model.train()
-    loss_fn = nn.BCEWithLogitsLoss()
-    total_loss = torch.zeros(())
-    with tqdm(total=len(train), unit="row", unit_scale=True, desc=description,
-              disable=not config.progress, leave=False) as bar:
-        for batch in iterate_batches(train, config.batch_size, batch_order, generator):
-            loss = loss_fn(model(batch.codes, batch.domains), batch.labels)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            total_loss += loss.detach() * len(batch)
-            bar.update(len(batch))
-    return float(total_loss) / len(train)
+def enter_phase(model: nn.Module, phase: Phase) -> list[nn.Parameter]:
+    """Switch the forward path and freeze all but the phase's parameters; returns those."""
+    if phase.mode is not None:
+        set_adapter_mode(model, phase.mode)
+    trainable = phase_parameters(model, phase.trains)
+    set_trainable(model, trainable)
+    return trainable
 
 
 def fit(
     model: nn.Module,
+    phase: Phase,
     train: TensorPart,
     valid: TensorPart,
     domain_names: tuple[str, ...],
     config: TrainConfig,
     *,
-    trainable: list[nn.Parameter] | None = None,
-    batch_order: str = "shuffle",
-    phase: str = "base",
-    on_epoch: Callable[[EpochRecord], None] | None = None,
-) -> FitResult:
-    """Train `trainable` (default: all parameters) until validation WAUC stops improving; keep the best weights."""
-    trainable = list(model.parameters()) if trainable is None else trainable
-    set_trainable(model, trainable)
-    optimizer = make_optimizer(model, trainable, config)
-    generator = torch.Generator().manual_seed(config.seed)
-    result = FitResult(phase, trainable_parameters=sum(p.numel() for p in trainable),
-                       total_parameters=sum(p.numel() for p in model.parameters()))
-    best_state = copy.deepcopy(model.state_dict())
-    best_wauc, stale = -np.inf, 0
+    groups: list[int] | None = None,
+    label: str | None = None,
+    on_epoch: EpochCallback | None = None,
+) -> PhaseResult:
+    """Run one phase until every group stops improving on validation (or the epoch cap); keep the best weights.
+
+    Per-expert phases take expert views (parts with `experts` set) and train `groups` (default: every expert).
+    """
+    label = label or phase.name.value
+    trainable = enter_phase(model, phase)
+    seed = derive_seed(config.seed, phase.seed_key)
+    torch.manual_seed(seed)  # dropout masks
+    generator = torch.Generator().manual_seed(seed)  # batch order
+    n_groups = adapters_of(model)[0].config.n_experts if phase.per_expert else 1
+    groups = list(range(n_groups)) if groups is None else list(groups)
+    if phase.optimizer is Optimizer.ADAM_PER_EXPERT:
+        optimizer = StackedExpertAdam(trainable, n_groups, config.learning_rate)
+    else:
+        optimizer = ModelAdam(model, trainable, config.learning_rate)
+    valid_rows = (torch.bincount(valid.experts, minlength=n_groups) if phase.per_expert
+                  else torch.tensor([len(valid)])).tolist()
+
+    def score_groups(chosen: list[int]) -> dict[int, float]:
+        if phase.per_expert:
+            return group_scores(model, valid, chosen, config.eval_batch_size)
+        return {0: evaluate(model, valid, domain_names, config.eval_batch_size).score(config.select_by)} if chosen else {}
+
+    def combined(scores: dict[int, float]) -> float:
+        return combine_scores(scores, dict(enumerate(valid_rows)), config.select_by)
+
+    result = PhaseResult(phase.name.value, phase.granularity.value, config.select_by, config.batch_order,
+                         epoch_cap=config.max_epochs,
+                         trainable_parameters=sum(p[0].numel() if phase.per_expert else p.numel() for p in trainable)
+                         * (len(groups) if phase.per_expert else 1),
+                         total_parameters=sum(p.numel() for p in model.parameters()))
+    snapshot = Snapshot(trainable, stacked=phase.per_expert)
+    active = torch.zeros(n_groups, dtype=torch.bool)
+    active[groups] = True
+    best = {g: -np.inf for g in groups}
+    best_epoch = {g: 0 for g in groups}
+    stale = {g: 0 for g in groups}
+    current: dict[int, float] = {}
+    if phase.start_counts:
+        current = score_groups(groups)
+        best.update(current)
+    for group in groups:
+        snapshot.save(group)
     started = time.perf_counter()
-    for epoch in range(1, config.max_epochs + 1):
+    epoch = 0
+    while active.any() and epoch < config.max_epochs:
+        epoch += 1
         epoch_start = time.perf_counter()
-        train_loss = train_epoch(model, train, optimizer, config, batch_order, generator,
-                                 description=f"{phase} epoch {epoch}")
+        train_loss, n_rows = train_epoch(model, phase, train, optimizer, config, generator, active=active,
+                                         description=f"{label} epoch {epoch}")
         if not np.isfinite(train_loss):
-            raise TrainingDiverged(f"{phase}: training loss became {train_loss} in epoch {epoch}")
+            raise TrainingDiverged(f"{label}: training loss became {train_loss} in epoch {epoch}")
         seconds = time.perf_counter() - epoch_start
-        wauc = evaluate(model, valid, domain_names, config.eval_batch_size).wauc
-        record = EpochRecord(epoch, train_loss, wauc, seconds, len(train) / seconds)
+        scores = score_groups([g for g in groups if active[g]])
+        current.update(scores)
+        for group, score in scores.items():
+            if score > best[group]:
+                best[group], best_epoch[group], stale[group] = score, epoch, 0
+                snapshot.save(group)
+            else:
+                stale[group] += 1
+                if stale[group] >= config.patience:
+                    active[group] = False
+        record = EpochRecord(epoch, train_loss, combined(current), seconds, n_rows / max(seconds, 1e-9))
         result.history.append(record)
         if on_epoch:
-            on_epoch(record)
-        if wauc > best_wauc:
-            best_wauc, stale, result.best_epoch = wauc, 0, epoch
-            best_state = copy.deepcopy(model.state_dict())
-        else:
-            stale += 1
-            if stale >= config.patience:
-                break
-    model.load_state_dict(best_state)
-    result.best_valid_wauc = float(best_wauc)
+            on_epoch(label, record)
+    for group in groups:
+        snapshot.restore(group)
+    result.capped_groups = int(active.sum())
+    if result.capped_groups:
+        log.warning("%s: the epoch cap (%d) ended %d group(s) still improving", label, config.max_epochs,
+                    result.capped_groups)
+    result.best_epochs = [best_epoch[g] for g in groups]
+    result.best_scores = [float(best[g]) for g in groups]
+    result.best_epoch = max(result.best_epochs)
+    result.improved_groups = sum(e > 0 for e in result.best_epochs)
+    result.best_valid_score = combined(best)
+    result.restored_valid_score = combined(score_groups(groups))
     result.seconds = time.perf_counter() - started
+    if phase.per_expert:
+        result.note = f"{result.improved_groups} of {len(groups)} experts improved on their start"
+    return result
+
+
+def train_epoch(
+    model: nn.Module,
+    phase: Phase,
+    train: TensorPart,
+    optimizer: ModelAdam | StackedExpertAdam,
+    config: TrainConfig,
+    generator: torch.Generator,
+    *,
+    active: torch.Tensor | None = None,
+    description: str = "epoch",
+) -> tuple[float, int]:
+    """One pass over the phase's rows (per-expert phases: the `active` experts' rows); returns the mean
+    training loss per row and the number of rows seen."""
+    n_groups = len(active) if active is not None else 1
+    if phase.per_expert and active is None:
+        raise ValueError("a per-expert phase trains the experts marked in `active`")
+    model.train()
+    total, n_rows = torch.zeros(()), 0
+    if phase.per_expert:
+        batches = group_batches(train, train.experts, active, config.batch_size, generator)
+        size = int(active[train.experts].sum())
+    else:
+        batches = epoch_batches(train, config.batch_size, config.batch_order, generator)
+        size = len(train)
+    with tqdm(total=size, unit="row", unit_scale=True, desc=description, disable=not config.progress, leave=False) as bar:
+        for batch in batches:
+            logits = model(batch.codes, batch.routing_ids)
+            if phase.per_expert:
+                per_row = nn.functional.binary_cross_entropy_with_logits(logits, batch.labels, reduction="none")
+                counts = torch.bincount(batch.experts, minlength=n_groups)
+                loss = (per_row / counts[batch.experts]).sum()  # sum over experts of each one's batch mean
+                present, batch_loss = counts > 0, per_row.detach().sum()
+            else:
+                loss = nn.functional.binary_cross_entropy_with_logits(logits, batch.labels)
+                present, batch_loss = None, loss.detach() * len(batch)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step(present)
+            total += batch_loss
+            n_rows += len(batch)
+            bar.update(len(batch))
+    return float(total) / max(n_rows, 1), n_rows
+
+
+def fit_one_group_at_a_time(
+    model: nn.Module,
+    phase: Phase,
+    train: TensorPart,
+    valid: TensorPart,
+    domain_names: tuple[str, ...],
+    config: TrainConfig,
+    *,
+    on_epoch: EpochCallback | None = None,
+) -> PhaseResult:
+    """The literal schedule of a per-expert phase: `fit` for one expert after another."""
+    n_groups = adapters_of(model)[0].config.n_experts
+    started = time.perf_counter()
+    parts = [fit(model, phase, train, valid, domain_names, config, groups=[g], label=f"{phase.name.value}[{g}]",
+                 on_epoch=on_epoch) for g in range(n_groups)]
+    valid_rows = dict(enumerate(torch.bincount(valid.experts, minlength=n_groups).tolist()))
+    result = PhaseResult(phase.name.value, phase.granularity.value, config.select_by, config.batch_order,
+                         history=[record for part in parts for record in part.history],
+                         best_epochs=[part.best_epochs[0] for part in parts],
+                         best_scores=[part.best_scores[0] for part in parts], epoch_cap=config.max_epochs,
+                         capped_groups=sum(part.capped_groups for part in parts),
+                         trainable_parameters=sum(part.trainable_parameters for part in parts),
+                         total_parameters=parts[0].total_parameters)
+    result.best_epoch = max(result.best_epochs)
+    result.improved_groups = sum(e > 0 for e in result.best_epochs)
+    result.best_valid_score = combine_scores(dict(enumerate(result.best_scores)), valid_rows, config.select_by)
+    fresh = group_scores(model, valid, list(range(n_groups)), config.eval_batch_size)
+    result.restored_valid_score = combine_scores(fresh, valid_rows, config.select_by)
+    result.seconds = time.perf_counter() - started
+    result.note = f"sequential: one expert at a time; {result.improved_groups} of {n_groups} experts improved on their start"
     return result

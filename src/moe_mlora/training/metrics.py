@@ -2,14 +2,23 @@
 
 WAUC = sum_i w_i * AUC_i, where w_i is domain i's share of the evaluated rows. A domain whose evaluated
 rows hold one class has no AUC: it is listed in `excluded` and the other weights are renormalised.
+Mean AUC is the unweighted mean of the per-domain AUCs: what the authors' code selects models by.
 """
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from enum import Enum
 
 import numpy as np
 from sklearn.metrics import log_loss, roc_auc_score
+
+
+class SelectBy(str, Enum):
+    """The validation score that early stopping and model selection maximise."""
+
+    WAUC = "wauc"  # the paper's reported metric
+    MEAN_AUC = "mean-auc"  # the unweighted mean of per-domain AUCs, as the authors' code selects
 
 
 @dataclass(frozen=True)
@@ -30,8 +39,33 @@ class Evaluation:
     domains: list[DomainMetrics]
     excluded: list[str]  # domains without an AUC (single class or no rows)
 
+    @property
+    def mean_auc(self) -> float:
+        aucs = [d.auc for d in self.domains if d.auc is not None]
+        return float(np.mean(aucs)) if aucs else float("nan")
+
+    def score(self, select_by: SelectBy) -> float:
+        return self.wauc if SelectBy(select_by) is SelectBy.WAUC else self.mean_auc
+
     def to_dict(self) -> dict:
-        return asdict(self)
+        return {**asdict(self), "mean_auc": self.mean_auc}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "Evaluation":
+        return cls(data["wauc"], data["auc"], data["logloss"], [DomainMetrics(**d) for d in data["domains"]],
+                   list(data["excluded"]))
+
+
+def combine_scores(scores: dict[int, float], rows: dict[int, int], select_by: SelectBy) -> float:
+    """One score from per-group AUCs (negative values mark groups without an AUC and are left out):
+    their row-weighted mean (WAUC) or their plain mean (mean AUC)."""
+    scored = [g for g, score in scores.items() if score >= 0 and rows.get(g, 0) > 0]
+    if not scored:
+        return float("nan")
+    if SelectBy(select_by) is SelectBy.MEAN_AUC:
+        return float(np.mean([scores[g] for g in scored]))
+    total = sum(rows[g] for g in scored)
+    return float(sum(rows[g] * scores[g] for g in scored) / total)
 
 
 def evaluate_predictions(

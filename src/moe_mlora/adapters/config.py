@@ -1,0 +1,71 @@
+"""What an adapter is: its kind, its experts and their ranks, and the one rule that numbers experts.
+
+Expert numbering (the only place that knows it): with n domains and k experts per domain, expert e
+belongs to domain e mod n, so domain d owns experts d, d + n, ..., d + (k - 1) n. MLoRA is the case
+k = 1 with exactly one adapter per domain.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from enum import Enum
+
+import torch
+
+from moe_mlora.errors import ConfigError
+
+ADAPTER_KINDS = ("mlora", "moe-mlora")
+
+# r_l = hidden_l // reduce, per backbone, from the MLoRA authors' MovieLens configs.
+DEFAULT_LORA_REDUCE = {"autoint": 4, "nfm": 4, "wdl": 16, "pnn": 16, "dcn": 16, "deepfm": 32, "fibinet": 32, "xdeepfm": 32}
+
+
+class AdapterMode(str, Enum):
+    """The forward path: which experts a row goes through, and with which weights."""
+
+    BACKBONE = "backbone"  # adapters excluded: the bare backbone
+    DOMAIN = "domain"  # MLoRA: the row's domain adapter (routing ids are domain ids)
+    EXPERT = "expert"  # MoE phase 2: routing ids are expert ids; only that expert is active
+    MIXTURE = "mixture"  # MoE phase 3 and inference: the gate mixes all experts (routing ids are domain ids)
+
+
+@dataclass(frozen=True)
+class AdapterConfig:
+    kind: str  # "mlora" | "moe-mlora"
+    n_domains: int
+    experts_per_domain: int = 1
+    lora_reduce: int | None = 16  # r_l = max(1, out_l // lora_reduce) ...
+    rank: int | None = None  # ... unless a fixed rank is given
+    gate_embedding_dim: int = 4
+    init_seed: int = 0  # adapters draw their init from their own generator, not the global one
+
+    def __post_init__(self) -> None:
+        if self.kind not in ADAPTER_KINDS:
+            raise ConfigError(f"adapter kind must be 'mlora' or 'moe-mlora', got '{self.kind}'")
+        if self.kind == "mlora" and self.experts_per_domain != 1:
+            raise ConfigError("MLoRA has exactly one adapter per domain (experts_per_domain=1)")
+        if self.experts_per_domain < 1 or self.n_domains < 1:
+            raise ConfigError("need at least one domain and one expert per domain")
+        if self.rank is None and not self.lora_reduce:
+            raise ConfigError("give a fixed rank or a lora_reduce factor")
+        if self.rank is not None and self.rank < 1:
+            raise ConfigError(f"adapter rank must be at least 1, got {self.rank}")
+        if self.lora_reduce is not None and self.lora_reduce < 1:
+            raise ConfigError(f"lora_reduce must be at least 1, got {self.lora_reduce}")
+
+    @property
+    def n_experts(self) -> int:
+        return self.n_domains * self.experts_per_domain
+
+    def rank_for(self, out_features: int) -> int:
+        return self.rank if self.rank is not None else max(1, out_features // self.lora_reduce)
+
+    def domain_of_expert(self, experts: torch.Tensor) -> torch.Tensor:
+        return experts % self.n_domains
+
+    def experts_of_domain(self, domains: torch.Tensor, replica: int) -> torch.Tensor:
+        """The replica-th expert (0 <= replica < k) of each domain."""
+        return domains + self.n_domains * replica
+
+    def to_dict(self) -> dict:
+        return asdict(self)

@@ -1,0 +1,52 @@
+"""Adapter files: the small weights (adapter.safetensors) beside a versioned config (adapter.json).
+
+Kept apart from the backbone's weights, so an adapter can be loaded onto the backbone it was trained
+with (as PEFT does for LoRA).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from moe_mlora.adapters.config import AdapterConfig
+from moe_mlora.adapters.layer import adapters_of, attach_adapters, TowerAdapter
+from moe_mlora.errors import ConfigError, DataError
+
+ADAPTER_WEIGHTS, ADAPTER_CONFIG = "adapter.safetensors", "adapter.json"
+ADAPTER_FORMAT = 1
+
+
+def save_adapters(model: nn.Module, folder: Path) -> None:
+    """Adapters and gates only (small files), loadable onto the same backbone with load_adapters."""
+    adapters = adapters_of(model)
+    if not adapters:
+        raise ConfigError("the model carries no adapter to save")
+    folder.mkdir(parents=True, exist_ok=True)
+    state = {f"{index}.{key}": value.contiguous() for index, adapter in enumerate(adapters)
+             for key, value in adapter.state_dict().items()}
+    save_file(state, str(folder / ADAPTER_WEIGHTS))
+    meta = {"format": ADAPTER_FORMAT, "config": adapters[0].config.to_dict(), "towers": len(adapters),
+            "mode": adapters[0].mode.value}
+    (folder / ADAPTER_CONFIG).write_text(json.dumps(meta, indent=2))
+
+
+def load_adapters(model: nn.Module, folder: Path) -> list[TowerAdapter]:
+    if not (folder / ADAPTER_CONFIG).is_file():
+        raise DataError(f"{folder}: no {ADAPTER_CONFIG}; not a saved adapter folder")
+    meta = json.loads((folder / ADAPTER_CONFIG).read_text())
+    if meta.get("format", 1) > ADAPTER_FORMAT:
+        raise DataError(f"{folder / ADAPTER_CONFIG}: format {meta['format']} is newer than this library reads")
+    adapters = attach_adapters(model, AdapterConfig(**meta["config"]))
+    if len(adapters) != meta["towers"]:
+        raise DataError(f"{folder}: saved for {meta['towers']} tower(s), the model has {len(adapters)}")
+    state = load_file(str(folder / ADAPTER_WEIGHTS))
+    for index, adapter in enumerate(adapters):
+        try:
+            adapter.load_state_dict({k.split(".", 1)[1]: v for k, v in state.items() if k.split(".", 1)[0] == str(index)})
+        except RuntimeError as exc:
+            raise DataError(f"{folder / ADAPTER_WEIGHTS}: does not fit this backbone's tower ({exc})") from None
+    return adapters

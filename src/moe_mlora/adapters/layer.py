@@ -1,0 +1,153 @@
+"""Low-rank domain adapters for any backbone's MLP tower: the stacked experts, the gate, the forward paths.
+
+For every linear layer l of the tower, with backbone output h = W_l x + b_l, the adapted layer computes
+
+    ReLU(Dropout(h) + sum_e g_e(row) * (B_{l,e} A_{l,e} x + c_{l,e}))
+
+over E low-rank experts (A: in x r_l, B: r_l x out, c: out). Every approach is a choice of routing
+weights g (batch x E), set by the adapter's mode (see AdapterMode):
+
+* MLoRA (Yang et al., 2024): E = n_domains, g = one-hot of the row's domain.
+* MoE-MLoRA: E = k * n_domains with BACKBONE (g = 0), EXPERT (g = one-hot of the row's expert id) and
+  MIXTURE (g = softmax(Linear(domain embedding))).
+
+Experts are stacked tensors, so one routing of any kind costs two matrix products per layer
+(x @ A_all, then (z * g) @ B_all), with no Python loop over domains or experts. One-hot routing gives
+excluded experts an exact zero contribution and exactly zero gradient. For inference, moe_mlora.adapters.merge
+folds each domain's routed experts into its own copy of the layer, explicitly.
+
+Initialisation follows LoRA: A Glorot, B and c zeros, so a fresh adapter leaves the backbone unchanged.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from moe_mlora.adapters.config import AdapterConfig, AdapterMode
+from moe_mlora.errors import ConfigError
+from moe_mlora.layers.mlp import Tower
+
+
+class LowRankExperts(nn.Module):
+    """E stacked LoRA pairs (plus biases) for each tower layer."""
+
+    def __init__(self, n_experts: int, layer_shapes: list[tuple[int, int]], ranks: list[int]) -> None:
+        super().__init__()
+        self.n_experts = n_experts
+        self.ranks = ranks
+        self.down = nn.ParameterList()  # A: (E, in, r)
+        self.up = nn.ParameterList()  # B: (E, r, out)
+        self.bias = nn.ParameterList()  # c: (E, out)
+        for (in_dim, out_dim), rank in zip(layer_shapes, ranks):
+            down = torch.empty(n_experts, in_dim, rank)
+            for e in range(n_experts):
+                nn.init.xavier_uniform_(down[e].T)  # Glorot over (fan_in=in, fan_out=r)
+            self.down.append(nn.Parameter(down))
+            self.up.append(nn.Parameter(torch.zeros(n_experts, rank, out_dim)))
+            self.bias.append(nn.Parameter(torch.zeros(n_experts, out_dim)))
+
+    def forward(self, layer: int, inputs: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+        """sum_e weights[:, e] * (B_e A_e x + c_e), as two GEMMs over all experts at once."""
+        down, up, bias = self.down[layer], self.up[layer], self.bias[layer]
+        experts, in_dim, rank = down.shape
+        projected = inputs @ down.permute(1, 0, 2).reshape(in_dim, experts * rank)  # (batch, E*r)
+        mixed = (projected.view(-1, experts, rank) * weights.unsqueeze(2)).reshape(-1, experts * rank)
+        return mixed @ up.reshape(experts * rank, -1) + weights @ bias
+
+
+class DomainGate(nn.Module):
+    """MoE-MLoRA's gate: a learned domain embedding -> linear -> softmax over the E experts."""
+
+    def __init__(self, n_domains: int, n_experts: int, embedding_dim: int = 4) -> None:
+        super().__init__()
+        self.domain_embedding = nn.Embedding(n_domains, embedding_dim)
+        self.to_experts = nn.Linear(embedding_dim, n_experts)
+
+    def forward(self, domains: torch.Tensor) -> torch.Tensor:
+        return torch.softmax(self.to_experts(self.domain_embedding(domains)), dim=-1)
+
+
+class TowerAdapter(nn.Module):
+    """Attached to a Tower; the tower asks it for routing once per batch and a correction per layer."""
+
+    def __init__(self, config: AdapterConfig, layer_shapes: list[tuple[int, int]]) -> None:
+        super().__init__()
+        self.config = config
+        ranks = [config.rank_for(out_dim) for _, out_dim in layer_shapes]
+        # Leaving the global RNG untouched keeps everything after attaching (dropout masks above all)
+        # as it would be without adapters: MoE-MLoRA's phase 1 then reproduces Base training bitwise.
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(config.init_seed)
+            self.experts = LowRankExperts(config.n_experts, layer_shapes, ranks)
+            self.gate = (DomainGate(config.n_domains, config.n_experts, config.gate_embedding_dim)
+                         if config.kind == "moe-mlora" else None)
+        self.mode = AdapterMode.DOMAIN if config.kind == "mlora" else AdapterMode.MIXTURE
+        self.merged = None  # a MergedTower while merged for inference (moe_mlora.adapters.merge)
+
+    def check_routing_ids(self, ids: torch.Tensor) -> None:
+        limit = self.config.n_experts if self.mode is AdapterMode.EXPERT else self.config.n_domains
+        if ids.numel() and (int(ids.max()) >= limit or int(ids.min()) < 0):
+            what = "expert" if self.mode is AdapterMode.EXPERT else "domain"
+            bad = int(ids.max()) if int(ids.max()) >= limit else int(ids.min())
+            raise ConfigError(f"{what} id {bad} is unknown: the adapter was built for {limit} {what}s")
+
+    def routing_table(self) -> torch.Tensor:
+        """Routing weights of each domain, (n_domains, E): where routing depends on the domain alone."""
+        ids = torch.arange(self.config.n_domains, device=self.experts.down[0].device)
+        if self.mode is AdapterMode.MIXTURE:
+            return self.gate(ids)
+        if self.mode is AdapterMode.DOMAIN:
+            return nn.functional.one_hot(ids, self.config.n_experts).to(self.experts.down[0].dtype)
+        raise ConfigError(f"routing in {self.mode.value} mode does not depend on the domain alone")
+
+    def routing(self, routing_ids: torch.Tensor) -> torch.Tensor | None:
+        """(batch, E) weights; routing_ids are domain ids, or expert ids in EXPERT mode."""
+        if self.mode is AdapterMode.BACKBONE:
+            return None
+        self.check_routing_ids(routing_ids)
+        if self.mode is AdapterMode.MIXTURE:
+            return self.gate(routing_ids)
+        return nn.functional.one_hot(routing_ids, self.config.n_experts).to(self.experts.down[0].dtype)
+
+    def delta(self, layer: int, inputs: torch.Tensor, routing: torch.Tensor | None) -> torch.Tensor | None:
+        return None if routing is None else self.experts(layer, inputs, routing)
+
+    def expert_parameters(self) -> list[nn.Parameter]:
+        return list(self.experts.parameters())
+
+    def gate_parameters(self) -> list[nn.Parameter]:
+        return list(self.gate.parameters()) if self.gate is not None else []
+
+
+def towers_of(model: nn.Module) -> list[Tower]:
+    towers = [module for module in model.modules() if isinstance(module, Tower)]
+    if not towers:
+        raise ConfigError(f"{type(model).__name__} has no MLP tower to adapt")
+    return towers
+
+
+def attach_adapters(model: nn.Module, config: AdapterConfig) -> list[TowerAdapter]:
+    """Give every tower of `model` an adapter (replacing any previous one); returns them."""
+    adapters = []
+    for tower in towers_of(model):
+        tower.adapter = TowerAdapter(config, tower.layer_shapes)
+        adapters.append(tower.adapter)
+    return adapters
+
+
+def adapters_of(model: nn.Module) -> list[TowerAdapter]:
+    return [tower.adapter for tower in towers_of(model) if tower.adapter is not None]
+
+
+def set_adapter_mode(model: nn.Module, mode: AdapterMode) -> None:
+    for adapter in adapters_of(model):
+        if mode is AdapterMode.MIXTURE and adapter.gate is None:
+            raise ConfigError("MIXTURE mode needs a MoE-MLoRA adapter (MLoRA has no gate)")
+        adapter.mode = mode
+        adapter.merged = None
+
+
+def backbone_parameters(model: nn.Module) -> list[nn.Parameter]:
+    adapter_ids = {id(p) for adapter in adapters_of(model) for p in adapter.parameters()}
+    return [p for p in model.parameters() if id(p) not in adapter_ids]

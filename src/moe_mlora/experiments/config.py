@@ -1,0 +1,54 @@
+"""A run's full configuration: dataset, backbone and its hyper-parameters, approach, training settings."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+from moe_mlora.data import DatasetConfig
+from moe_mlora.models import ModelConfig
+from moe_mlora.training.approaches import ApproachConfig
+from moe_mlora.training.config import TrainConfig
+
+# Settings that cannot change a run's numbers, left out of its identity.
+NOT_IN_KEY = ("progress", "device")
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    data: DatasetConfig = field(default_factory=DatasetConfig)
+    model: str = "deepfm"
+    model_config: ModelConfig = field(default_factory=ModelConfig)
+    approach: ApproachConfig = field(default_factory=ApproachConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def to_dict(self) -> dict:
+        return {"data": self.data.to_dict(), "model": self.model, "model_config": self.model_config.to_dict(),
+                "approach": asdict(self.approach), "train": asdict(self.train)}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "RunConfig":
+        return cls(DatasetConfig(**data["data"]), data["model"], ModelConfig(**data["model_config"]),
+                   ApproachConfig(**data["approach"]), TrainConfig(**data["train"]))
+
+    def key(self) -> str:
+        """Identity of the run: everything that can change its numbers."""
+        identity = self.to_dict()
+        for name in NOT_IN_KEY:
+            identity["train"].pop(name)
+        return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
+
+    @property
+    def label(self) -> str:
+        approach = self.approach.approach
+        if approach == "moe-mlora" and self.approach.experts_per_domain != 1:
+            approach += f"-k{self.approach.experts_per_domain}"
+        return f"{self.data.dataset}-{self.data.split_by}-{self.model}-{approach}-s{self.train.seed}"
+
+    def run_dir(self, runs_root: Path) -> Path:
+        return runs_root / f"{self.label}-{self.key()[:8]}"
+
+    def with_seed(self, seed: int) -> "RunConfig":
+        return replace(self, train=replace(self.train, seed=seed))

@@ -1,0 +1,165 @@
+"""The run record: a typed, versioned result.json, written in one place and read in one place.
+
+Every record names the code that produced it (git commit, and whether the tree had uncommitted changes),
+the library versions and the machine. `SCHEMA_VERSION` grows whenever the record's meaning changes; a
+sweep reruns a run whose record has an older schema, and `report` leaves such records out (and says so).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import platform
+import subprocess
+import tempfile
+from dataclasses import asdict, dataclass, field
+from functools import lru_cache
+from pathlib import Path
+
+import torch
+
+from moe_mlora import __version__
+from moe_mlora.experiments.config import RunConfig
+from moe_mlora.training.loop import PhaseResult
+from moe_mlora.training.metrics import Evaluation
+
+SCHEMA_VERSION = 2
+RESULT_FILE = "result.json"
+
+
+@lru_cache(maxsize=1)
+def code_version() -> dict:
+    """The git commit of this package's source and whether its tree is dirty (None outside a checkout)."""
+    source = Path(__file__).resolve().parent
+
+    def git(*args: str) -> str | None:
+        try:
+            done = subprocess.run(["git", "-C", str(source), *args], capture_output=True, text=True, timeout=10)
+        except (OSError, subprocess.SubprocessError):
+            return None
+        return done.stdout.strip() if done.returncode == 0 else None
+
+    commit = git("rev-parse", "HEAD")
+    status = git("status", "--porcelain", "--untracked-files=no") if commit else None
+    return {"commit": commit, "dirty": None if status is None else bool(status)}
+
+
+@lru_cache(maxsize=1)
+def library_versions() -> dict:
+    import numpy
+    import pandas
+    import sklearn
+
+    return {"moe_mlora": __version__, "python": platform.python_version(), "torch": torch.__version__,
+            "numpy": numpy.__version__, "pandas": pandas.__version__, "scikit-learn": sklearn.__version__}
+
+
+def machine_description() -> dict:
+    return {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
+            "cpus": os.cpu_count(), "threads": torch.get_num_threads()}
+
+
+@dataclass
+class RunRecord:
+    status: str  # "ok" | "failed"
+    config: RunConfig
+    key: str = ""
+    label: str = ""
+    schema: int = SCHEMA_VERSION
+    dataset: str = ""
+    synthetic: bool = False
+    n_domains: int = 0
+    test: Evaluation | None = None
+    valid: Evaluation | None = None
+    phases: list[PhaseResult] = field(default_factory=list)
+    seconds: float = 0.0
+    notes: list[str] = field(default_factory=list)
+    error: str = ""
+    traceback: str = ""
+    code: dict = field(default_factory=code_version)
+    versions: dict = field(default_factory=library_versions)
+    machine: dict = field(default_factory=machine_description)
+
+    def __post_init__(self) -> None:
+        self.key = self.key or self.config.key()
+        self.label = self.label or self.config.label
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+    @property
+    def current(self) -> bool:
+        return self.schema == SCHEMA_VERSION
+
+    def to_dict(self) -> dict:
+        data = {name: getattr(self, name) for name in self.__dataclass_fields__}
+        data["config"] = self.config.to_dict()
+        data["test"] = self.test.to_dict() if self.test else None
+        data["valid"] = self.valid.to_dict() if self.valid else None
+        data["phases"] = [asdict(phase) for phase in self.phases]
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "RunRecord":
+        """A record of the current schema; older ones keep only what identifies them (status, key, config)."""
+        schema = data.get("schema", 1)
+        if schema != SCHEMA_VERSION:
+            return cls(status=data.get("status", "unknown"), config=_old_config(data["config"]),
+                       key=data.get("key", ""), label=data.get("label", ""), schema=schema,
+                       code={}, versions={}, machine={})
+        fields = dict(data)
+        fields["config"] = RunConfig.from_dict(data["config"])
+        fields["test"] = Evaluation.from_dict(data["test"]) if data.get("test") else None
+        fields["valid"] = Evaluation.from_dict(data["valid"]) if data.get("valid") else None
+        fields["phases"] = [PhaseResult.from_dict(phase) for phase in data.get("phases", [])]
+        return cls(**fields)
+
+    def write(self, folder: Path) -> Path:
+        return write_json(folder / RESULT_FILE, self.to_dict())
+
+    @classmethod
+    def read(cls, folder: Path) -> "RunRecord | None":
+        """The record in `folder`; None when there is none or it cannot be read as one."""
+        path = folder / RESULT_FILE
+        if not path.is_file():
+            return None
+        try:
+            return cls.from_dict(json.loads(path.read_text()))
+        except (json.JSONDecodeError, KeyError, TypeError, ValueError):
+            return None
+
+
+def _old_config(data: dict) -> RunConfig:
+    """An older record's config, as far as today's RunConfig accepts it (else the defaults stand in)."""
+    try:
+        return RunConfig.from_dict(data)
+    except Exception:  # noqa: BLE001 - an old record only needs to be recognised as old
+        return RunConfig()
+
+
+def _finite(value):
+    """NaN and infinities become null: JSON has no NaN."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value
+
+
+def write_json(path: Path, payload: dict) -> Path:
+    """Write atomically through a temporary file of its own, so a killed process or a second writer never
+    leaves a half-written file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "w") as stream:
+            json.dump(_finite(payload), stream, indent=2, default=str)
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+    return path

@@ -1,0 +1,60 @@
+"""Training settings shared by every phase, and the seeds each phase derives from the run's seed."""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import random
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from moe_mlora.errors import ConfigError
+from moe_mlora.training.metrics import SelectBy
+from moe_mlora.training.samplers import BatchOrder
+
+DEFAULT_MAX_EPOCHS = 200  # per phase; early stopping ends every ML-100K phase long before it (the record says if not)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    learning_rate: float = 1e-3
+    batch_size: int = 1024
+    eval_batch_size: int = 8192
+    max_epochs: int = DEFAULT_MAX_EPOCHS
+    patience: int = 3
+    seed: int = 2024
+    batch_order: str = BatchOrder.SHUFFLED.value  # the same for every approach and phase
+    select_by: str = SelectBy.WAUC.value  # the validation score early stopping maximises
+    progress: bool = True
+    device: str = "cpu"
+
+    def __post_init__(self) -> None:
+        try:
+            BatchOrder(self.batch_order)
+        except ValueError:
+            raise ConfigError(f"batch order must be one of {', '.join(o.value for o in BatchOrder)}, "
+                              f"got '{self.batch_order}'") from None
+        try:
+            SelectBy(self.select_by)
+        except ValueError:
+            raise ConfigError(f"select-by must be one of {', '.join(s.value for s in SelectBy)}, "
+                              f"got '{self.select_by}'") from None
+        if not (isinstance(self.learning_rate, (int, float)) and math.isfinite(self.learning_rate) and self.learning_rate > 0):
+            raise ConfigError(f"learning rate must be a positive number, got {self.learning_rate}")
+        for name in ("batch_size", "eval_batch_size", "max_epochs", "patience"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name.replace('_', ' ')} must be at least 1, got {getattr(self, name)}")
+
+
+def derive_seed(seed: int, purpose: str) -> int:
+    """A seed of its own for each purpose (a phase, the adapters' initialisation), fixed by the run seed."""
+    digest = hashlib.sha256(f"{seed}:{purpose}".encode()).digest()
+    return int.from_bytes(digest[:8], "little") % 2**63
+
+
+def set_seed(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)

@@ -1,0 +1,55 @@
+"""Scoring a model on a part: logits, per-domain metrics, and per-expert scores for expert phases.
+
+Every evaluation merges the adapters afresh at its start and unmerges at its end (see
+moe_mlora.adapters.merge), so it always scores the weights of that moment.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from sklearn.metrics import log_loss, roc_auc_score
+from torch import nn
+
+from moe_mlora.adapters import merged_adapters
+from moe_mlora.data.prepare import TensorPart
+from moe_mlora.training.metrics import Evaluation, evaluate_predictions
+
+
+@torch.no_grad()
+def predict_logits(model: nn.Module, part: TensorPart, batch_size: int = 8192) -> torch.Tensor:
+    """Logits for every row, routed by the part's routing ids (domains, or experts in an expert view)."""
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    try:
+        with merged_adapters(model):
+            out = [model(part.codes[s:s + batch_size].to(device), part.routing_ids[s:s + batch_size].to(device)).cpu()
+                   for s in range(0, len(part), batch_size)]
+    finally:
+        model.train(was_training)
+    return torch.cat(out) if out else torch.empty(0)
+
+
+def evaluate(model: nn.Module, part: TensorPart, domain_names: tuple[str, ...], batch_size: int = 8192) -> Evaluation:
+    probabilities = torch.sigmoid(predict_logits(model, part, batch_size)).numpy()
+    return evaluate_predictions(part.domains.numpy(), part.labels.numpy(), probabilities, domain_names)
+
+
+def group_scores(model: nn.Module, part: TensorPart, groups: list[int], batch_size: int = 8192) -> dict[int, float]:
+    """Each expert's AUC on its own rows of an expert view (negative logloss where those rows hold one class)."""
+    if not groups:
+        return {}
+    chosen = part.select(torch.nonzero(torch.isin(part.experts, torch.tensor(groups))).squeeze(1))
+    probabilities = torch.sigmoid(predict_logits(model, chosen, batch_size)).numpy()
+    labels, ids = chosen.labels.numpy(), chosen.experts.numpy()
+    scores = {}
+    for group in groups:
+        y, p = labels[ids == group], probabilities[ids == group]
+        if len(y) == 0:
+            scores[group] = 0.0
+        elif 0 < y.sum() < len(y):
+            scores[group] = float(roc_auc_score(y, p))
+        else:
+            scores[group] = -float(log_loss(y, np.clip(p, 1e-7, 1 - 1e-7), labels=[0, 1]))
+    return scores

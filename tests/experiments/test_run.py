@@ -1,0 +1,85 @@
+"""One run end to end: its typed, versioned record, and MoE-MLoRA reusing a Base backbone."""
+
+import json
+
+import pytest
+
+from moe_mlora.data import DatasetConfig, prepare_dataset
+from moe_mlora.errors import DataError
+from moe_mlora.experiments.records import SCHEMA_VERSION, RunRecord, write_json
+from moe_mlora.experiments.run import RunConfig, execute_run
+from moe_mlora.models import ModelConfig
+from moe_mlora.training.approaches import ApproachConfig
+from moe_mlora.training.config import TrainConfig
+
+SMALL = ModelConfig(dnn_hidden=(32, 16))
+QUICK = TrainConfig(max_epochs=3, progress=False, seed=4)
+
+
+@pytest.fixture(scope="module")
+def ml100k_age(real_data_dir):
+    return prepare_dataset(DatasetConfig("movielens-100k", "age"), real_data_dir)
+
+
+def config(approach: str, **train) -> RunConfig:
+    from dataclasses import replace
+
+    return RunConfig(DatasetConfig("movielens-100k", "age"), "deepfm", SMALL, ApproachConfig(approach),
+                     replace(QUICK, **train))
+
+
+def test_moe_reusing_a_base_backbone_equals_moe_training_phase1_itself(ml100k_age, tmp_path):
+    execute_run(config("base"), tmp_path / "shared", dataset=ml100k_age)
+    reused = execute_run(config("moe-mlora"), tmp_path / "shared", dataset=ml100k_age)
+    alone = execute_run(config("moe-mlora"), tmp_path / "alone", dataset=ml100k_age)
+    assert "reused the Base run's backbone" in reused.phases[0].note and not alone.phases[0].note
+    assert reused.test.to_dict() == alone.test.to_dict()
+    assert [p.restored_valid_score for p in reused.phases] == [p.restored_valid_score for p in alone.phases]
+
+
+def test_a_reused_backbone_must_match_the_model_exactly(ml100k_age, tmp_path):
+    base = config("base")
+    execute_run(base, tmp_path, dataset=ml100k_age)
+    weights = base.run_dir(tmp_path) / "model.safetensors"
+    from safetensors.torch import load_file, save_file
+
+    state = load_file(str(weights))
+    state.pop("bias")
+    save_file(state, str(weights))
+    with pytest.raises(DataError, match=r"not this model's backbone \(missing \['bias'\]"):
+        execute_run(config("moe-mlora"), tmp_path, dataset=ml100k_age)
+
+
+def test_the_record_holds_every_phases_chosen_and_restored_scores_and_the_settings(ml100k_age, tmp_path):
+    run = config("moe-mlora", batch_order="by-domain", select_by="mean-auc")
+    execute_run(run, tmp_path, dataset=ml100k_age)
+    data = json.loads((run.run_dir(tmp_path) / "result.json").read_text())
+    assert data["schema"] == SCHEMA_VERSION and data["status"] == "ok" and data["key"] == run.key()
+    assert set(data["code"]) == {"commit", "dirty"} and {"torch", "numpy", "moe_mlora"} <= set(data["versions"])
+    assert [p["phase"] for p in data["phases"]] == ["phase1-backbone", "phase2-experts", "phase3-gate"]
+    for phase in data["phases"]:
+        assert (phase["batch_order"], phase["select_by"]) == ("by-domain", "mean-auc")
+        assert phase["restored_valid_score"] == pytest.approx(phase["best_valid_score"], abs=1e-6)
+    record = RunRecord.read(run.run_dir(tmp_path))
+    assert record.config == run and record.test.wauc == data["test"]["wauc"] and record.current
+
+
+def test_records_of_an_older_schema_are_recognised_as_such(tmp_path):
+    run = config("base")
+    write_json(run.run_dir(tmp_path) / "result.json",
+               {"status": "ok", "key": run.key(), "label": run.label, "config": run.to_dict(), "test": {"wauc": 0.7}})
+    record = RunRecord.read(run.run_dir(tmp_path))
+    assert record is not None and record.schema == 1 and not record.current
+    from moe_mlora.experiments.sweep import pending_configs
+
+    assert pending_configs([run], tmp_path) == [run]  # a sweep reruns it
+
+
+def test_nan_is_never_written_as_json(tmp_path):
+    write_json(tmp_path / "x.json", {"a": float("nan"), "b": [1.0, float("inf")]})
+    assert json.loads((tmp_path / "x.json").read_text()) == {"a": None, "b": [1.0, None]}
+    assert not list(tmp_path.glob("*.tmp"))
+
+
+def test_device_and_progress_do_not_change_a_runs_identity():
+    assert config("base").key() == config("base", progress=True, device="cuda").key() != config("base", seed=5).key()
