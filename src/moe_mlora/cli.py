@@ -16,7 +16,9 @@ from rich.table import Table
 from moe_mlora.data import DatasetConfig, load_interactions
 from moe_mlora.data.stats import domain_statistics, stats_as_records
 from moe_mlora.errors import MoeMloraError
-from moe_mlora.experiments.grids import available_table1_splits, experts_configs, table1_configs
+from moe_mlora.experiments.grids import (
+    ABLATION_MODELS, ABLATION_VARIANTS, ablation_configs, available_table1_splits, experts_configs, table1_configs,
+)
 from moe_mlora.experiments.report import build_table1, load_records, table1_markdown, write_report
 from moe_mlora.experiments.records import RESULT_FILE, RunRecord
 from moe_mlora.experiments.run import RunConfig, execute_run
@@ -115,6 +117,10 @@ def train(
     approach: Annotated[str, typer.Option(help="base | mlora | moe-mlora")] = "base",
     experts_per_domain: Annotated[int, typer.Option(help="MoE-MLoRA: experts per domain (k).")] = 1,
     phase2_schedule: Annotated[str, typer.Option(help="MoE-MLoRA phase 2: parallel (all experts in one pass) | sequential.")] = "parallel",
+    schedule: Annotated[str, typer.Option(help="MoE-MLoRA: paper (the method as described) | authors-code (what the authors' TF code does: all parameters in every phase, fixed gate embedding, non-improving epochs undone).")] = "paper",
+    gate_init: Annotated[str, typer.Option(help="MoE-MLoRA phase 3 starts from: uniform (the gate as initialised) | own-domain (each domain routed to its own experts).")] = "uniform",
+    gate_input: Annotated[str, typer.Option(help="MoE-MLoRA gate input: domain | features (the domain and the row's tower input; per-row, not foldable per domain).")] = "domain",
+    gate_learning_rate: Annotated[Optional[float], typer.Option(help="MoE-MLoRA phase 3 learning rate (default: --learning-rate).")] = None,
     lora_reduce: Annotated[Optional[int], typer.Option(help="Adapter rank = layer width // this (default: per-model).")] = None,
     rank: Annotated[Optional[int], typer.Option(help="A fixed adapter rank instead of --lora-reduce.")] = None,
     features: FeaturesOption = "user_id,item_id",
@@ -137,7 +143,8 @@ def train(
     config = RunConfig(
         data=dataset_config(dataset, split_by, features, n_themes, table_path, label_column),
         model=model.lower(), model_config=ModelConfig(),
-        approach=ApproachConfig(approach, experts_per_domain, lora_reduce, rank, phase2_schedule),
+        approach=ApproachConfig(approach, experts_per_domain, lora_reduce, rank, phase2_schedule, schedule, gate_init,
+                                gate_input, gate_learning_rate),
         train=TrainConfig(learning_rate=learning_rate, batch_size=batch_size, max_epochs=max_epochs,
                           patience=patience, seed=seed, batch_order=batch_order, select_by=select_by,
                           progress=progress, device=device),
@@ -185,6 +192,25 @@ def print_result(record: RunRecord) -> None:
     if test.excluded:
         console.print(f"note: no AUC for {', '.join(test.excluded)} (one label class in the test rows); "
                       "excluded from WAUC, other weights renormalised", highlight=False)
+    if record.diagnostics:
+        print_diagnostics(record.diagnostics)
+
+
+def print_diagnostics(diagnostics) -> None:
+    gate = Table(title=f"gate per domain (uniform: own-expert weight {diagnostics.uniform_own_weight:.3f}, "
+                       f"entropy {diagnostics.uniform_entropy:.3f} nats)")
+    for column in ("domain", "weight on own experts", "entropy"):
+        gate.add_column(column, justify="left" if column == "domain" else "right")
+    for entry in diagnostics.gate:
+        gate.add_row(entry.domain, f"{entry.own_weight:.3f}", f"{entry.entropy:.3f}")
+    gate.add_row("mean", f"{diagnostics.mean_own_weight:.3f}", "", style="bold")
+    console.print(gate)
+    paths = Table(title="forward paths of the final model (WAUC)")
+    for column in ("path", "validation", "test"):
+        paths.add_column(column, justify="left" if column == "path" else "right")
+    for name, scores in diagnostics.paths.items():
+        paths.add_row(name, f"{scores['valid']:.4f}", f"{scores['test']:.4f}")
+    console.print(paths)
 
 
 SeedsOption = Annotated[int, typer.Option(help="Number of training seeds (1..N); the data split stays seed 123.")]
@@ -233,12 +259,13 @@ def reproduce_table1(
     batch_order: BatchOrderOption = BatchOrder.SHUFFLED.value,
     select_by: SelectByOption = SelectBy.WAUC.value,
     retry_failed: Annotated[bool, typer.Option(help="Run again the runs recorded as failed.")] = False,
+    moe_variant: Annotated[Optional[str], typer.Option(help="Also run this MoE-MLoRA variant as a fourth arm, e.g. gate-init=own-domain,gate-lr=0.01 or authors-code.")] = None,
     data_dir: DataDirOption = None,
 ) -> None:
     """Table 1: Base / MLoRA / MoE-MLoRA x models x splits, resumable; prints the table and writes the report."""
     train = TrainConfig(max_epochs=max_epochs, batch_order=batch_order, select_by=select_by, progress=False)
     configs = table1_configs(_split_list(datasets, data_dir), [m.strip() for m in models.split(",")],
-                             list(range(1, seeds + 1)), train)
+                             list(range(1, seeds + 1)), train, moe_variants=[moe_variant] if moe_variant else [])
     summary = run_sweep(configs, results_dir, workers=workers, backend=backend, retry_failed=retry_failed,
                         data_dir=data_dir, console=console)
     _finish_sweep(summary, results_dir)
@@ -264,6 +291,32 @@ def reproduce_experts(
     train = TrainConfig(max_epochs=max_epochs, batch_order=batch_order, select_by=select_by, progress=False)
     configs = experts_configs(split, [m.strip() for m in models.split(",")], list(range(1, seeds + 1)),
                               [int(k) for k in experts_per_domain.split(",")], train)
+    summary = run_sweep(configs, results_dir, workers=workers, backend=backend, retry_failed=retry_failed,
+                        data_dir=data_dir, console=console)
+    _finish_sweep(summary, results_dir)
+
+
+@reproduce_app.command("ablation")
+@user_errors
+def reproduce_ablation(
+    datasets: Annotated[str, typer.Option(help="Splits (a bare name means all its splits).")] = "movielens-100k",
+    models: ModelsOption = ",".join(ABLATION_MODELS),
+    variants: Annotated[str, typer.Option(help="MoE-MLoRA variants, separated by ';'.")] = ";".join(ABLATION_VARIANTS),
+    seeds: SeedsOption = 3,
+    results_dir: Annotated[Path, typer.Option(help="Where run records and the report go.")] = Path("results/ablation"),
+    workers: WorkersOption = None,
+    backend: BackendOption = "process",
+    max_epochs: MaxEpochsOption = DEFAULT_MAX_EPOCHS,
+    batch_order: BatchOrderOption = BatchOrder.SHUFFLED.value,
+    select_by: SelectByOption = SelectBy.WAUC.value,
+    retry_failed: bool = False,
+    data_dir: DataDirOption = None,
+) -> None:
+    """The ablation: Base, MoE-MLoRA and its variants (gate start, gate learning rate, feature gate, the
+    authors' schedule) x models x splits, resumable; the report ranks the variants by validation WAUC."""
+    train = TrainConfig(max_epochs=max_epochs, batch_order=batch_order, select_by=select_by, progress=False)
+    configs = ablation_configs(_split_list(datasets, data_dir), [m.strip() for m in models.split(",")],
+                               list(range(1, seeds + 1)), train, [v.strip() for v in variants.split(";") if v.strip()])
     summary = run_sweep(configs, results_dir, workers=workers, backend=backend, retry_failed=retry_failed,
                         data_dir=data_dir, console=console)
     _finish_sweep(summary, results_dir)

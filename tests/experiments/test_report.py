@@ -5,7 +5,11 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from moe_mlora.experiments.report import PAPER_MODELS, PAPER_TABLE1, build_table1, summarise, table1_markdown
+from moe_mlora.experiments.report import (
+    PAPER_MODELS, PAPER_TABLE1, ablation_table, build_table1, holm, markdown_table, summarise, table1_markdown,
+)
+
+VS_MLORA, VS_BASE = ("moe-mlora", "mlora"), ("moe-mlora", "base")
 
 
 def paper_records() -> pd.DataFrame:
@@ -25,15 +29,17 @@ def paper_records() -> pd.DataFrame:
 def test_delta_and_avg_delta_reproduce_the_papers_own_rows():
     table = build_table1(paper_records())
     # The paper's Δ rows (rounded to 0.01).
-    assert table.deltas[("movielens-1m-gender", "wdl")].mean == pytest.approx(0.05, abs=1e-9)
-    assert table.deltas[("taobao-theme-10", "autoint")].mean == pytest.approx(2.80, abs=1e-9)
-    assert table.row_average[("movielens-1m-occupation", "delta")] == pytest.approx(0.11, abs=0.006)
-    assert table.row_average[("taobao-theme-20", "delta")] == pytest.approx(1.45, abs=0.006)
+    assert table.deltas[("movielens-1m-gender", VS_MLORA, "wdl")].mean == pytest.approx(0.05, abs=1e-9)
+    assert table.deltas[("taobao-theme-10", VS_MLORA, "autoint")].mean == pytest.approx(2.80, abs=1e-9)
+    assert table.row_average[("movielens-1m-occupation", VS_MLORA)] == pytest.approx(0.11, abs=0.006)
+    assert table.row_average[("taobao-theme-20", VS_MLORA)] == pytest.approx(1.45, abs=0.006)
     # The paper's Avg(Δ) row: each dataset's splits averaged, then the two datasets.
     paper_avg_delta = [0.73, 0.21, 0.88, 0.77, 1.12, 0.13, 1.22, 0.54]
     for model, expected in zip(PAPER_MODELS, paper_avg_delta):
-        assert table.avg_delta[model] == pytest.approx(expected, abs=0.006), model
-    assert table.overall_avg_delta == pytest.approx(0.70, abs=0.006)
+        assert table.avg_delta[(VS_MLORA, model)] == pytest.approx(expected, abs=0.006), model
+    assert table.overall_avg_delta[VS_MLORA] == pytest.approx(0.70, abs=0.006)
+    # Against Base as well (the paper reports only the MLoRA comparison): WDL on gender, 80.25 - 80.25.
+    assert table.deltas[("movielens-1m-gender", VS_BASE, "wdl")].mean == pytest.approx(0.0, abs=1e-9)
     # The Avg column of a row is the mean over the eight models.
     assert table.row_average[("movielens-1m-gender", "base")] == pytest.approx(80.30, abs=0.006)
 
@@ -41,8 +47,8 @@ def test_delta_and_avg_delta_reproduce_the_papers_own_rows():
 def test_avg_delta_weights_datasets_not_splits():
     records = paper_records()
     table = build_table1(records)
-    naive = np.mean([table.deltas[(s, "wdl")].mean for s in table.splits])  # every split equal
-    assert not math.isclose(naive, table.avg_delta["wdl"], abs_tol=1e-3)
+    naive = np.mean([table.deltas[(s, VS_MLORA, "wdl")].mean for s in table.splits])  # every split equal
+    assert not math.isclose(naive, table.avg_delta[(VS_MLORA, "wdl")], abs_tol=1e-3)
 
 
 def test_mean_and_95_percent_interval_over_seeds():
@@ -58,13 +64,46 @@ def test_delta_is_paired_by_seed_with_a_t_test():
         rows += [{"split": "s", "dataset": "d", "model": "wdl", "approach": "mlora", "k": 1, "seed": seed, "status": "ok", "wauc": mlora},
                  {"split": "s", "dataset": "d", "model": "wdl", "approach": "moe-mlora", "k": 1, "seed": seed, "status": "ok", "wauc": moe},
                  {"split": "s", "dataset": "d", "model": "wdl", "approach": "base", "k": 1, "seed": seed, "status": "ok", "wauc": 80.0}]
-    delta = build_table1(pd.DataFrame(rows)).deltas[("s", "wdl")]
+    table = build_table1(pd.DataFrame(rows))
+    delta = table.deltas[("s", VS_MLORA, "wdl")]
     assert delta.mean == pytest.approx(np.mean([0.5, 0.2, 0.9]))
-    assert delta.p_value == pytest.approx(stats.ttest_rel([80.5, 81.2, 79.9], [80.0, 81.0, 79.0]).pvalue)
+    p_mlora = stats.ttest_rel([80.5, 81.2, 79.9], [80.0, 81.0, 79.0]).pvalue
+    p_base = stats.ttest_rel([80.5, 81.2, 79.9], [80.0, 80.0, 80.0]).pvalue
+    assert delta.p_value == pytest.approx(p_mlora)
+    assert table.comparisons == [VS_BASE, VS_MLORA] and table.tests == 2
+    assert delta.p_holm == pytest.approx(holm([p_base, p_mlora])[1])
+
+
+def test_holm_adjusts_step_down_and_keeps_the_order():
+    assert holm([0.01, 0.04, 0.03]) == pytest.approx([0.03, 0.06, 0.06])
+    assert holm([0.5, 0.001]) == pytest.approx([0.5, 0.002])
+    assert holm([0.9, 0.8]) == pytest.approx([1.0, 1.0])  # 2 x 0.8 caps at 1
+
+
+def test_variant_arms_join_table1_only_where_every_model_has_them_and_lead_the_ablation():
+    rows = []
+    for seed in (1, 2):
+        for model in ("wdl", "dcn"):
+            for arm, value in (("base", 80.0), ("mlora", 79.5), ("moe-mlora", 80.1), ("moe-mlora[authors-code]", 80.4)):
+                if arm.endswith("]") and model == "wdl":
+                    continue
+                rows.append({"split": "s", "dataset": "d", "model": model, "approach": arm.split("[")[0], "arm": arm,
+                             "k": 1, "seed": seed, "status": "ok", "wauc": value + seed / 10, "valid_wauc": value})
+    records = pd.DataFrame(rows)
+    assert build_table1(records).arms == ["base", "mlora", "moe-mlora"]
+    ablation = ablation_table(records)
+    assert ablation.models == ["dcn"] and ablation.arms == ["base", "moe-mlora", "moe-mlora[authors-code]"]
+    assert ablation.deltas[("s", ("moe-mlora[authors-code]", "base"), "dcn")].mean == pytest.approx(0.4)
+    assert ablation.valid_average["moe-mlora[authors-code]"] == pytest.approx(80.4)
+
+
+def test_markdown_tables_need_no_extra_dependency():
+    frame = pd.DataFrame({"a": [1.234, np.nan]}, index=pd.Index(["x", "y"], name="model"))
+    assert markdown_table(frame) == "| model | a |\n| --- | --- |\n| x | 1.23 |\n| y | - |"
 
 
 def test_markdown_has_the_papers_layout():
     text = table1_markdown(build_table1(paper_records()))
-    assert "| Dataset | Approach | wdl | nfm | autoint | pnn | dcn | fibinet | deepfm | xdeepfm | Avg |" in text
-    assert "| | Δ | +0.05 | -0.13 |" in text
-    assert text.strip().splitlines()[-1].startswith("| – | Avg(Δ) | +0.73 | +0.21 |")
+    assert "| Dataset | Arm | wdl | nfm | autoint | pnn | dcn | fibinet | deepfm | xdeepfm | Avg |" in text
+    assert "| | Δ MoE-MLoRA − MLoRA | +0.05 | -0.13 |" in text
+    assert text.strip().splitlines()[-1].startswith("| – | Avg(Δ MoE-MLoRA − MLoRA) | +0.73 | +0.21 |")

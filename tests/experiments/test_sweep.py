@@ -44,7 +44,7 @@ def test_tiny_table1_grid_runs_end_to_end_and_reports(tiny_taobao, tmp_path):
     assert len(list(results.glob("*/result.json"))) == 12  # 3 approaches x 2 models x 2 seeds
     assert "| taobao-synthetic-theme-3 (SYNTHETIC) | Base |" in outcome.output
     report = (results / "report.md").read_text()
-    assert "Table 1" in report and "Avg(Δ)" in report and "p (paired t)" in report
+    assert "Table 1" in report and "Avg(Δ MoE-MLoRA − MLoRA)" in report and "p (Holm)" in report
     assert "vs paper" not in report  # a 3-theme split has no row in the paper to sit beside
     # Reports can be rebuilt from the records alone.
     again = CliRunner().invoke(app, ["report", str(results), "--out", str(tmp_path / "copy")])

@@ -8,7 +8,7 @@ import torch
 from helpers import toy_parts
 from moe_mlora.adapters import AdapterConfig, AdapterMode, adapters_of, attach_adapters, set_adapter_mode
 from moe_mlora.models import MODELS, build_model
-from moe_mlora.training.approaches import MOE_EXPERTS, ApproachConfig, expert_view, train_approach
+from moe_mlora.training.approaches import BASE_PHASE, MOE_EXPERTS, ApproachConfig, expert_view, train_approach
 from moe_mlora.training.config import TrainConfig, set_seed
 from moe_mlora.training.evaluation import evaluate, group_scores
 from moe_mlora.training.loop import fit, fit_one_group_at_a_time
@@ -37,7 +37,7 @@ def test_early_stopping_restores_the_best_epoch():
     spec, train, valid, _ = toy_parts()
     set_seed(0)
     model = build_model("wdl", spec)
-    result = fit(model, ApproachConfig("base").schedule[0], train, valid, spec.domain_names,
+    result = fit(model, BASE_PHASE, train, valid, spec.domain_names,
                  TrainConfig(learning_rate=0.05, max_epochs=30, patience=2, progress=False))
     assert len(result.history) - result.best_epoch == 2 and result.capped_groups == 0
     assert result.history[result.best_epoch - 1].valid_score == result.best_valid_score
@@ -49,7 +49,7 @@ def test_selection_by_mean_auc_keeps_the_epoch_with_the_best_unweighted_mean():
     set_seed(0)
     model = build_model("wdl", spec)
     config = TrainConfig(learning_rate=0.05, max_epochs=8, patience=2, progress=False, select_by="mean-auc")
-    result = fit(model, ApproachConfig("base").schedule[0], train, valid, spec.domain_names, config)
+    result = fit(model, BASE_PHASE, train, valid, spec.domain_names, config)
     assert max(r.valid_score for r in result.history) == result.best_valid_score
     assert evaluate(model, valid, spec.domain_names).mean_auc == pytest.approx(result.best_valid_score, abs=1e-12)
 
@@ -57,7 +57,7 @@ def test_selection_by_mean_auc_keeps_the_epoch_with_the_best_unweighted_mean():
 def test_the_epoch_cap_is_recorded_when_it_ends_a_phase():
     spec, train, valid, _ = toy_parts()
     set_seed(0)
-    result = fit(build_model("wdl", spec), ApproachConfig("base").schedule[0], train, valid, spec.domain_names,
+    result = fit(build_model("wdl", spec), BASE_PHASE, train, valid, spec.domain_names,
                  TrainConfig(max_epochs=1, progress=False))
     assert result.capped_groups == 1 and result.epoch_cap == 1 and len(result.history) == 1
 
@@ -124,7 +124,7 @@ def test_same_seed_gives_identical_results_and_another_seed_does_not():
     for seed in (7, 7, 8):
         set_seed(seed)
         model = build_model("autoint", spec)
-        fit(model, ApproachConfig("base").schedule[0], train, valid, spec.domain_names,
+        fit(model, BASE_PHASE, train, valid, spec.domain_names,
             TrainConfig(max_epochs=2, seed=seed, progress=False))
         results.append(evaluate(model, test, spec.domain_names).wauc)
     assert results[0] == results[1] != results[2]

@@ -9,7 +9,7 @@ from moe_mlora.cli import app
 from moe_mlora.data import DatasetConfig, prepare_dataset
 from moe_mlora.models import MODELS, build_model
 from moe_mlora.training.checkpoint import load_backbone, save_backbone
-from moe_mlora.training.approaches import ApproachConfig
+from moe_mlora.training.approaches import BASE_PHASE
 from moe_mlora.training.config import TrainConfig, set_seed
 from moe_mlora.training.evaluation import evaluate
 from moe_mlora.training.loop import fit
@@ -25,7 +25,7 @@ def test_each_model_learns_movielens_100k_beyond_070_wauc(name, ml100k_gender):
     # Three epochs suffice to pass the bar; the README records full early-stopped runs.
     set_seed(0)
     model = build_model(name, ml100k_gender.spec)
-    fit(model, ApproachConfig("base").schedule[0], ml100k_gender.part("train"), ml100k_gender.part("valid"),
+    fit(model, BASE_PHASE, ml100k_gender.part("train"), ml100k_gender.part("valid"),
         ml100k_gender.spec.domain_names, TrainConfig(max_epochs=3, progress=False))
     assert evaluate(model, ml100k_gender.part("test"), ml100k_gender.spec.domain_names).wauc >= 0.70
 

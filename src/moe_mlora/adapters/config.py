@@ -26,7 +26,18 @@ class AdapterMode(str, Enum):
     BACKBONE = "backbone"  # adapters excluded: the bare backbone
     DOMAIN = "domain"  # MLoRA: the row's domain adapter (routing ids are domain ids)
     EXPERT = "expert"  # MoE phase 2: routing ids are expert ids; only that expert is active
+    OWN_EXPERTS = "own-experts"  # each row through its domain's own experts, 1/k each (the phase-2 model)
     MIXTURE = "mixture"  # MoE phase 3 and inference: the gate mixes all experts (routing ids are domain ids)
+
+
+class GateInput(str, Enum):
+    DOMAIN = "domain"  # the paper's gate: softmax(Linear(domain embedding)), the same for all rows of a domain
+    FEATURES = "features"  # also sees the row's tower input (its field embeddings): per-row, not foldable per domain
+
+
+class GateInit(str, Enum):
+    UNIFORM = "uniform"  # the gate as initialised: close to uniform over all experts
+    OWN_DOMAIN = "own-domain"  # phase 3 starts routed (almost) entirely to each domain's own experts
 
 
 @dataclass(frozen=True)
@@ -37,6 +48,7 @@ class AdapterConfig:
     lora_reduce: int | None = 16  # r_l = max(1, out_l // lora_reduce) ...
     rank: int | None = None  # ... unless a fixed rank is given
     gate_embedding_dim: int = 4
+    gate_input: str = GateInput.DOMAIN.value
     init_seed: int = 0  # adapters draw their init from their own generator, not the global one
 
     def __post_init__(self) -> None:
@@ -52,6 +64,11 @@ class AdapterConfig:
             raise ConfigError(f"adapter rank must be at least 1, got {self.rank}")
         if self.lora_reduce is not None and self.lora_reduce < 1:
             raise ConfigError(f"lora_reduce must be at least 1, got {self.lora_reduce}")
+        try:
+            GateInput(self.gate_input)
+        except ValueError:
+            raise ConfigError(f"gate input must be one of {', '.join(g.value for g in GateInput)}, "
+                              f"got '{self.gate_input}'") from None
 
     @property
     def n_experts(self) -> int:
@@ -66,6 +83,11 @@ class AdapterConfig:
     def experts_of_domain(self, domains: torch.Tensor, replica: int) -> torch.Tensor:
         """The replica-th expert (0 <= replica < k) of each domain."""
         return domains + self.n_domains * replica
+
+    def ownership(self) -> torch.Tensor:
+        """(n_domains, E) 0/1 table: 1 where the expert belongs to the domain."""
+        experts = torch.arange(self.n_experts)
+        return (self.domain_of_expert(experts)[None, :] == torch.arange(self.n_domains)[:, None]).float()
 
     def to_dict(self) -> dict:
         return asdict(self)

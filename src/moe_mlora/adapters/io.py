@@ -17,7 +17,7 @@ from moe_mlora.adapters.layer import adapters_of, attach_adapters, TowerAdapter
 from moe_mlora.errors import ConfigError, DataError
 
 ADAPTER_WEIGHTS, ADAPTER_CONFIG = "adapter.safetensors", "adapter.json"
-ADAPTER_FORMAT = 1
+ADAPTER_FORMAT = 2  # 2: the gate has a per-domain prior and an optional feature input
 
 
 def save_adapters(model: nn.Module, folder: Path) -> None:

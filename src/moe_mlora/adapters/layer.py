@@ -24,7 +24,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from moe_mlora.adapters.config import AdapterConfig, AdapterMode
+from moe_mlora.adapters.config import AdapterConfig, AdapterMode, GateInput
 from moe_mlora.errors import ConfigError
 from moe_mlora.layers.mlp import Tower
 
@@ -57,15 +57,33 @@ class LowRankExperts(nn.Module):
 
 
 class DomainGate(nn.Module):
-    """MoE-MLoRA's gate: a learned domain embedding -> linear -> softmax over the E experts."""
+    """MoE-MLoRA's gate: softmax over the E experts of Linear(domain embedding) plus a fixed per-domain prior.
 
-    def __init__(self, n_domains: int, n_experts: int, embedding_dim: int = 4) -> None:
+    The prior (zero unless `route_to_own_experts` set it) lets phase 3 start from the phase-2 routing.
+    With `feature_dim`, the linear layer also sees the row's features (the tower's input): a per-row gate.
+    """
+
+    def __init__(self, n_domains: int, n_experts: int, embedding_dim: int = 4, feature_dim: int = 0) -> None:
         super().__init__()
+        self.feature_dim = feature_dim
         self.domain_embedding = nn.Embedding(n_domains, embedding_dim)
-        self.to_experts = nn.Linear(embedding_dim, n_experts)
+        self.to_experts = nn.Linear(embedding_dim + feature_dim, n_experts)
+        self.register_buffer("prior", torch.zeros(n_domains, n_experts))
 
-    def forward(self, domains: torch.Tensor) -> torch.Tensor:
-        return torch.softmax(self.to_experts(self.domain_embedding(domains)), dim=-1)
+    def forward(self, domains: torch.Tensor, features: torch.Tensor | None = None) -> torch.Tensor:
+        gate_input = self.domain_embedding(domains)
+        if self.feature_dim:
+            gate_input = torch.cat([gate_input, features], dim=1)
+        return torch.softmax(self.to_experts(gate_input) + self.prior[domains], dim=-1)
+
+    @torch.no_grad()
+    def route_to_own_experts(self, ownership: torch.Tensor, leak: float = 1e-4) -> None:
+        """Make every domain's mixture put all but about `leak` of its weight on its own experts, 1/k each."""
+        own, total = ownership.sum(1, keepdim=True), ownership.shape[1]
+        gap = torch.log((total - own).clamp_min(1) / own / leak)
+        self.to_experts.weight.zero_()
+        self.to_experts.bias.zero_()
+        self.prior.copy_(ownership * gap)
 
 
 class TowerAdapter(nn.Module):
@@ -80,7 +98,8 @@ class TowerAdapter(nn.Module):
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(config.init_seed)
             self.experts = LowRankExperts(config.n_experts, layer_shapes, ranks)
-            self.gate = (DomainGate(config.n_domains, config.n_experts, config.gate_embedding_dim)
+            feature_dim = layer_shapes[0][0] if config.gate_input == GateInput.FEATURES.value else 0
+            self.gate = (DomainGate(config.n_domains, config.n_experts, config.gate_embedding_dim, feature_dim)
                          if config.kind == "moe-mlora" else None)
         self.mode = AdapterMode.DOMAIN if config.kind == "mlora" else AdapterMode.MIXTURE
         self.merged = None  # a MergedTower while merged for inference (moe_mlora.adapters.merge)
@@ -92,22 +111,39 @@ class TowerAdapter(nn.Module):
             bad = int(ids.max()) if int(ids.max()) >= limit else int(ids.min())
             raise ConfigError(f"{what} id {bad} is unknown: the adapter was built for {limit} {what}s")
 
+    @property
+    def routes_by_domain_alone(self) -> bool:
+        """True where every row of a domain gets the same routing weights (then the merge applies)."""
+        if self.mode is AdapterMode.MIXTURE:
+            return self.gate.feature_dim == 0
+        return self.mode in (AdapterMode.DOMAIN, AdapterMode.OWN_EXPERTS)
+
+    def own_expert_weights(self) -> torch.Tensor:
+        """(n_domains, E): 1/k on each of a domain's own experts."""
+        ownership = self.config.ownership().to(self.experts.down[0])
+        return ownership / self.config.experts_per_domain
+
     def routing_table(self) -> torch.Tensor:
         """Routing weights of each domain, (n_domains, E): where routing depends on the domain alone."""
+        if not self.routes_by_domain_alone:
+            raise ConfigError(f"routing in {self.mode.value} mode does not depend on the domain alone")
         ids = torch.arange(self.config.n_domains, device=self.experts.down[0].device)
         if self.mode is AdapterMode.MIXTURE:
             return self.gate(ids)
-        if self.mode is AdapterMode.DOMAIN:
-            return nn.functional.one_hot(ids, self.config.n_experts).to(self.experts.down[0].dtype)
-        raise ConfigError(f"routing in {self.mode.value} mode does not depend on the domain alone")
+        if self.mode is AdapterMode.OWN_EXPERTS:
+            return self.own_expert_weights()
+        return nn.functional.one_hot(ids, self.config.n_experts).to(self.experts.down[0].dtype)
 
-    def routing(self, routing_ids: torch.Tensor) -> torch.Tensor | None:
-        """(batch, E) weights; routing_ids are domain ids, or expert ids in EXPERT mode."""
+    def routing(self, routing_ids: torch.Tensor, inputs: torch.Tensor | None = None) -> torch.Tensor | None:
+        """(batch, E) weights; routing_ids are domain ids, or expert ids in EXPERT mode; `inputs` (the
+        tower's input rows) feed a feature gate."""
         if self.mode is AdapterMode.BACKBONE:
             return None
         self.check_routing_ids(routing_ids)
         if self.mode is AdapterMode.MIXTURE:
-            return self.gate(routing_ids)
+            return self.gate(routing_ids, inputs)
+        if self.mode is AdapterMode.OWN_EXPERTS:
+            return self.own_expert_weights()[routing_ids]
         return nn.functional.one_hot(routing_ids, self.config.n_experts).to(self.experts.down[0].dtype)
 
     def delta(self, layer: int, inputs: torch.Tensor, routing: torch.Tensor | None) -> torch.Tensor | None:
@@ -144,6 +180,8 @@ def set_adapter_mode(model: nn.Module, mode: AdapterMode) -> None:
     for adapter in adapters_of(model):
         if mode is AdapterMode.MIXTURE and adapter.gate is None:
             raise ConfigError("MIXTURE mode needs a MoE-MLoRA adapter (MLoRA has no gate)")
+        if mode is AdapterMode.EXPERT and adapter.config.kind != "moe-mlora":
+            raise ConfigError("EXPERT mode needs a MoE-MLoRA adapter")
         adapter.mode = mode
         adapter.merged = None
 

@@ -1,6 +1,6 @@
 """The explicit, reversible per-domain merge: the one place that knows the merged layout.
 
-Where routing depends on the domain alone (MLoRA, MoE-MLoRA's mixture), every domain sees one fixed
+Where routing depends on the domain alone (MLoRA, MoE-MLoRA's domain-gated mixture or own experts), every domain sees one fixed
 linear map per layer, W_l + sum_e g_{d,e} A_e B_e with bias b_l + sum_e g_{d,e} c_e. `merge_adapters`
 folds those into one stacked weight per layer; the tower then sorts rows by domain and runs one grouped
 matrix product per layer, so an adapted tower costs what the bare one does, whatever the number of experts.
@@ -20,12 +20,10 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from moe_mlora.adapters.config import AdapterMode
 from moe_mlora.adapters.layer import TowerAdapter, towers_of
 from moe_mlora.layers.mlp import Tower
 
 _GROUPED_MM = getattr(nn.functional, "grouped_mm", None)
-MERGEABLE_MODES = (AdapterMode.DOMAIN, AdapterMode.MIXTURE)
 
 
 def grouped_mm_supports(device: torch.device, dtype: torch.dtype) -> bool:
@@ -102,7 +100,7 @@ def merge_adapters(model: nn.Module) -> int:
     for tower in towers_of(model):
         adapter = tower.adapter
         reference = tower.linears[0].weight
-        adapter_ok = adapter is not None and adapter.mode in MERGEABLE_MODES
+        adapter_ok = adapter is not None and adapter.routes_by_domain_alone
         if adapter_ok and grouped_mm_supports(reference.device, reference.dtype):
             adapter.merged = fold_per_domain(adapter, tower.linears)
             merged += 1

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
@@ -45,6 +46,8 @@ class RunConfig:
         approach = self.approach.approach
         if approach == "moe-mlora" and self.approach.experts_per_domain != 1:
             approach += f"-k{self.approach.experts_per_domain}"
+        if self.approach.variant:
+            approach += "-" + re.sub(r"[^A-Za-z0-9.]+", "-", self.approach.variant)
         return f"{self.data.dataset}-{self.data.split_by}-{self.model}-{approach}-s{self.train.seed}"
 
     def run_dir(self, runs_root: Path) -> Path:

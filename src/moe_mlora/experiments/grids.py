@@ -16,6 +16,29 @@ from moe_mlora.training.config import TrainConfig
 from moe_mlora.training.approaches import APPROACHES, ApproachConfig
 
 MOVIELENS_SPLITS = ("gender", "age", "occupation")
+# The ablation: MoE-MLoRA variants (ApproachConfig.variant strings) on three backbones of different kinds.
+ABLATION_VARIANTS = ("gate-init=own-domain", "gate-lr=0.01", "gate-input=features", "authors-code")
+ABLATION_MODELS = ("deepfm", "dcn", "autoint")
+_VARIANT_KEYS = {"gate-init": "gate_init", "gate-input": "gate_input", "gate-lr": "gate_learning_rate"}
+
+
+def parse_variant(text: str) -> dict:
+    """'gate-init=own-domain,gate-lr=0.01' or 'authors-code' -> ApproachConfig fields (the inverse of .variant)."""
+    fields: dict = {}
+    for part in (p.strip() for p in text.split(",") if p.strip()):
+        key, _, value = part.partition("=")
+        if not value and key in ("authors-code", "paper"):
+            fields["schedule"] = key
+        elif key in _VARIANT_KEYS and value:
+            try:
+                fields[_VARIANT_KEYS[key]] = float(value) if key == "gate-lr" else value
+            except ValueError:
+                raise ConfigError(f"variant '{text}': gate-lr takes a number, got '{value}'") from None
+        else:
+            raise ConfigError(f"variant '{text}': write it as authors-code and/or key=value with keys "
+                              f"{', '.join(_VARIANT_KEYS)} (e.g. gate-init=own-domain,gate-lr=0.01)")
+    ApproachConfig("moe-mlora", **fields)  # validates the combination
+    return fields
 
 
 def parse_split(text: str) -> DatasetConfig:
@@ -58,14 +81,30 @@ def check_models(models: list[str]) -> list[str]:
 
 
 def table1_configs(
-    splits: list[str], models: list[str], seeds: list[int], train: TrainConfig, model_config: ModelConfig = ModelConfig()
+    splits: list[str], models: list[str], seeds: list[int], train: TrainConfig, model_config: ModelConfig = ModelConfig(),
+    moe_variants: list[str] = (),
 ) -> list[RunConfig]:
-    """Base, MLoRA, MoE-MLoRA for every split x model x seed; Base first so MoE-MLoRA can reuse its backbone."""
+    """Base, MLoRA, MoE-MLoRA (and MoE-MLoRA variants) for every split x model x seed; seeds outermost, so a
+    sweep cut short holds whole seeds; Base first within a seed, so MoE-MLoRA can reuse its backbone."""
     check_models(models)
+    approaches = [ApproachConfig(a) for a in APPROACHES] + [ApproachConfig("moe-mlora", **parse_variant(v))
+                                                            for v in moe_variants]
     return [
-        RunConfig(parse_split(split), model, model_config, ApproachConfig(approach), replace(train, seed=seed))
-        for approach in APPROACHES for split in splits for model in models for seed in seeds
+        RunConfig(parse_split(split), model, model_config, approach, replace(train, seed=seed))
+        for seed in seeds for approach in approaches for split in splits for model in models
     ]
+
+
+def ablation_configs(
+    splits: list[str], models: list[str], seeds: list[int], train: TrainConfig, variants: list[str] = ABLATION_VARIANTS,
+    model_config: ModelConfig = ModelConfig(),
+) -> list[RunConfig]:
+    """Base, the paper's MoE-MLoRA and each variant, for every split x model x seed."""
+    check_models(models)
+    approaches = [ApproachConfig("base"), ApproachConfig("moe-mlora")] + [
+        ApproachConfig("moe-mlora", **parse_variant(v)) for v in variants]
+    return [RunConfig(parse_split(split), model, model_config, approach, replace(train, seed=seed))
+            for seed in seeds for approach in approaches for split in splits for model in models]
 
 
 def experts_configs(
@@ -75,8 +114,10 @@ def experts_configs(
     """Figure 2: MoE-MLoRA with k experts per domain (total 2k on the gender split), plus the Base runs
     whose backbones the MoE runs reuse."""
     check_models(models)
+    if any(k < 1 for k in experts_per_domain):
+        raise ConfigError(f"experts per domain must be at least 1, got {list(experts_per_domain)}")
     base = [RunConfig(parse_split(split), m, model_config, ApproachConfig("base"), replace(train, seed=s))
-            for m in models for s in seeds]
+            for s in seeds for m in models]
     moe = [RunConfig(parse_split(split), m, model_config, ApproachConfig("moe-mlora", k), replace(train, seed=s))
-           for k in experts_per_domain for m in models for s in seeds]
+           for s in seeds for k in experts_per_domain for m in models]
     return base + moe

@@ -21,16 +21,18 @@ import torch
 
 from moe_mlora import __version__
 from moe_mlora.experiments.config import RunConfig
+from moe_mlora.training.diagnostics import Diagnostics
 from moe_mlora.training.loop import PhaseResult
 from moe_mlora.training.metrics import Evaluation
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3  # 3: MoE-MLoRA diagnostics, gate variants and schedules in the approach
 RESULT_FILE = "result.json"
 
 
 @lru_cache(maxsize=1)
 def code_version() -> dict:
-    """The git commit of this package's source and whether its tree is dirty (None outside a checkout)."""
+    """The git commit of this package's source and whether that source has uncommitted changes (None outside
+    a checkout). Only the package's own files count: editing docs or tests does not change a run."""
     source = Path(__file__).resolve().parent
 
     def git(*args: str) -> str | None:
@@ -41,7 +43,7 @@ def code_version() -> dict:
         return done.stdout.strip() if done.returncode == 0 else None
 
     commit = git("rev-parse", "HEAD")
-    status = git("status", "--porcelain", "--untracked-files=no") if commit else None
+    status = git("status", "--porcelain", "--untracked-files=no", "--", str(source.parent)) if commit else None
     return {"commit": commit, "dirty": None if status is None else bool(status)}
 
 
@@ -73,6 +75,7 @@ class RunRecord:
     test: Evaluation | None = None
     valid: Evaluation | None = None
     phases: list[PhaseResult] = field(default_factory=list)
+    diagnostics: Diagnostics | None = None  # MoE-MLoRA only
     seconds: float = 0.0
     notes: list[str] = field(default_factory=list)
     error: str = ""
@@ -99,6 +102,7 @@ class RunRecord:
         data["test"] = self.test.to_dict() if self.test else None
         data["valid"] = self.valid.to_dict() if self.valid else None
         data["phases"] = [asdict(phase) for phase in self.phases]
+        data["diagnostics"] = self.diagnostics.to_dict() if self.diagnostics else None
         return data
 
     @classmethod
@@ -114,6 +118,7 @@ class RunRecord:
         fields["test"] = Evaluation.from_dict(data["test"]) if data.get("test") else None
         fields["valid"] = Evaluation.from_dict(data["valid"]) if data.get("valid") else None
         fields["phases"] = [PhaseResult.from_dict(phase) for phase in data.get("phases", [])]
+        fields["diagnostics"] = Diagnostics.from_dict(data["diagnostics"]) if data.get("diagnostics") else None
         return cls(**fields)
 
     def write(self, folder: Path) -> Path:

@@ -1,9 +1,12 @@
-"""Tables and plots from recorded runs, in the paper's layout.
+"""Tables and plots from recorded runs, in the paper's layout, with statistics a referee accepts.
 
-Table 1: WAUC (%) per split x approach x model, mean +/- 95% confidence interval over seeds; the row
-Delta = MoE-MLoRA - MLoRA per model (mean of per-seed paired differences, with a paired t-test); the
-column Avg over models; and Avg(Delta) per model computed as the paper does: the mean over each dataset's
-splits, then the mean over datasets, so every dataset counts equally whatever its number of splits.
+Table 1: test WAUC (%) per split x arm x model, mean +/- 95% confidence interval (t, over seeds). Rows
+Delta compare MoE-MLoRA (and any variant arm) with Base and with MLoRA: the mean of per-seed paired
+differences (same split, model and seed, so the same data split and initial backbone), its 95% CI, and
+a paired t-test over seeds whose p-values are Holm-corrected across every Delta cell of the table (the
+family is the table). Column Avg averages the models; row Avg(Delta) averages each dataset's splits,
+then the datasets, as the paper does. The ablation table does the same for the MoE-MLoRA variants
+against Base. Figure 2 plots MoE-MLoRA WAUC against the total number of experts.
 """
 
 from __future__ import annotations
@@ -21,7 +24,8 @@ from moe_mlora.experiments.grids import split_label
 from moe_mlora.experiments.records import RESULT_FILE, SCHEMA_VERSION, RunRecord
 from moe_mlora.models import MODELS
 
-APPROACH_NAMES = {"base": "Base", "mlora": "MLoRA", "moe-mlora": "MoE-MLoRA"}
+ARM_NAMES = {"base": "Base", "mlora": "MLoRA", "moe-mlora": "MoE-MLoRA"}
+PAPER_ARMS = ("base", "mlora", "moe-mlora")
 
 # The paper's Table 1 (WAUC %, ML-1M and real Taobao), for side-by-side comparison.
 PAPER_TABLE1 = {
@@ -42,6 +46,13 @@ PAPER_TABLE1 = {
                         "MoE-MLoRA": [77.00, 78.22, 79.66, 80.71, 76.35, 79.75, 78.93, 77.92]},
 }
 PAPER_MODELS = list(MODELS)  # the paper's column order: WDL NFM AutoInt PNN DCN FiBiNET DeepFM xDeepFM
+
+
+def arm_name(arm: str) -> str:
+    if arm in ARM_NAMES:
+        return ARM_NAMES[arm]
+    approach, _, variant = arm.partition("[")
+    return f"{ARM_NAMES.get(approach, approach)} [{variant.rstrip(']')}]"
 
 
 def paper_key(split: str) -> str:
@@ -69,9 +80,12 @@ def load_records(results_dir: Path) -> pd.DataFrame:
         rows.append({
             "split": split_label(config.data), "dataset": config.data.dataset,
             "synthetic": config.data.dataset.endswith("synthetic"), "model": config.model,
-            "approach": config.approach.approach, "k": config.approach.experts_per_domain, "seed": config.train.seed,
+            "approach": config.approach.approach, "arm": config.approach.arm,
+            "k": config.approach.experts_per_domain, "seed": config.train.seed,
             "batch_order": config.train.batch_order, "select_by": config.train.select_by,
             "status": record.status, "wauc": record.test.wauc * 100 if record.ok else np.nan,
+            "valid_wauc": record.valid.wauc * 100 if record.ok else np.nan,
+            **_diagnostic_columns(record),
             "n_domains": record.n_domains, "seconds": record.seconds, "error": record.error,
             "commit": record.code.get("commit") or "unknown", "dirty": bool(record.code.get("dirty")),
             "machine": json.dumps(record.machine, sort_keys=True),
@@ -81,12 +95,24 @@ def load_records(results_dir: Path) -> pd.DataFrame:
     return frame
 
 
+def _diagnostic_columns(record: RunRecord) -> dict:
+    diagnostics = record.diagnostics
+    if diagnostics is None:
+        return {}
+    columns = {"own_weight": diagnostics.mean_own_weight, "uniform_own_weight": diagnostics.uniform_own_weight}
+    for path, scores in diagnostics.paths.items():
+        columns[f"{path}_valid"] = scores["valid"] * 100
+        columns[f"{path}_test"] = scores["test"] * 100
+    return columns
+
+
 @dataclass(frozen=True)
 class Cell:
     mean: float
     ci95: float | None  # half-width; None with one seed
     n: int
-    p_value: float | None = None  # paired t-test (Delta cells only)
+    p_value: float | None = None  # paired t-test over seeds (Delta cells only), uncorrected
+    p_holm: float | None = None  # the same, Holm-corrected across the table
 
     def text(self, signed: bool = False) -> str:
         if math.isnan(self.mean):
@@ -106,38 +132,78 @@ def summarise(values: np.ndarray) -> Cell:
     return Cell(float(values.mean()), float(half), len(values))
 
 
+Comparison = tuple[str, str]  # (arm, reference arm): Delta = arm - reference
+
+
 @dataclass
 class Table1:
     splits: list[str]
     models: list[str]
-    cells: dict[tuple[str, str, str], Cell] = field(default_factory=dict)  # (split, approach, model)
-    deltas: dict[tuple[str, str], Cell] = field(default_factory=dict)  # (split, model)
-    row_average: dict[tuple[str, str], float] = field(default_factory=dict)  # (split, approach|delta)
-    avg_delta: dict[str, float] = field(default_factory=dict)  # model -> Avg(Delta)
-    overall_avg_delta: float = float("nan")
+    arms: list[str]
+    comparisons: list[Comparison]
+    cells: dict[tuple[str, str, str], Cell] = field(default_factory=dict)  # (split, arm, model)
+    deltas: dict[tuple[str, Comparison, str], Cell] = field(default_factory=dict)  # (split, comparison, model)
+    row_average: dict[tuple[str, object], float] = field(default_factory=dict)  # (split, arm | comparison)
+    avg_delta: dict[tuple[Comparison, str], float] = field(default_factory=dict)  # (comparison, model)
+    overall_avg_delta: dict[Comparison, float] = field(default_factory=dict)
     dataset_of: dict[str, str] = field(default_factory=dict)
+    valid_average: dict[str, float] = field(default_factory=dict)  # arm -> mean validation WAUC over all cells
+
+    @property
+    def tests(self) -> int:
+        return sum(cell.p_value is not None for cell in self.deltas.values())
 
 
-def build_table1(records: pd.DataFrame) -> Table1:
+def default_comparisons(arms: list[str]) -> list[Comparison]:
+    """Every MoE-MLoRA arm against Base, and the paper's own MoE-MLoRA against MLoRA (the paper's Delta)."""
+    comparisons = [(arm, "base") for arm in arms if arm.startswith("moe-mlora") and "base" in arms]
+    if "moe-mlora" in arms and "mlora" in arms:
+        comparisons.insert(1 if comparisons else 0, ("moe-mlora", "mlora"))
+    return comparisons
+
+
+def complete_arms(ok: pd.DataFrame, splits: list[str], models: list[str]) -> list[str]:
+    """The arms recorded for every split and model: the paper's three first, then variants."""
+    present = [arm for arm in dict.fromkeys(ok["arm"])
+               if all(((ok.split == s) & (ok.model == m) & (ok.arm == arm)).any() for s in splits for m in models)]
+    return [a for a in PAPER_ARMS if a in present] + sorted(a for a in present if a not in PAPER_ARMS)
+
+
+def build_table1(records: pd.DataFrame, arms: list[str] | None = None, models: list[str] | None = None,
+                 comparisons: list[Comparison] | None = None) -> Table1:
     ok = records[(records["status"] == "ok") & (records["k"] == 1)]
+    if "arm" not in ok:
+        ok = ok.assign(arm=ok["approach"])
+    if models is not None:
+        ok = ok[ok.model.isin(models)]
     splits = sorted(dict.fromkeys(ok["split"]), key=_paper_order)
     models = [m for m in PAPER_MODELS if m in set(ok["model"])]
-    table = Table1(splits, models, dataset_of=dict(zip(ok["split"], ok["dataset"])))
+    arms = arms if arms is not None else complete_arms(ok, splits, models)
+    comparisons = comparisons if comparisons is not None else default_comparisons(arms)
+    table = Table1(splits, models, arms, comparisons, dataset_of=dict(zip(ok["split"], ok["dataset"])))
     for split in splits:
-        for approach in APPROACH_NAMES:
+        for arm in arms:
             for model in models:
-                rows = ok[(ok.split == split) & (ok.approach == approach) & (ok.model == model)]
-                table.cells[(split, approach, model)] = summarise(rows["wauc"].to_numpy())
-            table.row_average[(split, approach)] = _mean([table.cells[(split, approach, m)].mean for m in models])
-        for model in models:
-            table.deltas[(split, model)] = paired_delta(ok[(ok.split == split) & (ok.model == model)])
-        table.row_average[(split, "delta")] = _mean([table.deltas[(split, m)].mean for m in models])
+                rows = ok[(ok.split == split) & (ok.arm == arm) & (ok.model == model)]
+                table.cells[(split, arm, model)] = summarise(rows["wauc"].to_numpy())
+            table.row_average[(split, arm)] = _mean([table.cells[(split, arm, m)].mean for m in models])
+        for comparison in comparisons:
+            for model in models:
+                table.deltas[(split, comparison, model)] = paired_delta(ok[(ok.split == split) & (ok.model == model)],
+                                                                        *comparison)
+            table.row_average[(split, comparison)] = _mean([table.deltas[(split, comparison, m)].mean for m in models])
+    _holm_correct(table.deltas)
     datasets = list(dict.fromkeys(table.dataset_of[s] for s in splits))
-    for model in models:
-        per_dataset = [_mean([table.deltas[(s, model)].mean for s in splits if table.dataset_of[s] == d]) for d in datasets]
-        table.avg_delta[model] = _mean(per_dataset)
-    table.overall_avg_delta = _mean([_mean([table.row_average[(s, "delta")] for s in splits if table.dataset_of[s] == d])
-                                     for d in datasets])
+    for comparison in comparisons:
+        for model in models:
+            table.avg_delta[(comparison, model)] = _mean([
+                _mean([table.deltas[(s, comparison, model)].mean for s in splits if table.dataset_of[s] == d])
+                for d in datasets])
+        table.overall_avg_delta[comparison] = _mean([
+            _mean([table.row_average[(s, comparison)] for s in splits if table.dataset_of[s] == d]) for d in datasets])
+    if "valid_wauc" in ok:
+        for arm in arms:
+            table.valid_average[arm] = _mean(ok[ok.arm == arm]["valid_wauc"].tolist())
     return table
 
 
@@ -150,76 +216,117 @@ def _paper_order(split: str) -> tuple:
     return (head, int(count) if count.isdigit() else 0)
 
 
-def paired_delta(rows: pd.DataFrame) -> Cell:
-    """MoE-MLoRA - MLoRA over the seeds both have; a paired t-test when there are two seeds or more."""
-    moe = rows[rows.approach == "moe-mlora"].set_index("seed")["wauc"]
-    mlora = rows[rows.approach == "mlora"].set_index("seed")["wauc"]
-    seeds = sorted(set(moe.index) & set(mlora.index))
+def paired_delta(rows: pd.DataFrame, arm: str = "moe-mlora", reference: str = "mlora") -> Cell:
+    """arm - reference over the seeds both have: mean, 95% CI, and a paired t-test's (uncorrected) p-value."""
+    column = "arm" if "arm" in rows else "approach"
+    ours = rows[rows[column] == arm].set_index("seed")["wauc"]
+    theirs = rows[rows[column] == reference].set_index("seed")["wauc"]
+    seeds = sorted(set(ours.index) & set(theirs.index))
     if not seeds:
         return Cell(float("nan"), None, 0)
-    differences = (moe.loc[seeds] - mlora.loc[seeds]).to_numpy()
+    differences = (ours.loc[seeds] - theirs.loc[seeds]).to_numpy()
     cell = summarise(differences)
     p_value = None
-    if len(seeds) >= 2 and np.std(differences) > 0:
-        p_value = float(stats.ttest_rel(moe.loc[seeds], mlora.loc[seeds]).pvalue)
+    if len(seeds) >= 2:
+        p_value = float(stats.ttest_rel(ours.loc[seeds], theirs.loc[seeds]).pvalue) if np.std(differences) > 0 else 1.0
     return Cell(cell.mean, cell.ci95, cell.n, p_value)
 
 
+def holm(p_values: list[float]) -> list[float]:
+    """Holm's step-down adjustment: controls the family-wise error rate at any alpha, under any dependence."""
+    order = np.argsort(p_values)
+    m = len(p_values)
+    adjusted = np.empty(m)
+    running = 0.0
+    for rank, index in enumerate(order):
+        running = max(running, min(1.0, (m - rank) * p_values[index]))
+        adjusted[index] = running
+    return adjusted.tolist()
+
+
+def _holm_correct(deltas: dict) -> None:
+    keys = [key for key, cell in deltas.items() if cell.p_value is not None]
+    for key, adjusted in zip(keys, holm([deltas[key].p_value for key in keys])):
+        cell = deltas[key]
+        deltas[key] = Cell(cell.mean, cell.ci95, cell.n, cell.p_value, adjusted)
+
+
 def _mean(values: list[float]) -> float:
-    values = [v for v in values if not math.isnan(v)]
+    values = [v for v in values if v is not None and not math.isnan(v)]
     return float(np.mean(values)) if values else float("nan")
 
 
+def comparison_name(comparison: Comparison) -> str:
+    arm, reference = comparison
+    return f"Δ {arm_name(arm)} − {arm_name(reference)}"
+
+
 def table1_markdown(table: Table1) -> str:
-    header = "| Dataset | Approach | " + " | ".join(m for m in table.models) + " | Avg |"
+    header = "| Dataset | Arm | " + " | ".join(m for m in table.models) + " | Avg |"
     lines = [header, "|" + " --- |" * (len(table.models) + 3)]
     for split in table.splits:
         label = split + (" (SYNTHETIC)" if table.dataset_of[split].endswith("synthetic") else "")
-        for approach, name in APPROACH_NAMES.items():
-            cells = [table.cells[(split, approach, m)].text() for m in table.models]
-            lines.append(f"| {label} | {name} | " + " | ".join(cells) + f" | {table.row_average[(split, approach)]:.2f} |")
+        for arm in table.arms:
+            cells = [table.cells[(split, arm, m)].text() for m in table.models]
+            lines.append(f"| {label} | {arm_name(arm)} | " + " | ".join(cells) + f" | {table.row_average[(split, arm)]:.2f} |")
             label = ""
-        deltas = [table.deltas[(split, m)].text(signed=True) for m in table.models]
-        lines.append("| | Δ | " + " | ".join(deltas) + f" | {table.row_average[(split, 'delta')]:+.2f} |")
-        p_values = [_p_text(table.deltas[(split, m)].p_value) for m in table.models]
-        if any(p != "-" for p in p_values):
-            lines.append("| | p (paired t) | " + " | ".join(p_values) + " | |")
-    lines.append("| – | Avg(Δ) | " + " | ".join(f"{table.avg_delta[m]:+.2f}" for m in table.models)
-                 + f" | {table.overall_avg_delta:+.2f} |")
+        for comparison in table.comparisons:
+            deltas = [table.deltas[(split, comparison, m)] for m in table.models]
+            lines.append(f"| | {comparison_name(comparison)} | " + " | ".join(d.text(signed=True) + _stars(d) for d in deltas)
+                         + f" | {table.row_average[(split, comparison)]:+.2f} |")
+            if any(d.p_holm is not None for d in deltas):
+                lines.append("| | p (Holm) | " + " | ".join(_p_text(d.p_holm) for d in deltas) + " | |")
+    for comparison in table.comparisons:
+        lines.append(f"| – | Avg({comparison_name(comparison)}) | "
+                     + " | ".join(f"{table.avg_delta[(comparison, m)]:+.2f}" for m in table.models)
+                     + f" | {table.overall_avg_delta[comparison]:+.2f} |")
     return "\n".join(lines)
+
+
+def _stars(cell: Cell) -> str:
+    return " *" if cell.p_holm is not None and cell.p_holm < 0.05 else ""
 
 
 def _p_text(p: float | None) -> str:
     return "-" if p is None else f"{p:.3f}"
 
 
+def significant_deltas(table: Table1, alpha: float = 0.05) -> list[tuple[str, Comparison, str, Cell]]:
+    return [(split, comparison, model, cell) for (split, comparison, model), cell in table.deltas.items()
+            if cell.p_holm is not None and cell.p_holm < alpha]
+
+
 def paper_comparison_markdown(table: Table1) -> str:
-    """Our means beside the paper's values ('ours / paper'); the paper used ML-1M and the real Taobao logs."""
+    """Our means beside the paper's values ('ours / paper'). Ours: ML-100K; the paper: ML-1M and real Taobao."""
     lines = []
+    arms = [arm for arm in PAPER_ARMS if arm in table.arms]
     for split in table.splits:
         key = paper_key(split)
         if not key:
             continue
         synthetic = " — ours on SYNTHETIC data" if table.dataset_of[split].endswith("synthetic") else ""
-        lines += [f"**{split}** vs paper's **{key}**{synthetic}", "",
-                  "| Approach | " + " | ".join(table.models) + " | Avg |", "|" + " --- |" * (len(table.models) + 2)]
+        lines += [f"**{split} (ours)** vs the paper's **{key}**{synthetic}", "",
+                  "| Arm | " + " | ".join(table.models) + " | Avg |", "|" + " --- |" * (len(table.models) + 2)]
         paper = PAPER_TABLE1[key]
-        for approach, name in APPROACH_NAMES.items():
-            ours = [table.cells[(split, approach, m)].mean for m in table.models]
-            theirs = [paper[name][PAPER_MODELS.index(m)] for m in table.models]
-            lines.append(f"| {name} | " + " | ".join(f"{o:.2f} / {t:.2f}" for o, t in zip(ours, theirs))
+        for arm in arms:
+            ours = [table.cells[(split, arm, m)].mean for m in table.models]
+            theirs = [paper[ARM_NAMES[arm]][PAPER_MODELS.index(m)] for m in table.models]
+            lines.append(f"| {ARM_NAMES[arm]} | " + " | ".join(f"{o:.2f} / {t:.2f}" for o, t in zip(ours, theirs))
                          + f" | {_mean(ours):.2f} / {_mean(theirs):.2f} |")
-        ours_delta = [table.deltas[(split, m)].mean for m in table.models]
-        theirs_delta = [paper["MoE-MLoRA"][PAPER_MODELS.index(m)] - paper["MLoRA"][PAPER_MODELS.index(m)] for m in table.models]
-        lines.append("| Δ | " + " | ".join(f"{o:+.2f} / {t:+.2f}" for o, t in zip(ours_delta, theirs_delta))
-                     + f" | {_mean(ours_delta):+.2f} / {_mean(theirs_delta):+.2f} |")
+        for comparison in [c for c in table.comparisons if c in (("moe-mlora", "base"), ("moe-mlora", "mlora"))]:
+            reference = ARM_NAMES[comparison[1]]
+            ours_delta = [table.deltas[(split, comparison, m)].mean for m in table.models]
+            theirs_delta = [paper["MoE-MLoRA"][PAPER_MODELS.index(m)] - paper[reference][PAPER_MODELS.index(m)]
+                            for m in table.models]
+            lines.append(f"| {comparison_name(comparison)} | " + " | ".join(f"{o:+.2f} / {t:+.2f}" for o, t in zip(ours_delta, theirs_delta))
+                         + f" | {_mean(ours_delta):+.2f} / {_mean(theirs_delta):+.2f} |")
         lines.append("")
     return "\n".join(lines)
 
 
 def experts_frame(records: pd.DataFrame) -> pd.DataFrame:
-    """Figure 2 data: mean and CI of MoE-MLoRA WAUC per model and total number of experts."""
-    moe = records[(records.status == "ok") & (records.approach == "moe-mlora")]
+    """Figure 2 data: mean and CI of the paper's MoE-MLoRA test WAUC per model and total number of experts."""
+    moe = records[(records.status == "ok") & (records.arm == "moe-mlora")]
     rows = []
     for (split, model, k), group in moe.groupby(["split", "model", "k"]):
         cell = summarise(group["wauc"].to_numpy())
@@ -233,8 +340,8 @@ def experts_split(frame: pd.DataFrame) -> str:
     return frame.groupby("split")["k"].nunique().idxmax()
 
 
-def plot_experts(frame: pd.DataFrame, path: Path) -> Path | None:
-    """The paper's Figure 2: WAUC vs total experts, one line per model (split with the most k values)."""
+def plot_experts(frame: pd.DataFrame, base_wauc: float, path: Path) -> Path | None:
+    """The paper's Figure 2: WAUC vs total experts, one line per model, error bars dodged, Base for reference."""
     if frame.empty:
         return None
     split = experts_split(frame)
@@ -246,20 +353,67 @@ def plot_experts(frame: pd.DataFrame, path: Path) -> Path | None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    figure, axis = plt.subplots(figsize=(7, 4.5))
-    for model in [m for m in PAPER_MODELS if m in set(data.model)]:
+    models = [m for m in PAPER_MODELS if m in set(data.model)]
+    figure, axis = plt.subplots(figsize=(9, 4.8))
+    step = min(0.8, 0.6 * min(np.diff(sorted(data.total_experts.unique())))) / max(len(models), 1)
+    for index, model in enumerate(models):
         line = data[data.model == model].sort_values("total_experts")
-        axis.errorbar(line.total_experts, line.wauc, yerr=line.ci95.fillna(0), marker="o", capsize=3, label=model)
-    axis.set_xlabel("total number of experts")
+        offset = (index - (len(models) - 1) / 2) * step
+        axis.errorbar(line.total_experts + offset, line.wauc, yerr=line.ci95.fillna(0), marker="o", markersize=4,
+                      capsize=2, linewidth=1, label=model)
+    if not math.isnan(base_wauc):
+        axis.axhline(base_wauc, color="black", linestyle="--", linewidth=1, label="Base (mean of models)")
+    seeds = int(data.seeds.min())
+    axis.set_xlabel("total number of experts (k per domain × domains)")
     axis.set_ylabel("test WAUC (%)")
     axis.set_xticks(sorted(data.total_experts.unique()))
-    axis.set_title(f"MoE-MLoRA: WAUC vs number of experts ({split})")
+    axis.set_title(f"MoE-MLoRA test WAUC vs number of experts, {split}\n"
+                   f"mean over {seeds}+ seeds; bars: 95% CI (t); points dodged sideways per model", fontsize=10)
     axis.grid(alpha=0.3)
-    axis.legend(ncol=2, fontsize=8)
+    axis.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5))
     figure.tight_layout()
     figure.savefig(path, dpi=120)
     plt.close(figure)
     return path
+
+
+def markdown_table(frame: pd.DataFrame, digits: int = 2) -> str:
+    """A DataFrame as a markdown table (index as the first column)."""
+    header = [str(frame.index.name or "")] + [str(c) for c in frame.columns]
+    lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
+    for index, row in frame.iterrows():
+        cells = ["-" if pd.isna(v) else (f"{v:.{digits}f}" if isinstance(v, (float, np.floating)) else str(v))
+                 for v in row]
+        lines.append("| " + " | ".join([str(index)] + cells) + " |")
+    return "\n".join(lines)
+
+
+def ablation_table(records: pd.DataFrame) -> Table1 | None:
+    """Every MoE-MLoRA arm (k = 1) against Base, on the models that have more than one such arm."""
+    ok = records[(records.status == "ok") & (records.k == 1)]
+    moe = ok[ok.approach == "moe-mlora"]
+    models = [m for m in PAPER_MODELS if moe[moe.model == m]["arm"].nunique() > 1]
+    if not models:
+        return None
+    arms = ["base"] + [a for a in ["moe-mlora"] + sorted(set(moe.arm) - {"moe-mlora"})
+                       if (ok[ok.model.isin(models)].arm == a).any()]
+    return build_table1(ok[ok.arm.isin(arms)], arms=arms, models=models,
+                        comparisons=[(arm, "base") for arm in arms if arm != "base"])
+
+
+def diagnostics_frame(records: pd.DataFrame) -> pd.DataFrame:
+    """Per split and MoE-MLoRA arm (k = 1), averaged over models and seeds: the gate's weight on own experts
+    (and what uniform gives) and the three forward paths' validation and test WAUC."""
+    moe = records[(records.status == "ok") & (records.k == 1) & (records.approach == "moe-mlora")]
+    if moe.empty or "own_weight" not in moe:
+        return pd.DataFrame()
+    columns = ["own_weight", "uniform_own_weight"] + [f"{p}_{part}" for p in ("backbone", "own-experts", "mixture")
+                                                      for part in ("valid", "test")]
+    frame = moe.groupby(["split", "arm"])[columns].mean()
+    frame["runs"] = moe.groupby(["split", "arm"]).size()
+    frame.index = [f"{split} · {arm_name(arm)}" for split, arm in frame.index]
+    frame.index.name = "split · arm"
+    return frame
 
 
 def write_report(results_dir: Path, out_dir: Path | None = None) -> dict[str, Path]:
@@ -279,29 +433,61 @@ def write_report(results_dir: Path, out_dir: Path | None = None) -> dict[str, Pa
     ok = records[records.status == "ok"]
     if not ok[ok.k == 1].empty:
         table = build_table1(records)
-        sections += ["## Table 1: test WAUC (%), mean ± 95% CI over seeds", "", table1_markdown(table), "",
-                     "Δ = MoE-MLoRA − MLoRA (mean of per-seed paired differences). Avg(Δ) averages each dataset's "
-                     "splits, then the datasets, as the paper does.", "",
-                     "## Beside the paper (ours / paper)", "", paper_comparison_markdown(table)]
-        long = [{"split": s, "approach": a, "model": m, "wauc": c.mean, "ci95": c.ci95, "seeds": c.n}
+        seeds = sorted(ok.seed.unique().tolist())
+        sections += [f"## Table 1: test WAUC (%), mean ± 95% CI over seeds {seeds}", "", table1_markdown(table), "",
+                     STATISTICS_NOTE.format(tests=table.tests), "",
+                     "## Beside the paper (ours on ML-100K / the paper's ML-1M or Taobao)", "",
+                     paper_comparison_markdown(table)]
+        long = [{"split": s, "arm": a, "model": m, "wauc": c.mean, "ci95": c.ci95, "seeds": c.n}
                 for (s, a, m), c in table.cells.items()]
         pd.DataFrame(long).to_csv(out_dir / "table1.csv", index=False)
         written["table1"] = out_dir / "table1.csv"
+    ablation = ablation_table(records)
+    if ablation is not None and len(ablation.arms) > 2:
+        validation = pd.DataFrame({"mean validation WAUC (%)": ablation.valid_average}).rename(index=arm_name)
+        validation.index.name = "arm"
+        sections += ["## Ablation: MoE-MLoRA variants against Base, test WAUC (%)", "", table1_markdown(ablation), "",
+                     STATISTICS_NOTE.format(tests=ablation.tests), "",
+                     "Mean validation WAUC per arm over these cells (what a variant is chosen by; never test):", "",
+                     markdown_table(validation), ""]
+    diagnostics = diagnostics_frame(records)
+    if not diagnostics.empty:
+        sections += ["## What the gate does (MoE-MLoRA, k = 1; means over models and seeds)", "",
+                     "own_weight: the gate's weight on a domain's own expert, averaged over domains (uniform_own_weight: "
+                     "what a uniform gate gives). Then WAUC (%) of three forward paths of the final model: the "
+                     "backbone alone, own-experts routing (the phase-2 model) and the gated mixture.", "",
+                     markdown_table(diagnostics, digits=3), ""]
     experts = experts_frame(records)
-    figure = plot_experts(experts, out_dir / "figure2.png") if not experts.empty else None
-    if figure:
-        written["figure2"] = figure
+    if not experts.empty:
         split = experts_split(experts)
-        pivot = experts[experts.split == split].pivot_table(index="model", columns="total_experts", values="wauc")
-        sections += [f"## Figure 2: MoE-MLoRA test WAUC (%) vs total experts ({split})", "", "![Figure 2](figure2.png)", "",
-                     pivot.round(2).to_markdown() if _has_tabulate() else pivot.round(2).to_string(), ""]
+        base = ok[(ok.split == split) & (ok.arm == "base") & ok.model.isin(set(experts.model))]
+        figure = plot_experts(experts, float(base.wauc.mean()) if len(base) else float("nan"), out_dir / "figure2.png")
+        if figure:
+            written["figure2"] = figure
+            pivot = experts[experts.split == split].pivot_table(index="model", columns="total_experts", values="wauc")
+            pivot = pivot.reindex([m for m in PAPER_MODELS if m in pivot.index])
+            pivot.columns = [f"{c} experts" for c in pivot.columns]
+            if len(base):
+                pivot["Base"] = base.groupby("model")["wauc"].mean()
+            pivot.index.name = "model"
+            sections += [f"## Figure 2: MoE-MLoRA test WAUC (%) vs total experts ({split})", "",
+                         "![Figure 2](figure2.png)", "", markdown_table(pivot), ""]
     failed = records[records.status == "failed"]
     if not failed.empty:
-        sections += ["## Failed runs", ""] + [f"- {r.split} {r.model} {r.approach} seed {r.seed}: {r.error}"
+        sections += ["## Failed runs", ""] + [f"- {r.split} {r.model} {r.arm} seed {r.seed}: {r.error}"
                                                for r in failed.itertuples()] + [""]
     (out_dir / "report.md").write_text("\n".join(sections) + "\n")
     written["report"] = out_dir / "report.md"
     return written
+
+
+STATISTICS_NOTE = (
+    "Cells: mean ± half-width of the 95% t-interval over seeds. Δ rows: mean of per-seed paired differences "
+    "(same split, model and seed) ± its 95% t-interval; p (Holm): a two-sided paired t-test over seeds, "
+    "Holm-corrected across all {tests} Δ cells of this table (family-wise error 5%); * marks p < 0.05 after "
+    "correction. The intervals are per cell and not corrected. They cover the seed-to-seed variation of "
+    "training (initialisation, batch order, dropout) on one fixed data split (seed 123), not the variation "
+    "between data splits or datasets. Avg rows average each dataset's splits, then the datasets, as the paper.")
 
 
 def _provenance(results_dir: Path, records: pd.DataFrame) -> list[str]:
@@ -331,9 +517,3 @@ def _provenance(results_dir: Path, records: pd.DataFrame) -> list[str]:
     return lines + [""]
 
 
-def _has_tabulate() -> bool:
-    try:
-        import tabulate  # noqa: F401
-    except ImportError:
-        return False
-    return True

@@ -16,6 +16,7 @@ from moe_mlora.models import build_model
 from moe_mlora.training.approaches import ApproachConfig, train_approach
 from moe_mlora.training.checkpoint import MODEL_WEIGHTS, save_backbone
 from moe_mlora.training.config import set_seed
+from moe_mlora.training.diagnostics import moe_diagnostics
 from moe_mlora.training.evaluation import evaluate
 from moe_mlora.training.loop import EpochCallback, PhaseResult
 
@@ -45,9 +46,11 @@ def execute_run(
     report = train_approach(model, train, valid, dataset.spec.domain_names, config.approach, config.train, on_epoch,
                             trained_backbone=reused)
     report.test = evaluate(model, test, dataset.spec.domain_names, config.train.eval_batch_size)
+    diagnostics = (moe_diagnostics(model, valid, test, dataset.spec.domain_names, config.train.eval_batch_size)
+                   if config.approach.approach == "moe-mlora" else None)
     record = RunRecord("ok", config, dataset=dataset.display_name, synthetic=dataset.synthetic,
                        n_domains=dataset.spec.n_domains, test=report.test, valid=report.valid, phases=report.phases,
-                       seconds=time.perf_counter() - started, notes=list(dataset.notes))
+                       diagnostics=diagnostics, seconds=time.perf_counter() - started, notes=list(dataset.notes))
     if runs_root is not None:
         folder = config.run_dir(runs_root)
         save_backbone(model, folder)
@@ -60,7 +63,7 @@ def execute_run(
 def finished_base_backbone(config: RunConfig, runs_root: Path) -> tuple[dict, PhaseResult, str] | None:
     """The Base run with the same data, model, settings and seed, if finished: MoE-MLoRA's phase 1 would
     reproduce its backbone bitwise (both draw from the same per-phase seed), so a sweep trains it once."""
-    if config.approach.approach != "moe-mlora":
+    if config.approach.approach != "moe-mlora" or config.approach.schedule != "paper":
         return None
     base = replace(config, approach=ApproachConfig("base"))
     folder = base.run_dir(runs_root)

@@ -28,7 +28,7 @@ class AdapterHook(Protocol):
 
     merged: MergedLayers | None
 
-    def routing(self, routing_ids: torch.Tensor) -> torch.Tensor | None: ...
+    def routing(self, routing_ids: torch.Tensor, inputs: torch.Tensor) -> torch.Tensor | None: ...
 
     def delta(self, layer: int, inputs: torch.Tensor, routing: torch.Tensor | None) -> torch.Tensor | None: ...
 
@@ -72,7 +72,7 @@ class Tower(nn.Module):
         if adapter is not None and adapter.merged is not None and not self.training and not torch.is_grad_enabled():
             adapter.check_routing_ids(routing_ids)
             return adapter.merged.forward(inputs, routing_ids)
-        routing = adapter.routing(routing_ids) if adapter is not None else None
+        routing = adapter.routing(routing_ids, inputs) if adapter is not None else None
         hidden = inputs
         for index, linear in enumerate(self.linears):
             out = self.dropout(linear(hidden))

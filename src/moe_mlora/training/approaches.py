@@ -4,7 +4,20 @@
 * mlora:     one phase, backbone and per-domain adapters jointly, each row through its domain's adapter.
 * moe-mlora: (1) the backbone alone, adapters excluded; (2) the experts, backbone frozen, each expert
              trained only on its domain's rows with the other experts excluded, early-stopped per expert;
-             (3) the gate alone, everything else frozen, on all domains.
+             (3) the gate alone, everything else frozen, on all domains. Gate variants: its start
+             (`gate_init`: uniform, or routed to each domain's own experts), its learning rate, and its
+             input (`gate_input`: the domain, or the domain and the row's tower input).
+* moe-mlora with schedule "authors-code": what the authors' TensorFlow code actually does. Its phase
+             switches and freezes are no-ops, so every phase trains all parameters through the gated
+             mixture, and the gate's domain embedding, re-created untracked in call(), is a fixed random
+             vector: (1) all domains; (2) one pass per expert over that expert's domain's rows; (3) all
+             domains. Every epoch that does not improve the best validation score is undone (the code
+             reloads the best checkpoint), and the best score carries over from phase to phase.
+             Known differences: their code selects by mean per-domain AUC and trains by domain (here the
+             run's --select-by and --batch-order apply, so arms compare under the same conditions; pass
+             `--select-by mean-auc --batch-order by-domain` for theirs); and whether TF 1.12 (which they
+             pin) honours the one real freeze, of the gate's dense layer in phases 1-2, is uncertain, so
+             here the gate's dense layer trains in every phase.
 
 Every phase of every approach uses the run's batch order and selection metric (TrainConfig).
 
@@ -16,6 +29,7 @@ phase's parameters; the tests check that frozen weights stay bitwise unchanged.
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass, field, replace
 from enum import Enum
@@ -23,7 +37,8 @@ from enum import Enum
 import torch
 
 from moe_mlora.adapters import (
-    DEFAULT_LORA_REDUCE, AdapterConfig, AdapterMode, attach_adapters, set_adapter_mode,
+    DEFAULT_LORA_REDUCE, AdapterConfig, AdapterMode, GateInit, GateInput, adapters_of, attach_adapters,
+    set_adapter_mode,
 )
 from moe_mlora.data.prepare import TensorPart
 from moe_mlora.errors import ConfigError, DataError
@@ -42,16 +57,27 @@ class Phase2Schedule(str, Enum):
     SEQUENTIAL = "sequential"  # the literal schedule: one expert after another
 
 
+class Schedule(str, Enum):
+    PAPER = "paper"  # the method as the paper describes it
+    AUTHORS_CODE = "authors-code"  # what the authors' TensorFlow code does
+
+
 BASE_PHASE = Phase(PhaseName.BASE, Trains.ALL, None, seed_key="backbone")
 MLORA_PHASE = Phase(PhaseName.MLORA, Trains.ALL, AdapterMode.DOMAIN, seed_key="mlora")
 MOE_BACKBONE = Phase(PhaseName.BACKBONE, Trains.BACKBONE, AdapterMode.BACKBONE, seed_key="backbone")  # = Base, bitwise
 MOE_EXPERTS = Phase(PhaseName.EXPERTS, Trains.EXPERTS, AdapterMode.EXPERT, seed_key="experts", rows=Rows.OWN_DOMAIN,
                     granularity=Granularity.EXPERT, optimizer=Optimizer.ADAM_PER_EXPERT, start_counts=True)
 MOE_GATE = Phase(PhaseName.GATE, Trains.GATE, AdapterMode.MIXTURE, seed_key="gate", start_counts=True)
+_AUTHORS = dict(trains=Trains.ALL_BUT_GATE_EMBEDDING, mode=AdapterMode.MIXTURE, revert_each_epoch=True)
+AUTHORS_ALL = Phase(PhaseName.AUTHORS_ALL, seed_key="authors-1", **_AUTHORS)
+AUTHORS_DOMAINS = Phase(PhaseName.AUTHORS_DOMAINS, seed_key="authors-2", rows=Rows.EACH_EXPERTS_DOMAIN,
+                        start_counts=True, **_AUTHORS)
+AUTHORS_GATE = Phase(PhaseName.AUTHORS_GATE, seed_key="authors-3", start_counts=True, **_AUTHORS)
 SCHEDULES: dict[str, tuple[Phase, ...]] = {
     "base": (BASE_PHASE,),
     "mlora": (MLORA_PHASE,),
     "moe-mlora": (MOE_BACKBONE, MOE_EXPERTS, MOE_GATE),
+    "moe-mlora/authors-code": (AUTHORS_ALL, AUTHORS_DOMAINS, AUTHORS_GATE),
 }
 FINAL_MODE = {"mlora": AdapterMode.DOMAIN, "moe-mlora": AdapterMode.MIXTURE}
 
@@ -63,31 +89,70 @@ class ApproachConfig:
     lora_reduce: int | None = None  # None: the backbone's default from the MLoRA configs
     rank: int | None = None
     phase2_schedule: str = Phase2Schedule.PARALLEL.value
+    schedule: str = Schedule.PAPER.value
+    gate_init: str = GateInit.UNIFORM.value
+    gate_input: str = GateInput.DOMAIN.value
+    gate_learning_rate: float | None = None  # phase 3's learning rate (None: the run's)
 
     def __post_init__(self) -> None:
         if self.approach not in APPROACHES:
             raise ConfigError(f"unknown approach '{self.approach}'; choose one of {', '.join(APPROACHES)}")
-        try:
-            Phase2Schedule(self.phase2_schedule)
-        except ValueError:
-            raise ConfigError(f"phase 2 schedule must be one of {', '.join(s.value for s in Phase2Schedule)}") from None
-        if self.approach != "moe-mlora" and self.experts_per_domain != 1:
-            raise ConfigError("--experts-per-domain applies to moe-mlora only")
+        for name, kind in (("phase2_schedule", Phase2Schedule), ("schedule", Schedule), ("gate_init", GateInit),
+                           ("gate_input", GateInput)):
+            try:
+                kind(getattr(self, name))
+            except ValueError:
+                raise ConfigError(f"{name.replace('_', ' ')} must be one of {', '.join(k.value for k in kind)}, "
+                                  f"got '{getattr(self, name)}'") from None
         if self.experts_per_domain < 1:
             raise ConfigError(f"experts per domain must be at least 1, got {self.experts_per_domain}")
         if self.rank is not None and self.rank < 1:
             raise ConfigError(f"adapter rank must be at least 1, got {self.rank}")
         if self.lora_reduce is not None and self.lora_reduce < 1:
             raise ConfigError(f"lora-reduce must be at least 1, got {self.lora_reduce}")
+        if self.gate_learning_rate is not None and not (math.isfinite(self.gate_learning_rate) and self.gate_learning_rate > 0):
+            raise ConfigError(f"gate learning rate must be a positive number, got {self.gate_learning_rate}")
+        if self.approach != "moe-mlora":
+            moe_only = {"experts_per_domain": 1, "schedule": Schedule.PAPER.value, "gate_init": GateInit.UNIFORM.value,
+                        "gate_input": GateInput.DOMAIN.value, "gate_learning_rate": None}
+            changed = [name for name, default in moe_only.items() if getattr(self, name) != default]
+            if changed:
+                raise ConfigError(f"{', '.join('--' + n.replace('_', '-') for n in changed)} appl"
+                                  f"{'ies' if len(changed) == 1 else 'y'} to moe-mlora only")
+        if self.schedule == Schedule.AUTHORS_CODE.value and (self.gate_init, self.gate_learning_rate) != (
+                GateInit.UNIFORM.value, None):
+            raise ConfigError("the authors-code schedule has no gate phase of its own: --gate-init and "
+                              "--gate-learning-rate do not apply")
 
     @property
-    def schedule(self) -> tuple[Phase, ...]:
+    def schedule_phases(self) -> tuple[Phase, ...]:
+        if self.approach == "moe-mlora" and self.schedule == Schedule.AUTHORS_CODE.value:
+            return SCHEDULES["moe-mlora/authors-code"]
         return SCHEDULES[self.approach]
+
+    @property
+    def variant(self) -> str:
+        """What sets this MoE-MLoRA apart from the paper's (empty for the paper's own, and for Base and MLoRA)."""
+        parts = []
+        if self.schedule != Schedule.PAPER.value:
+            parts.append(self.schedule)
+        if self.gate_init != GateInit.UNIFORM.value:
+            parts.append(f"gate-init={self.gate_init}")
+        if self.gate_input != GateInput.DOMAIN.value:
+            parts.append(f"gate-input={self.gate_input}")
+        if self.gate_learning_rate is not None:
+            parts.append(f"gate-lr={self.gate_learning_rate:g}")
+        return ",".join(parts)
+
+    @property
+    def arm(self) -> str:
+        """The approach with its variant: 'moe-mlora', 'moe-mlora[gate-init=own-domain]', ..."""
+        return f"{self.approach}[{self.variant}]" if self.variant else self.approach
 
     def adapter_config(self, model_name: str, n_domains: int, run_seed: int) -> AdapterConfig:
         reduce = self.lora_reduce or DEFAULT_LORA_REDUCE.get(model_name, 16)
         return AdapterConfig(self.approach, n_domains, self.experts_per_domain, reduce, self.rank,
-                             init_seed=derive_seed(run_seed, "adapters"))
+                             gate_input=self.gate_input, init_seed=derive_seed(run_seed, "adapters"))
 
 
 @dataclass
@@ -138,22 +203,53 @@ def train_approach(
     if approach.approach != "base":
         adapter_config = approach.adapter_config(model.name, len(domain_names), config.seed)
         attach_adapters(model, adapter_config)
-    for phase in approach.schedule:
+    for phase in approach.schedule_phases:
         if phase.name is PhaseName.BACKBONE and trained_backbone is not None:
             state, result, source = trained_backbone
             load_backbone_state(model, state, source)
             report.phases.append(replace(result, phase=phase.name.value,
                                          note=f"reused the Base run's backbone ({source}); phase 1 reproduces it bitwise"))
             continue
+        phase_config = config
+        if phase.name is PhaseName.GATE:
+            if approach.gate_learning_rate is not None:
+                phase_config = replace(config, learning_rate=approach.gate_learning_rate)
+            if approach.gate_init == GateInit.OWN_DOMAIN.value:
+                for adapter in adapters_of(model):
+                    adapter.gate.route_to_own_experts(adapter.config.ownership())
         if phase.rows is Rows.OWN_DOMAIN:
             rows, valid_rows = expert_view(train, adapter_config), expert_view(valid, adapter_config)
             run = fit_one_group_at_a_time if approach.phase2_schedule == Phase2Schedule.SEQUENTIAL.value else fit
-            report.phases.append(run(model, phase, rows, valid_rows, domain_names, config, on_epoch=on_epoch))
+            report.phases.append(run(model, phase, rows, valid_rows, domain_names, phase_config, on_epoch=on_epoch))
+        elif phase.rows is Rows.EACH_EXPERTS_DOMAIN:
+            report.phases.append(_domain_passes(model, phase, train, valid, domain_names, phase_config, adapter_config,
+                                                on_epoch))
         else:
-            report.phases.append(fit(model, phase, train, valid, domain_names, config, on_epoch=on_epoch))
+            report.phases.append(fit(model, phase, train, valid, domain_names, phase_config, on_epoch=on_epoch))
     if approach.approach in FINAL_MODE:
         set_adapter_mode(model, FINAL_MODE[approach.approach])
     set_trainable(model, list(model.parameters()))
     report.valid = evaluate(model, valid, domain_names, config.eval_batch_size)
     report.seconds = time.perf_counter() - started
     return report
+
+
+def _domain_passes(model, phase, train, valid, domain_names, config, adapter_config, on_epoch) -> PhaseResult:
+    """The authors' phase 2: for each expert, a pass (with early stopping) over its domain's training rows.
+    With the best score carried over and non-improving epochs undone, the model ends at the best state."""
+    started = time.perf_counter()
+    passes = []
+    for expert in range(adapter_config.n_experts):
+        domain = expert % adapter_config.n_domains
+        rows = train.select(torch.nonzero(train.domains == domain).squeeze(1))
+        passes.append(fit(model, phase, rows, valid, domain_names, config, label=f"{phase.name.value}[{expert}]",
+                          on_epoch=on_epoch))
+    result = replace(passes[-1], history=[record for one in passes for record in one.history],
+                     best_epochs=[one.best_epoch for one in passes], best_scores=[one.best_valid_score for one in passes],
+                     capped_groups=sum(one.capped_groups for one in passes),
+                     improved_groups=sum(one.improved_groups for one in passes))
+    result.best_epoch = len(result.history)
+    result.seconds = time.perf_counter() - started
+    result.note = (f"one pass per expert over its domain's rows; {result.improved_groups} of {len(passes)} passes "
+                   "improved the validation score")
+    return result

@@ -175,6 +175,9 @@ def fit(
                 stale[group] += 1
                 if stale[group] >= config.patience:
                     active[group] = False
+                if phase.revert_each_epoch:
+                    snapshot.restore(group)
+                    current[group] = best[group]
         record = EpochRecord(epoch, train_loss, combined(current), seconds, n_rows / max(seconds, 1e-9))
         result.history.append(record)
         if on_epoch:
@@ -183,7 +186,7 @@ def fit(
         snapshot.restore(group)
     result.capped_groups = int(active.sum())
     if result.capped_groups:
-        log.warning("%s: the epoch cap (%d) ended %d group(s) still improving", label, config.max_epochs,
+        log.info("%s: the epoch cap (%d) ended %d group(s) still improving", label, config.max_epochs,
                     result.capped_groups)
     result.best_epochs = [best_epoch[g] for g in groups]
     result.best_scores = [float(best[g]) for g in groups]

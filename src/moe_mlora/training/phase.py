@@ -19,6 +19,10 @@ class PhaseName(str, Enum):
     BACKBONE = "phase1-backbone"
     EXPERTS = "phase2-experts"
     GATE = "phase3-gate"
+    # The authors' TensorFlow code, as it actually runs (see moe_mlora.training.approaches).
+    AUTHORS_ALL = "authors-phase1-all-domains"
+    AUTHORS_DOMAINS = "authors-phase2-domain-passes"
+    AUTHORS_GATE = "authors-phase3-all-domains"
 
 
 class Trains(str, Enum):
@@ -28,11 +32,13 @@ class Trains(str, Enum):
     BACKBONE = "backbone"  # everything but the adapters
     EXPERTS = "experts"  # the low-rank experts of every tower
     GATE = "gate"  # the domain gate
+    ALL_BUT_GATE_EMBEDDING = "all-but-gate-embedding"  # the authors' code: its gate embedding is a fixed random vector
 
 
 class Rows(str, Enum):
     ALL = "all"  # every training row once per epoch, in the run's batch order, routed by domain
     OWN_DOMAIN = "own-domain"  # an expert view: each expert sees its domain's rows, in per-expert batches
+    EACH_EXPERTS_DOMAIN = "each-experts-domain"  # one pass per expert over its domain's rows (the authors' phase 2)
 
 
 class Granularity(str, Enum):
@@ -57,6 +63,7 @@ class Phase:
     granularity: Granularity = Granularity.MODEL
     optimizer: Optimizer = Optimizer.ADAM
     start_counts: bool = False  # the state before training is epoch 0 of selection (never worse than the start)
+    revert_each_epoch: bool = False  # a non-improving epoch is undone at once (the authors' code reloads the best)
 
     def __post_init__(self) -> None:
         per_expert = (self.rows is Rows.OWN_DOMAIN, self.granularity is Granularity.EXPERT,
@@ -80,7 +87,10 @@ def phase_parameters(model: nn.Module, trains: Trains) -> list[nn.Parameter]:
         raise ConfigError(f"a phase that trains the {trains.value} needs adapters attached")
     if trains is Trains.EXPERTS:
         return [p for adapter in adapters for p in adapter.expert_parameters()]
-    return [p for adapter in adapters for p in adapter.gate_parameters()]
+    if trains is Trains.GATE:
+        return [p for adapter in adapters for p in adapter.gate_parameters()]
+    fixed = {id(adapter.gate.domain_embedding.weight) for adapter in adapters if adapter.gate is not None}
+    return [p for p in model.parameters() if id(p) not in fixed]
 
 
 def set_trainable(model: nn.Module, trainable: list[nn.Parameter]) -> None:

@@ -1,0 +1,88 @@
+"""What a trained MoE-MLoRA model does with its experts: the gate's routing per domain, and what each
+forward path scores.
+
+Per domain: the gate's total weight on the domain's own experts (uniform would give k/E) and the gate's
+entropy (uniform: log E); for a feature gate, both are averaged over the domain's validation rows.
+Per forward path, validation and test WAUC: the backbone alone, own-experts routing (each row through
+its domain's experts, 1/k each: the phase-2 model) and the gated mixture (the model as trained).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from moe_mlora.adapters import AdapterMode, adapters_of, set_adapter_mode
+from moe_mlora.data.prepare import TensorPart
+from moe_mlora.training.evaluation import evaluate
+
+PATHS = {"backbone": AdapterMode.BACKBONE, "own-experts": AdapterMode.OWN_EXPERTS, "mixture": AdapterMode.MIXTURE}
+
+
+@dataclass(frozen=True)
+class GateOfDomain:
+    domain: str
+    own_weight: float  # the gate's total weight on the domain's own experts
+    entropy: float  # nats
+
+
+@dataclass(frozen=True)
+class Diagnostics:
+    uniform_own_weight: float  # k / E, what a uniform gate gives
+    uniform_entropy: float  # log E
+    gate: list[GateOfDomain]
+    paths: dict[str, dict[str, float]]  # path -> {"valid": WAUC, "test": WAUC}
+
+    @property
+    def mean_own_weight(self) -> float:
+        return float(np.mean([g.own_weight for g in self.gate]))
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "mean_own_weight": self.mean_own_weight}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "Diagnostics":
+        return cls(data["uniform_own_weight"], data["uniform_entropy"], [GateOfDomain(**g) for g in data["gate"]],
+                   data["paths"])
+
+
+@torch.no_grad()
+def gate_routing(model: nn.Module, valid: TensorPart) -> torch.Tensor:
+    """(n_domains, E) mean gate weights per domain (a domain gate's weights; a feature gate's, averaged
+    over the domain's validation rows)."""
+    adapter = adapters_of(model)[0]
+    if adapter.gate.feature_dim == 0:
+        return adapter.gate(torch.arange(adapter.config.n_domains, device=adapter.gate.prior.device))
+    captured = []
+    hook = adapter.gate.register_forward_hook(lambda module, args, output: captured.append(output.detach()))
+    try:
+        evaluate(model, valid, tuple(str(i) for i in range(adapter.config.n_domains)))
+    finally:
+        hook.remove()
+    weights = torch.cat(captured)
+    table = torch.zeros(adapter.config.n_domains, weights.shape[1])
+    table.index_add_(0, valid.domains, weights)
+    return table / torch.bincount(valid.domains, minlength=adapter.config.n_domains).clamp_min(1)[:, None]
+
+
+def moe_diagnostics(model: nn.Module, valid: TensorPart, test: TensorPart, domain_names: tuple[str, ...],
+                    batch_size: int = 8192) -> Diagnostics:
+    """Gate routing and the three forward paths; the model is left in MIXTURE mode."""
+    adapter = adapters_of(model)[0]
+    config = adapter.config
+    set_adapter_mode(model, AdapterMode.MIXTURE)
+    routing = gate_routing(model, valid)
+    ownership = config.ownership().to(routing)
+    own = (routing * ownership).sum(1)
+    entropy = -(routing * routing.clamp_min(1e-12).log()).sum(1)
+    gate = [GateOfDomain(name, float(o), float(h)) for name, o, h in zip(domain_names, own, entropy)]
+    paths = {}
+    for name, mode in PATHS.items():
+        set_adapter_mode(model, mode)
+        paths[name] = {part: evaluate(model, rows, domain_names, batch_size).wauc
+                       for part, rows in (("valid", valid), ("test", test))}
+    set_adapter_mode(model, AdapterMode.MIXTURE)
+    return Diagnostics(config.experts_per_domain / config.n_experts, float(np.log(config.n_experts)), gate, paths)
