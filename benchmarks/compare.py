@@ -124,11 +124,13 @@ def worker_moe_forward(task: dict) -> dict:
     spec = FeatureSpec(("user_id", "item_id", "domain"), tuple(cards), tuple(map(str, range(n_domains))))
     part = TensorPart(torch.from_numpy(codes), torch.from_numpy(codes[:, 2].copy()), torch.from_numpy(labels))
     models = {}
-    for k in (0, 1, 2, 3, 4):
+    for k in (0, 1, 2, 3, 4, "1-features"):
         torch.manual_seed(0)
         models[k] = build_model("deepfm", spec)
         if k:
-            attach_adapters(models[k], AdapterConfig("moe-mlora", n_domains, k, lora_reduce=32))
+            gate_input = "features" if k == "1-features" else "domain"  # a per-row gate: no per-domain merge
+            attach_adapters(models[k], AdapterConfig("moe-mlora", n_domains, int(str(k)[0]), lora_reduce=32,
+                                                     gate_input=gate_input))
         predict_logits(models[k], part.select(torch.arange(20_000)), INFER_BATCH)  # warm-up
     timings: dict[int, list[float]] = {k: [] for k in models}
     for _ in range(task["repeats"]):
@@ -260,7 +262,7 @@ def moe_forward(repeats: int) -> list[dict]:
     for domains in (2, 7, 21):
         timings = run_worker({"kind": "moe_forward", "domains": domains, "repeats": repeats})
         base = summary(timings["0"])
-        for k in (1, 2, 3, 4):
+        for k in (1, 2, 3, 4, "1-features"):
             moe = summary(timings[str(k)])
             rows.append({"domains": domains, "k": k, "base_us_per_row": base, "moe_us_per_row": moe,
                          "ratio": moe["median"] / base["median"]})

@@ -231,3 +231,36 @@ def test_unseen_domain_is_a_clear_error_at_inference_too():
     codes, _ = batch()
     with torch.no_grad(), merged_adapters(model), pytest.raises(ConfigError, match="domain id 5 is unknown"):
         model(codes, torch.full((len(codes),), 5))
+
+
+@pytest.mark.parametrize("kind, k, mode", [("mlora", 1, AdapterMode.DOMAIN), ("moe-mlora", 1, AdapterMode.MIXTURE),
+                                           ("moe-mlora", 2, AdapterMode.MIXTURE),
+                                           ("moe-mlora", 2, AdapterMode.OWN_EXPERTS)])
+@pytest.mark.parametrize("name", list(MODELS))
+def test_merge_domain_gives_a_plain_model_that_scores_the_domain_as_the_adapted_one(name, kind, k, mode):
+    from moe_mlora.adapters import merge_domain
+
+    torch.manual_seed(0)
+    model = build_model(name, SPEC).eval()
+    with_random_adapters(model, AdapterConfig(kind, 3, k, rank=3))
+    set_adapter_mode(model, mode)
+    codes, _ = batch(120)
+    for domain in range(3):
+        domains = torch.full((len(codes),), domain)
+        plain = merge_domain(model, domain).eval()
+        assert adapters_of_or_none(plain) == [] and adapters_of(model)  # the original keeps its adapters
+        with torch.no_grad():
+            torch.testing.assert_close(plain(codes, domains), model(codes, domains), rtol=1e-5, atol=1e-5)
+
+
+def adapters_of_or_none(model):
+    return [t.adapter for t in model.modules() if hasattr(t, "linears") and t.adapter is not None]
+
+
+def test_a_feature_gate_cannot_be_merged_per_domain():
+    from moe_mlora.adapters import merge_domain
+
+    model = build_model("deepfm", SPEC)
+    attach_adapters(model, AdapterConfig("moe-mlora", 3, gate_input="features"))
+    with pytest.raises(ConfigError, match="cannot be merged into one plain model per domain"):
+        merge_domain(model, 0)

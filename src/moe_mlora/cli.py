@@ -17,12 +17,13 @@ from moe_mlora.data import DatasetConfig, load_interactions
 from moe_mlora.data.stats import domain_statistics, stats_as_records
 from moe_mlora.errors import MoeMloraError
 from moe_mlora.experiments.grids import (
-    ABLATION_MODELS, ABLATION_VARIANTS, ablation_configs, available_table1_splits, experts_configs, table1_configs,
+    ABLATION_MODELS, ABLATION_VARIANTS, ablation_configs, available_table1_splits, experts_configs, int_list, seed_list,
+    table1_configs,
 )
 from moe_mlora.experiments.report import build_table1, load_records, table1_markdown, write_report
 from moe_mlora.experiments.records import RESULT_FILE, RunRecord
 from moe_mlora.experiments.run import RunConfig, execute_run
-from moe_mlora.experiments.sweep import run_sweep
+from moe_mlora.experiments.sweep import SweepInterrupted, run_sweep
 from moe_mlora.models import MODELS
 from moe_mlora.models import ModelConfig
 from moe_mlora.training.approaches import ApproachConfig
@@ -54,6 +55,9 @@ def user_errors(command):
     def wrapper(*args, **kwargs):
         try:
             return command(*args, **kwargs)
+        except SweepInterrupted as exc:
+            Console(stderr=True).print(f"[bold yellow]stopped:[/] {exc}", highlight=False, soft_wrap=True)
+            raise typer.Exit(130) from None
         except MoeMloraError as exc:
             Console(stderr=True).print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
             raise typer.Exit(2) from None
@@ -226,7 +230,7 @@ def _split_list(text: str | None, data_dir: Path | None) -> list[str]:
     for item in (t.strip() for t in text.split(",") if t.strip()):
         if ":" in item:
             splits.append(item)
-        elif item.startswith("movielens"):
+        elif item.startswith("movielens") or item not in ("taobao", "taobao-synthetic"):
             splits += [f"{item}:{field}" for field in ("gender", "age", "occupation")]
         else:
             splits += [f"{item}:10", f"{item}:20"]
@@ -265,7 +269,7 @@ def reproduce_table1(
     """Table 1: Base / MLoRA / MoE-MLoRA x models x splits, resumable; prints the table and writes the report."""
     train = TrainConfig(max_epochs=max_epochs, batch_order=batch_order, select_by=select_by, progress=False)
     configs = table1_configs(_split_list(datasets, data_dir), [m.strip() for m in models.split(",")],
-                             list(range(1, seeds + 1)), train, moe_variants=[moe_variant] if moe_variant else [])
+                             seed_list(seeds), train, moe_variants=[moe_variant] if moe_variant else [])
     summary = run_sweep(configs, results_dir, workers=workers, backend=backend, retry_failed=retry_failed,
                         data_dir=data_dir, console=console)
     _finish_sweep(summary, results_dir)
@@ -289,8 +293,8 @@ def reproduce_experts(
 ) -> None:
     """Figure 2: MoE-MLoRA WAUC vs total experts (k = 1..4 per domain), resumable; writes figure2.png."""
     train = TrainConfig(max_epochs=max_epochs, batch_order=batch_order, select_by=select_by, progress=False)
-    configs = experts_configs(split, [m.strip() for m in models.split(",")], list(range(1, seeds + 1)),
-                              [int(k) for k in experts_per_domain.split(",")], train)
+    configs = experts_configs(split, [m.strip() for m in models.split(",")], seed_list(seeds),
+                              int_list(experts_per_domain, "--experts-per-domain"), train)
     summary = run_sweep(configs, results_dir, workers=workers, backend=backend, retry_failed=retry_failed,
                         data_dir=data_dir, console=console)
     _finish_sweep(summary, results_dir)
@@ -316,7 +320,7 @@ def reproduce_ablation(
     authors' schedule) x models x splits, resumable; the report ranks the variants by validation WAUC."""
     train = TrainConfig(max_epochs=max_epochs, batch_order=batch_order, select_by=select_by, progress=False)
     configs = ablation_configs(_split_list(datasets, data_dir), [m.strip() for m in models.split(",")],
-                               list(range(1, seeds + 1)), train, [v.strip() for v in variants.split(";") if v.strip()])
+                               seed_list(seeds), train, [v.strip() for v in variants.split(";") if v.strip()])
     summary = run_sweep(configs, results_dir, workers=workers, backend=backend, retry_failed=retry_failed,
                         data_dir=data_dir, console=console)
     _finish_sweep(summary, results_dir)

@@ -13,7 +13,7 @@ from moe_mlora.training.approaches import ApproachConfig
 from moe_mlora.training.config import TrainConfig
 
 SMALL = ModelConfig(dnn_hidden=(32, 16))
-QUICK = TrainConfig(max_epochs=3, progress=False, seed=4)
+QUICK = TrainConfig(max_epochs=2, progress=False, seed=4)
 
 
 @pytest.fixture(scope="module")

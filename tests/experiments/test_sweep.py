@@ -77,24 +77,96 @@ def test_a_failed_run_is_recorded_and_the_sweep_goes_on(tiny_taobao, tmp_path):
     assert run_sweep([bad, good], tmp_path / "r", workers=1).skipped == 2
 
 
-def test_killed_sweep_resumes_without_losing_recorded_runs(tiny_taobao, tmp_path):
-    results = tmp_path / "results"
-    command = [sys.executable, "-m", "moe_mlora.cli", *reproduce_args(results, "--workers", "1")]
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                               env=os.environ.copy(), start_new_session=True)
-    deadline = time.time() + 240
-    while len(list(results.glob("*/result.json"))) < 3 and time.time() < deadline:
-        time.sleep(0.2)
-    os.killpg(process.pid, signal.SIGKILL)  # the whole process tree, mid-run
-    process.wait()
-    recorded = {p: (p.read_bytes(), p.stat().st_mtime_ns) for p in results.glob("*/result.json")}
-    assert 3 <= len(recorded) < 12
-    assert all(json.loads(content)["status"] == "ok" for content, _ in recorded.values())
+def children_of(pid: int) -> set[int]:
+    """Processes whose parent is `pid` (Linux /proc)."""
+    found = set()
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            found.add(int(stat.parent.name))
+    return found
 
-    outcome = CliRunner().invoke(app, reproduce_args(results, "--workers", "1"))
-    assert outcome.exit_code == 0, outcome.output
-    assert f"{len(recorded)} of 12 runs already recorded" in outcome.output
-    assert len(list(results.glob("*/result.json"))) == 12
-    for path, (content, mtime) in recorded.items():
-        assert path.read_bytes() == content and path.stat().st_mtime_ns == mtime
+
+def alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def start_sweep(results: Path) -> subprocess.Popen:
+    command = [sys.executable, "-m", "moe_mlora.cli", *reproduce_args(results, "--workers", "2")]
+    return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=os.environ.copy(),
+                            start_new_session=True, text=True)
+
+
+def wait_for_records(results: Path, count: int, process: subprocess.Popen) -> set[int]:
+    """Wait until `count` runs are recorded; returns the sweep's worker processes."""
+    deadline = time.time() + 240
+    while len(list(results.glob("*/result.json"))) < count and time.time() < deadline and process.poll() is None:
+        time.sleep(0.1)
+    assert process.poll() is None, "the sweep ended before it could be stopped"
+    workers = children_of(process.pid)
+    assert len(workers) >= 2
+    return workers
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs Linux /proc to find worker processes")
+@pytest.mark.parametrize("how", [signal.SIGINT, signal.SIGTERM, signal.SIGKILL], ids=["SIGINT", "SIGTERM", "SIGKILL"])
+def test_a_stopped_sweep_ends_its_workers_and_resumes_to_the_same_numbers(tiny_taobao, tmp_path, how):
+    results = tmp_path / "stopped"
+    process = start_sweep(results)
+    workers = wait_for_records(results, 2, process)
+    stopped_at = time.time()
+    os.kill(process.pid, how)  # the sweep's own process only, not its group
+    process.wait(timeout=10)
+    assert time.time() - stopped_at < 10
+    if how != signal.SIGKILL:
+        output = process.stdout.read()
+        assert process.returncode == 130 and "run the same command again to resume" in output, output
+        assert "Traceback" not in output
+    deadline = time.time() + 5
+    while any(alive(pid) for pid in workers) and time.time() < deadline:
+        time.sleep(0.1)
+    assert not any(alive(pid) for pid in workers), "a worker outlived its sweep"
+    recorded = {p: p.read_bytes() for p in results.glob("*/result.json")}
+    assert all(json.loads(content)["status"] == "ok" for content in recorded.values())
+
+    resumed = CliRunner().invoke(app, reproduce_args(results, "--workers", "2"))
+    assert resumed.exit_code == 0 and f"{len(recorded)} of 12 runs already recorded" in resumed.output
+    assert all(path.read_bytes() == content for path, content in recorded.items())
     assert not list(results.glob("**/*.tmp"))
+    assert recorded_test_metrics(results) == uninterrupted_test_metrics(tmp_path / "straight")
+
+
+_UNINTERRUPTED: dict = {}
+
+
+def recorded_test_metrics(folder: Path) -> dict:
+    return {p.parent.name: json.loads(p.read_text())["test"] for p in folder.glob("*/result.json")}
+
+
+def uninterrupted_test_metrics(folder: Path) -> dict:
+    """The same grid swept without interruption (once per test session: the tiny data is seeded)."""
+    if not _UNINTERRUPTED:
+        assert CliRunner().invoke(app, reproduce_args(folder, "--workers", "2")).exit_code == 0
+        _UNINTERRUPTED.update(recorded_test_metrics(folder))
+    assert len(_UNINTERRUPTED) == 12
+    return _UNINTERRUPTED
+
+
+def test_a_second_sweep_on_the_same_folder_refuses_at_once(tiny_taobao, tmp_path):
+    from filelock import FileLock
+
+    results = tmp_path / "shared"
+    results.mkdir()
+    with FileLock(results / ".sweep.lock"):
+        started = time.time()
+        outcome = CliRunner().invoke(app, reproduce_args(results))
+    assert time.time() - started < 5
+    assert outcome.exit_code == 2 and "another sweep is writing to" in outcome.output
+    assert len(outcome.output.strip().splitlines()) == 1 and not list(results.glob("*/result.json"))

@@ -57,9 +57,30 @@ def test_cli_moe_mlora_reports_each_phase(real_data_dir, tmp_path):
     assert result.exit_code == 0, result.output
     for phase in ("phase1-backbone", "phase2-experts", "phase3-gate"):
         assert phase in result.output
+    for diagnostic in ("gate per domain", "weight on own experts", "own-experts", "mixture", "backbone"):
+        assert diagnostic in result.output
+    record = json.loads(next(tmp_path.glob("*/result.json")).read_text())
+    assert len(record["diagnostics"]["gate"]) == 7 and set(record["diagnostics"]["paths"]) == {
+        "backbone", "own-experts", "mixture"}
     assert {p.name for p in next(tmp_path.iterdir()).iterdir()} >= {"model.safetensors", "adapter.safetensors", "result.json"}
 
 
 def test_cli_rejects_bad_approach_in_one_line():
     result = CliRunner().invoke(app, ["train", "--approach", "lora"])
     assert result.exit_code == 2 and "unknown approach 'lora'" in result.output
+
+
+@pytest.mark.parametrize("variant", [["--gate-init", "own-domain", "--gate-learning-rate", "0.01"],
+                                     ["--gate-input", "features"], ["--schedule", "authors-code"]])
+def test_cli_runs_each_moe_variant_and_records_it(real_data_dir, tmp_path, variant):
+    result = CliRunner().invoke(app, [
+        "train", "--model", "wdl", "--split-by", "gender", "--approach", "moe-mlora", "--max-epochs", "1",
+        "--runs-dir", str(tmp_path), "--data-dir", str(real_data_dir), "--no-progress", *variant])
+    assert result.exit_code == 0, result.output
+    record = json.loads(next(tmp_path.glob("*/result.json")).read_text())
+    approach = record["config"]["approach"]
+    settings = dict(zip(variant[::2], variant[1::2]))
+    for option, value in settings.items():
+        recorded = approach[option.removeprefix("--").replace("-", "_")]
+        assert str(recorded) == value or recorded == float(value)
+    assert record["diagnostics"]["paths"]["mixture"]["test"] == record["test"]["wauc"]

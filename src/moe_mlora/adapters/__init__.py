@@ -8,11 +8,11 @@ from moe_mlora.adapters.layer import (
     DomainGate, LowRankExperts, TowerAdapter, adapters_of, attach_adapters, backbone_parameters, set_adapter_mode,
     towers_of,
 )
-from moe_mlora.adapters.merge import MergedTower, merge_adapters, merged_adapters, unmerge_adapters
+from moe_mlora.adapters.merge import MergedTower, merge_adapters, merge_domain, merged_adapters, unmerge_adapters
 
 __all__ = [
     "ADAPTER_CONFIG", "ADAPTER_KINDS", "ADAPTER_WEIGHTS", "DEFAULT_LORA_REDUCE", "AdapterConfig", "AdapterMode",
     "DomainGate", "GateInit", "GateInput", "LowRankExperts", "MergedTower", "TowerAdapter", "adapters_of", "attach_adapters",
-    "backbone_parameters", "load_adapters", "merge_adapters", "merged_adapters", "save_adapters",
+    "backbone_parameters", "load_adapters", "merge_adapters", "merge_domain", "merged_adapters", "save_adapters",
     "set_adapter_mode", "towers_of", "unmerge_adapters",
 ]

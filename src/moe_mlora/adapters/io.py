@@ -15,6 +15,7 @@ from torch import nn
 from moe_mlora.adapters.config import AdapterConfig
 from moe_mlora.adapters.layer import adapters_of, attach_adapters, TowerAdapter
 from moe_mlora.errors import ConfigError, DataError
+from moe_mlora.files import atomic_path, write_text_atomic
 
 ADAPTER_WEIGHTS, ADAPTER_CONFIG = "adapter.safetensors", "adapter.json"
 ADAPTER_FORMAT = 2  # 2: the gate has a per-domain prior and an optional feature input
@@ -25,13 +26,13 @@ def save_adapters(model: nn.Module, folder: Path) -> None:
     adapters = adapters_of(model)
     if not adapters:
         raise ConfigError("the model carries no adapter to save")
-    folder.mkdir(parents=True, exist_ok=True)
-    state = {f"{index}.{key}": value.contiguous() for index, adapter in enumerate(adapters)
+    state = {f"{index}.{key}": value.detach().cpu().contiguous() for index, adapter in enumerate(adapters)
              for key, value in adapter.state_dict().items()}
-    save_file(state, str(folder / ADAPTER_WEIGHTS))
+    with atomic_path(folder / ADAPTER_WEIGHTS) as temporary:
+        save_file(state, str(temporary))
     meta = {"format": ADAPTER_FORMAT, "config": adapters[0].config.to_dict(), "towers": len(adapters),
             "mode": adapters[0].mode.value}
-    (folder / ADAPTER_CONFIG).write_text(json.dumps(meta, indent=2))
+    write_text_atomic(folder / ADAPTER_CONFIG, json.dumps(meta, indent=2))
 
 
 def load_adapters(model: nn.Module, folder: Path) -> list[TowerAdapter]:

@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from moe_mlora.adapters.layer import TowerAdapter, towers_of
+from moe_mlora.errors import ConfigError
 from moe_mlora.layers.mlp import Tower
 
 _GROUPED_MM = getattr(nn.functional, "grouped_mm", None)
@@ -124,3 +125,30 @@ def merged_adapters(model: nn.Module) -> Iterator[nn.Module]:
     finally:
         if adapted:
             unmerge_adapters(model)
+
+
+@torch.no_grad()
+def merge_domain(model: nn.Module, domain: int) -> nn.Module:
+    """A plain copy of `model` for one domain: its routed experts folded into every tower layer, adapters
+    removed (PEFT's merge_and_unload, per domain). The copy scores that domain's rows exactly as the
+    adapted model does, at the cost of the bare backbone; the model itself is left as it was."""
+    import copy
+
+    merged = copy.deepcopy(model)
+    for tower in towers_of(merged):
+        adapter = tower.adapter
+        if adapter is None:
+            continue
+        if not adapter.routes_by_domain_alone:
+            raise ConfigError(f"the adapter's {adapter.mode.value} routing depends on more than the domain; "
+                              "it cannot be merged into one plain model per domain")
+        if not 0 <= domain < adapter.config.n_domains:
+            raise ConfigError(f"domain id {domain} is unknown: the adapter was built for {adapter.config.n_domains} domains")
+        weights = adapter.routing_table()[domain]  # (E,)
+        for index, linear in enumerate(tower.linears):
+            down, up, bias = adapter.experts.down[index], adapter.experts.up[index], adapter.experts.bias[index]
+            delta = torch.einsum("e,eir,ero->io", weights, down, up)  # sum_e g_e A_e B_e: (in, out)
+            linear.weight += delta.T
+            linear.bias += weights @ bias
+        tower.adapter = None
+    return merged

@@ -19,7 +19,7 @@ from moe_mlora.data.synthetic import SyntheticTaobaoConfig, generate_synthetic_t
 from moe_mlora.data.table import DOMAIN, LABEL, InteractionTable
 from moe_mlora.data.tabular import load_table
 from moe_mlora.data.taobao import load_taobao
-from moe_mlora.errors import ConfigError
+from moe_mlora.errors import ConfigError, DataError
 from moe_mlora.features import FeatureSpec
 from moe_mlora.paths import resolve_cache_dir, resolve_data_dir
 
@@ -50,6 +50,8 @@ class DatasetConfig:
     def __post_init__(self) -> None:
         if self.dataset not in DATASETS:
             raise ConfigError(f"unknown dataset '{self.dataset}'; choose one of {', '.join(DATASETS)}")
+        if self.n_themes < 1:
+            raise ConfigError(f"--n-themes must be at least 1, got {self.n_themes}")
         if self.dataset == "table" and not (self.table_path and self.split_by):
             raise ConfigError("dataset 'table' needs a table path and --split-by naming its domain column")
         if self.split_by is None:
@@ -86,6 +88,10 @@ class TensorPart:
     def routing_ids(self) -> torch.Tensor:
         """What the tower routes each row by: its expert in an expert view, else its domain."""
         return self.domains if self.experts is None else self.experts
+
+    def to(self, device: torch.device | str) -> "TensorPart":
+        experts = None if self.experts is None else self.experts.to(device)
+        return TensorPart(self.codes.to(device), self.domains.to(device), self.labels.to(device), experts)
 
     def select(self, index: torch.Tensor | slice) -> "TensorPart":
         experts = None if self.experts is None else self.experts[index]
@@ -154,6 +160,9 @@ def encode(table: InteractionTable, config: DatasetConfig) -> EncodedDataset:
         codes[:, index] = column_codes
         cardinalities.append(len(uniques))
     labels = table.frame[LABEL].to_numpy(dtype=np.int8)
+    if len(labels) and labels.min() == labels.max():
+        raise DataError(f"{table.name}: every row has label {int(labels[0])}; a CTR model needs both clicks and "
+                        "non-clicks (check the label column)")
     split = stratified_domain_split(domains, labels, seed=config.split_seed)
     spec = FeatureSpec(tuple(names), tuple(cardinalities), tuple(table.domain_order))
     notes = list(table.notes) + domain_warnings(domains, labels, split, spec.domain_names)

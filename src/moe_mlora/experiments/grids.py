@@ -45,6 +45,8 @@ def parse_split(text: str) -> DatasetConfig:
     """'movielens-100k:occupation', 'movielens-1m:gender', 'taobao:20', 'taobao-synthetic:10'."""
     dataset, _, detail = text.partition(":")
     if dataset.startswith("movielens"):
+        if detail and detail not in MOVIELENS_SPLITS:
+            raise ConfigError(f"'{text}': MovieLens splits are {', '.join(MOVIELENS_SPLITS)}")
         return DatasetConfig(dataset, detail or "gender")
     if dataset.startswith("taobao"):
         try:
@@ -71,6 +73,19 @@ def available_table1_splits(data_dir: Path | None = None) -> list[str]:
     taobao = "taobao" if (data_dir / "taobao" / CLICK_LOG).is_file() else "taobao-synthetic"
     splits += [f"{taobao}:10", f"{taobao}:20"]
     return splits
+
+
+def seed_list(seeds: int) -> list[int]:
+    if seeds < 1:
+        raise ConfigError(f"--seeds must be at least 1, got {seeds}")
+    return list(range(1, seeds + 1))
+
+
+def int_list(text: str, option: str) -> list[int]:
+    try:
+        return [int(item) for item in text.split(",") if item.strip()]
+    except ValueError:
+        raise ConfigError(f"{option} takes whole numbers separated by commas, got '{text}'") from None
 
 
 def check_models(models: list[str]) -> list[str]:

@@ -12,7 +12,6 @@ import math
 import os
 import platform
 import subprocess
-import tempfile
 from dataclasses import asdict, dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -20,6 +19,7 @@ from pathlib import Path
 import torch
 
 from moe_mlora import __version__
+from moe_mlora.files import write_text_atomic
 from moe_mlora.experiments.config import RunConfig
 from moe_mlora.training.diagnostics import Diagnostics
 from moe_mlora.training.loop import PhaseResult
@@ -156,15 +156,5 @@ def _finite(value):
 
 
 def write_json(path: Path, payload: dict) -> Path:
-    """Write atomically through a temporary file of its own, so a killed process or a second writer never
-    leaves a half-written file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "w") as stream:
-            json.dump(_finite(payload), stream, indent=2, default=str)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-    return path
+    """Write atomically (see moe_mlora.files), with NaN written as null."""
+    return write_text_atomic(path, json.dumps(_finite(payload), indent=2, default=str))

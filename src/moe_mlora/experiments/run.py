@@ -15,7 +15,7 @@ from moe_mlora.experiments.records import RESULT_FILE, RunRecord, write_json
 from moe_mlora.models import build_model
 from moe_mlora.training.approaches import ApproachConfig, train_approach
 from moe_mlora.training.checkpoint import MODEL_WEIGHTS, save_backbone
-from moe_mlora.training.config import set_seed
+from moe_mlora.training.config import resolve_device, set_seed
 from moe_mlora.training.diagnostics import moe_diagnostics
 from moe_mlora.training.evaluation import evaluate
 from moe_mlora.training.loop import EpochCallback, PhaseResult
@@ -38,9 +38,10 @@ def execute_run(
     in `runs_root` when there is one (bitwise what phase 1 would train).
     """
     started = time.perf_counter()
+    device = resolve_device(config.train.device)
     dataset = dataset or prepare_dataset(config.data, data_dir)
     set_seed(config.train.seed)
-    model = build_model(config.model, dataset.spec, config.model_config)
+    model = build_model(config.model, dataset.spec, config.model_config).to(device)
     train, valid, test = dataset.part("train"), dataset.part("valid"), dataset.part("test")
     reused = finished_base_backbone(config, runs_root) if runs_root is not None and reuse_base else None
     report = train_approach(model, train, valid, dataset.spec.domain_names, config.approach, config.train, on_epoch,

@@ -3,12 +3,19 @@
 Processes come from the standard library's ProcessPoolExecutor on one machine, or from Ray on a cluster
 (`pip install 'moe-mlora[ray]'`, then --backend ray). Each finished run is its own result.json, written
 atomically, so killing a sweep at any moment loses at most the runs in flight.
+
+Stopping: at most `workers` runs are in flight. Ctrl-C or SIGTERM ends the sweep within seconds: its
+workers are killed and it says how many runs are recorded (a rerun resumes). Workers also end on their
+own when the sweep's process dies (even by SIGKILL): each watches its parent. One sweep at a time may
+write to a results folder (a lock file there; a second sweep refuses at once).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import signal
+import threading
 import time
 import traceback
 from collections.abc import Iterator
@@ -22,12 +29,19 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from moe_mlora.data import prepare_dataset
+from filelock import FileLock, Timeout
+
 from moe_mlora.errors import ConfigError, MoeMloraError
 from moe_mlora.experiments.config import RunConfig
 from moe_mlora.experiments.records import RunRecord
 from moe_mlora.experiments.run import execute_run
 
 BACKENDS = ("process", "ray")
+LOCK_FILE = ".sweep.lock"
+
+
+class SweepInterrupted(MoeMloraError):
+    """The sweep was stopped (Ctrl-C or SIGTERM); recorded runs stay, a rerun resumes."""
 
 
 @dataclass
@@ -63,8 +77,22 @@ def run_one(config_data: dict, results_dir: str, data_dir: str | None) -> tuple[
         return config.label, "failed", error
 
 
-def _init_worker(threads: int) -> None:
+def _init_worker(threads: int, parent: int, pids) -> None:
     torch.set_num_threads(threads)
+    pids.put(os.getpid())
+    threading.Thread(target=_exit_with_parent, args=(parent,), daemon=True).start()
+
+
+def _exit_with_parent(parent: int) -> None:
+    """A worker whose sweep died (re-parented to another process) stops at once, whatever it was doing."""
+    while True:
+        time.sleep(0.5)
+        if os.getppid() != parent:
+            os._exit(3)
+
+
+def _stop_on_sigterm(signum, frame) -> None:
+    raise KeyboardInterrupt
 
 
 def run_sweep(
@@ -81,6 +109,19 @@ def run_sweep(
         raise ConfigError(f"backend must be one of {BACKENDS}")
     console = console or Console(stderr=True)
     results_dir.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(results_dir / LOCK_FILE)
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        raise ConfigError(f"another sweep is writing to {results_dir} (it holds {results_dir / LOCK_FILE}); "
+                          "wait for it to end or give another --results-dir") from None
+    try:
+        return _run_locked(configs, results_dir, workers, backend, retry_failed, data_dir, console)
+    finally:
+        lock.release()
+
+
+def _run_locked(configs, results_dir, workers, backend, retry_failed, data_dir, console) -> SweepSummary:
     todo = pending_configs(configs, results_dir, retry_failed)
     summary = SweepSummary(total=len({c.key() for c in configs}))
     summary.skipped = summary.total - len(todo)
@@ -94,7 +135,9 @@ def run_sweep(
         except MoeMloraError as exc:
             console.print(f"[red]{data.dataset}:{data.split_by}[/]: {exc} (its runs will be recorded as failed)")
     cores = os.cpu_count() or 1
-    workers = max(1, min(workers or cores, cores, len(todo)))
+    workers = max(1, min(workers or cores, cores))
+    threads = max(1, cores // workers)  # fixed by --workers alone, so a resumed sweep computes like the first pass
+    workers = min(workers, len(todo))
     started = time.perf_counter()
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                TextColumn("ETA"), TimeRemainingColumn())
@@ -106,14 +149,24 @@ def run_sweep(
 
         describe(0)
         runner = _ray_results if backend == "ray" else _process_results
-        for label, status, error, running in runner(todo, results_dir, data_dir, workers, max(1, cores // workers)):
-            if status == "ok":
-                summary.finished += 1
-            else:
-                summary.failed.append(f"{label}: {error}")
-                console.print(f"[red]failed[/] {label}: {error}", highlight=False)
-            progress.advance(task)
-            describe(running)
+        in_main_thread = threading.current_thread() is threading.main_thread()
+        previous = signal.signal(signal.SIGTERM, _stop_on_sigterm) if in_main_thread else None
+        try:
+            for label, status, error, running in runner(todo, results_dir, data_dir, workers, threads):
+                if status == "ok":
+                    summary.finished += 1
+                else:
+                    summary.failed.append(f"{label}: {error}")
+                    console.print(f"[red]failed[/] {label}: {error}", highlight=False)
+                progress.advance(task)
+                describe(running)
+        except KeyboardInterrupt:
+            recorded = summary.skipped + summary.finished + len(summary.failed)
+            raise SweepInterrupted(f"{recorded} of {summary.total} runs are recorded in {results_dir}; "
+                                   "run the same command again to resume") from None
+        finally:
+            if in_main_thread:
+                signal.signal(signal.SIGTERM, previous)
     summary.seconds = time.perf_counter() - started
     with (results_dir / "sweeps.jsonl").open("a") as log:
         log.write(json.dumps({"ended": time.strftime("%Y-%m-%dT%H:%M:%S"), "seconds": summary.seconds,
@@ -123,14 +176,39 @@ def run_sweep(
 
 
 def _process_results(todo, results_dir, data_dir, workers, threads) -> Iterator[tuple[str, str, str, int]]:
+    """At most `workers` runs in flight; on any exit but the normal one, the workers are killed."""
     context = get_context("spawn")  # no forked copies of torch's thread pools
-    with ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker, initargs=(threads,)) as pool:
-        futures = {pool.submit(run_one, c.to_dict(), str(results_dir), str(data_dir) if data_dir else None)
-                   for c in todo}
+    pids = context.SimpleQueue()
+    pool = ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker,
+                               initargs=(threads, os.getpid(), pids))
+    queue, futures, finished = iter(todo), set(), False
+
+    def fill() -> None:
+        while len(futures) < workers and (config := next(queue, None)) is not None:
+            futures.add(pool.submit(run_one, config.to_dict(), str(results_dir), str(data_dir) if data_dir else None))
+
+    try:
+        fill()
         while futures:
             done, futures = wait(futures, return_when=FIRST_COMPLETED)
+            fill()
             for future in done:
-                yield (*future.result(), min(workers, len(futures)))
+                yield (*future.result(), len(futures))
+        finished = True
+    finally:
+        if finished:
+            pool.shutdown(wait=True)
+        else:
+            _kill_workers(pids)
+            pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _kill_workers(pids) -> None:
+    while not pids.empty():
+        try:
+            os.kill(pids.get(), signal.SIGKILL if hasattr(signal, "SIGKILL") else signal.SIGTERM)
+        except (ProcessLookupError, PermissionError):
+            pass
 
 
 def _ray_results(todo, results_dir, data_dir, workers, threads) -> Iterator[tuple[str, str, str, int]]:

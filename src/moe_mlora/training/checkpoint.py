@@ -12,6 +12,7 @@ from pathlib import Path
 from safetensors.torch import load_file, save_file
 
 from moe_mlora.errors import DataError
+from moe_mlora.files import atomic_path, write_text_atomic
 from moe_mlora.features import FeatureSpec
 from moe_mlora.models import CTRModel, ModelConfig, build_model
 
@@ -19,13 +20,13 @@ MODEL_WEIGHTS, MODEL_CONFIG = "model.safetensors", "model.json"
 
 
 def _backbone_state(model: CTRModel) -> dict:
-    return {k: v.contiguous() for k, v in model.state_dict().items() if ".adapter." not in f".{k}"}
+    return {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items() if ".adapter." not in f".{k}"}
 
 
 def save_backbone(model: CTRModel, folder: Path) -> None:
-    folder.mkdir(parents=True, exist_ok=True)
-    save_file(_backbone_state(model), str(folder / MODEL_WEIGHTS))
-    (folder / MODEL_CONFIG).write_text(json.dumps(
+    with atomic_path(folder / MODEL_WEIGHTS) as temporary:
+        save_file(_backbone_state(model), str(temporary))
+    write_text_atomic(folder / MODEL_CONFIG, json.dumps(
         {"model": model.name, "spec": model.spec.to_dict(), "config": model.config.to_dict()}, indent=2))
 
 

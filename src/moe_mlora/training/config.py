@@ -48,6 +48,24 @@ class TrainConfig:
                 raise ConfigError(f"{name.replace('_', ' ')} must be at least 1, got {getattr(self, name)}")
 
 
+def resolve_device(name: str) -> torch.device:
+    """The torch device for --device, or a one-line error when torch does not know it or it is not here."""
+    try:
+        device = torch.device(name)
+    except (RuntimeError, ValueError):
+        raise ConfigError(f"--device '{name}' is not a device torch knows (try cpu, cuda, cuda:1, mps)") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"--device {name}: this torch ({torch.__version__}) sees no CUDA device here")
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise ConfigError(f"--device {name}: only {torch.cuda.device_count()} CUDA device(s) here")
+    if device.type != "cpu":
+        try:
+            torch.empty(1, device=device)
+        except (RuntimeError, AssertionError) as exc:
+            raise ConfigError(f"--device {name} is not available here ({str(exc).splitlines()[0]})") from None
+    return device
+
+
 def derive_seed(seed: int, purpose: str) -> int:
     """A seed of its own for each purpose (a phase, the adapters' initialisation), fixed by the run seed."""
     digest = hashlib.sha256(f"{seed}:{purpose}".encode()).digest()

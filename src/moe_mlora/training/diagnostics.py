@@ -62,7 +62,7 @@ def gate_routing(model: nn.Module, valid: TensorPart) -> torch.Tensor:
         evaluate(model, valid, tuple(str(i) for i in range(adapter.config.n_domains)))
     finally:
         hook.remove()
-    weights = torch.cat(captured)
+    weights = torch.cat(captured).cpu()
     table = torch.zeros(adapter.config.n_domains, weights.shape[1])
     table.index_add_(0, valid.domains, weights)
     return table / torch.bincount(valid.domains, minlength=adapter.config.n_domains).clamp_min(1)[:, None]
@@ -74,7 +74,7 @@ def moe_diagnostics(model: nn.Module, valid: TensorPart, test: TensorPart, domai
     adapter = adapters_of(model)[0]
     config = adapter.config
     set_adapter_mode(model, AdapterMode.MIXTURE)
-    routing = gate_routing(model, valid)
+    routing = gate_routing(model, valid).cpu()
     ownership = config.ownership().to(routing)
     own = (routing * ownership).sum(1)
     entropy = -(routing * routing.clamp_min(1e-12).log()).sum(1)

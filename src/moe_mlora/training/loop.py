@@ -217,7 +217,8 @@ def train_epoch(
     if phase.per_expert and active is None:
         raise ValueError("a per-expert phase trains the experts marked in `active`")
     model.train()
-    total, n_rows = torch.zeros(()), 0
+    device = next(model.parameters()).device
+    total, n_rows = torch.zeros((), device=device), 0
     if phase.per_expert:
         batches = group_batches(train, train.experts, active, config.batch_size, generator)
         size = int(active[train.experts].sum())
@@ -226,6 +227,8 @@ def train_epoch(
         size = len(train)
     with tqdm(total=size, unit="row", unit_scale=True, desc=description, disable=not config.progress, leave=False) as bar:
         for batch in batches:
+            if device.type != "cpu":
+                batch = batch.to(device)
             logits = model(batch.codes, batch.routing_ids)
             if phase.per_expert:
                 per_row = nn.functional.binary_cross_entropy_with_logits(logits, batch.labels, reduction="none")

@@ -1,0 +1,44 @@
+"""The command line's table of bad inputs: each ends in exit status 2 and one line naming what is wrong."""
+
+import pytest
+from typer.testing import CliRunner
+
+from moe_mlora.cli import app
+
+CASES = [
+    (["train", "--batch-size", "0"], "batch size must be at least 1"),
+    (["train", "--batch-size", "-1"], "batch size must be at least 1"),
+    (["train", "--max-epochs", "0"], "max epochs must be at least 1"),
+    (["train", "--max-epochs", "-3"], "max epochs must be at least 1"),
+    (["train", "--patience", "0"], "patience must be at least 1"),
+    (["train", "--learning-rate", "-0.001"], "learning rate must be a positive number"),
+    (["train", "--learning-rate", "nan"], "learning rate must be a positive number"),
+    (["train", "--approach", "mlora", "--rank", "0"], "adapter rank must be at least 1"),
+    (["train", "--approach", "mlora", "--rank", "-4"], "adapter rank must be at least 1"),
+    (["train", "--approach", "mlora", "--lora-reduce", "0"], "lora-reduce must be at least 1"),
+    (["train", "--approach", "moe-mlora", "--experts-per-domain", "0"], "experts per domain must be at least 1"),
+    (["train", "--approach", "base", "--experts-per-domain", "2"], "--experts-per-domain applies to moe-mlora only"),
+    (["train", "--approach", "moe-mlora", "--gate-init", "random"], "gate init must be one of"),
+    (["train", "--approach", "moe-mlora", "--gate-learning-rate", "0"], "gate learning rate must be a positive number"),
+    (["train", "--batch-order", "random"], "batch order must be one of shuffled, by-domain"),
+    (["train", "--select-by", "auc"], "select-by must be one of wauc, mean-auc"),
+    (["train", "--device", "banana"], "is not a device torch knows"),
+    (["train", "--dataset", "taobao-synthetic", "--n-themes", "0"], "--n-themes must be at least 1"),
+    (["reproduce", "table1", "--seeds", "0"], "--seeds must be at least 1"),
+    (["reproduce", "table1", "--seeds", "-1"], "--seeds must be at least 1"),
+    (["reproduce", "table1", "--datasets", "movielens-100k:gendr"], "MovieLens splits are gender, age, occupation"),
+    (["reproduce", "table1", "--models", "lr"], "unknown model(s) ['lr']"),
+    (["reproduce", "table1", "--moe-variant", "gate-init=random"], "gate init must be one of"),
+    (["reproduce", "experts", "--experts-per-domain", "1,x"], "--experts-per-domain takes whole numbers"),
+    (["reproduce", "experts", "--experts-per-domain", "0,2"], "experts per domain must be at least 1"),
+    (["reproduce", "ablation", "--variants", "gate-lr=fast"], "gate-lr takes a number"),
+]
+
+
+@pytest.mark.parametrize("args, message", CASES, ids=[" ".join(a) for a, _ in CASES])
+def test_bad_option_is_one_line_and_writes_nothing(args, message, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 2, result.output
+    assert message in result.output and len(result.output.strip().splitlines()) == 1, result.output
+    assert "Traceback" not in result.output and not list(tmp_path.iterdir())
