@@ -94,7 +94,7 @@ def test_variant_arms_join_table1_only_where_every_model_has_them_and_lead_the_a
     ablation = ablation_table(records)
     assert ablation.models == ["dcn"] and ablation.arms == ["base", "moe-mlora", "moe-mlora[authors-code]"]
     assert ablation.deltas[("s", ("moe-mlora[authors-code]", "base"), "dcn")].mean == pytest.approx(0.4)
-    assert ablation.valid_average["moe-mlora[authors-code]"] == pytest.approx(80.4)
+    assert ablation.valid_average["moe-mlora[authors-code]"] == pytest.approx(80.4) and ablation.valid_cells == 2
 
 
 def test_markdown_tables_need_no_extra_dependency():

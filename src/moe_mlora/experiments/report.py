@@ -147,7 +147,8 @@ class Table1:
     avg_delta: dict[tuple[Comparison, str], float] = field(default_factory=dict)  # (comparison, model)
     overall_avg_delta: dict[Comparison, float] = field(default_factory=dict)
     dataset_of: dict[str, str] = field(default_factory=dict)
-    valid_average: dict[str, float] = field(default_factory=dict)  # arm -> mean validation WAUC over all cells
+    valid_average: dict[str, float] = field(default_factory=dict)  # arm -> mean validation WAUC, common cells
+    valid_cells: int = 0  # the (split, model, seed) cells every arm has
 
     @property
     def tests(self) -> int:
@@ -202,8 +203,13 @@ def build_table1(records: pd.DataFrame, arms: list[str] | None = None, models: l
         table.overall_avg_delta[comparison] = _mean([
             _mean([table.row_average[(s, comparison)] for s in splits if table.dataset_of[s] == d]) for d in datasets])
     if "valid_wauc" in ok:
+        # Over the (split, model, seed) cells every arm has, so that arms compare on the same runs.
+        keyed = ok[ok.arm.isin(arms)].set_index(["split", "model", "seed"])
+        common = set.intersection(*(set(keyed[keyed.arm == arm].index) for arm in arms)) if arms else set()
         for arm in arms:
-            table.valid_average[arm] = _mean(ok[ok.arm == arm]["valid_wauc"].tolist())
+            rows = keyed[(keyed.arm == arm) & keyed.index.isin(list(common))]
+            table.valid_average[arm] = _mean(rows["valid_wauc"].tolist())
+        table.valid_cells = len(common)
     return table
 
 
@@ -278,9 +284,13 @@ def table1_markdown(table: Table1) -> str:
                 lines.append("| | p (Holm) | " + " | ".join(_p_text(d.p_holm) for d in deltas) + " | |")
     for comparison in table.comparisons:
         lines.append(f"| – | Avg({comparison_name(comparison)}) | "
-                     + " | ".join(f"{table.avg_delta[(comparison, m)]:+.2f}" for m in table.models)
-                     + f" | {table.overall_avg_delta[comparison]:+.2f} |")
+                     + " | ".join(_signed(table.avg_delta[(comparison, m)]) for m in table.models)
+                     + f" | {_signed(table.overall_avg_delta[comparison])} |")
     return "\n".join(lines)
+
+
+def _signed(value: float) -> str:
+    return "-" if math.isnan(value) else f"{value:+.2f}"
 
 
 def _stars(cell: Cell) -> str:
@@ -381,9 +391,9 @@ def markdown_table(frame: pd.DataFrame, digits: int = 2) -> str:
     """A DataFrame as a markdown table (index as the first column)."""
     header = [str(frame.index.name or "")] + [str(c) for c in frame.columns]
     lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
-    for index, row in frame.iterrows():
+    for index in frame.index:
         cells = ["-" if pd.isna(v) else (f"{v:.{digits}f}" if isinstance(v, (float, np.floating)) else str(v))
-                 for v in row]
+                 for v in (frame.at[index, column] for column in frame.columns)]
         lines.append("| " + " | ".join([str(index)] + cells) + " |")
     return "\n".join(lines)
 
@@ -392,9 +402,10 @@ def ablation_table(records: pd.DataFrame) -> Table1 | None:
     """Every MoE-MLoRA arm (k = 1) against Base, on the models that have more than one such arm."""
     ok = records[(records.status == "ok") & (records.k == 1)]
     moe = ok[ok.approach == "moe-mlora"]
-    models = [m for m in PAPER_MODELS if moe[moe.model == m]["arm"].nunique() > 1]
-    if not models:
+    arms_per_model = moe.groupby("model")["arm"].nunique()
+    if arms_per_model.empty or arms_per_model.max() < 2:
         return None
+    models = [m for m in PAPER_MODELS if arms_per_model.get(m, 0) == arms_per_model.max()]
     arms = ["base"] + [a for a in ["moe-mlora"] + sorted(set(moe.arm) - {"moe-mlora"})
                        if (ok[ok.model.isin(models)].arm == a).any()]
     return build_table1(ok[ok.arm.isin(arms)], arms=arms, models=models,
@@ -448,7 +459,8 @@ def write_report(results_dir: Path, out_dir: Path | None = None) -> dict[str, Pa
         validation.index.name = "arm"
         sections += ["## Ablation: MoE-MLoRA variants against Base, test WAUC (%)", "", table1_markdown(ablation), "",
                      STATISTICS_NOTE.format(tests=ablation.tests), "",
-                     "Mean validation WAUC per arm over these cells (what a variant is chosen by; never test):", "",
+                     f"Mean validation WAUC per arm over the {ablation.valid_cells} (split, model, seed) cells that every arm "
+                     "has (what a variant is chosen by; never test):", "",
                      markdown_table(validation), ""]
     diagnostics = diagnostics_frame(records)
     if not diagnostics.empty:
