@@ -237,7 +237,10 @@ def _split_list(text: str | None, data_dir: Path | None) -> list[str]:
     return splits
 
 
-def _finish_sweep(summary, results_dir: Path) -> None:
+def _sweep(configs, results_dir: Path, workers, backend: str, retry_failed: bool, data_dir: Path | None) -> None:
+    """Run a grid (resumable), then print Table 1 and write the report."""
+    summary = run_sweep(configs, results_dir, workers=workers, backend=backend, retry_failed=retry_failed,
+                        data_dir=data_dir, console=console)
     console.print(f"sweep: {summary.finished} finished, {summary.skipped} already recorded, "
                   f"{len(summary.failed)} failed, {summary.seconds / 60:.1f} min", highlight=False)
     written = write_report(results_dir)
@@ -270,9 +273,7 @@ def reproduce_table1(
     train = TrainConfig(max_epochs=max_epochs, batch_order=batch_order, select_by=select_by, progress=False)
     configs = table1_configs(_split_list(datasets, data_dir), [m.strip() for m in models.split(",")],
                              seed_list(seeds), train, moe_variants=[moe_variant] if moe_variant else [])
-    summary = run_sweep(configs, results_dir, workers=workers, backend=backend, retry_failed=retry_failed,
-                        data_dir=data_dir, console=console)
-    _finish_sweep(summary, results_dir)
+    _sweep(configs, results_dir, workers, backend, retry_failed, data_dir)
 
 
 @reproduce_app.command("experts")
@@ -295,9 +296,7 @@ def reproduce_experts(
     train = TrainConfig(max_epochs=max_epochs, batch_order=batch_order, select_by=select_by, progress=False)
     configs = experts_configs(split, [m.strip() for m in models.split(",")], seed_list(seeds),
                               int_list(experts_per_domain, "--experts-per-domain"), train)
-    summary = run_sweep(configs, results_dir, workers=workers, backend=backend, retry_failed=retry_failed,
-                        data_dir=data_dir, console=console)
-    _finish_sweep(summary, results_dir)
+    _sweep(configs, results_dir, workers, backend, retry_failed, data_dir)
 
 
 @reproduce_app.command("ablation")
@@ -321,9 +320,7 @@ def reproduce_ablation(
     train = TrainConfig(max_epochs=max_epochs, batch_order=batch_order, select_by=select_by, progress=False)
     configs = ablation_configs(_split_list(datasets, data_dir), [m.strip() for m in models.split(",")],
                                seed_list(seeds), train, [v.strip() for v in variants.split(";") if v.strip()])
-    summary = run_sweep(configs, results_dir, workers=workers, backend=backend, retry_failed=retry_failed,
-                        data_dir=data_dir, console=console)
-    _finish_sweep(summary, results_dir)
+    _sweep(configs, results_dir, workers, backend, retry_failed, data_dir)
 
 
 @app.command()

@@ -13,6 +13,7 @@ moment, whatever optimizer or manual edit changed them. Only the eval-mode, no-g
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -132,8 +133,6 @@ def merge_domain(model: nn.Module, domain: int) -> nn.Module:
     """A plain copy of `model` for one domain: its routed experts folded into every tower layer, adapters
     removed (PEFT's merge_and_unload, per domain). The copy scores that domain's rows exactly as the
     adapted model does, at the cost of the bare backbone; the model itself is left as it was."""
-    import copy
-
     merged = copy.deepcopy(model)
     for tower in towers_of(merged):
         adapter = tower.adapter

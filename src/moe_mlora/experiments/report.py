@@ -224,9 +224,8 @@ def _paper_order(split: str) -> tuple:
 
 def paired_delta(rows: pd.DataFrame, arm: str = "moe-mlora", reference: str = "mlora") -> Cell:
     """arm - reference over the seeds both have: mean, 95% CI, and a paired t-test's (uncorrected) p-value."""
-    column = "arm" if "arm" in rows else "approach"
-    ours = rows[rows[column] == arm].set_index("seed")["wauc"]
-    theirs = rows[rows[column] == reference].set_index("seed")["wauc"]
+    ours = rows[rows.arm == arm].set_index("seed")["wauc"]
+    theirs = rows[rows.arm == reference].set_index("seed")["wauc"]
     seeds = sorted(set(ours.index) & set(theirs.index))
     if not seeds:
         return Cell(float("nan"), None, 0)

@@ -122,6 +122,8 @@ def run_sweep(
 
 
 def _run_locked(configs, results_dir, workers, backend, retry_failed, data_dir, console) -> SweepSummary:
+    for stale in results_dir.glob("*/.*.tmp"):  # left by a worker killed mid-write; we hold the only lock
+        stale.unlink(missing_ok=True)
     todo = pending_configs(configs, results_dir, retry_failed)
     summary = SweepSummary(total=len({c.key() for c in configs}))
     summary.skipped = summary.total - len(todo)

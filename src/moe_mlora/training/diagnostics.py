@@ -17,7 +17,7 @@ from torch import nn
 
 from moe_mlora.adapters import AdapterMode, adapters_of, set_adapter_mode
 from moe_mlora.data.prepare import TensorPart
-from moe_mlora.training.evaluation import evaluate
+from moe_mlora.training.evaluation import evaluate, predict_logits
 
 PATHS = {"backbone": AdapterMode.BACKBONE, "own-experts": AdapterMode.OWN_EXPERTS, "mixture": AdapterMode.MIXTURE}
 
@@ -59,7 +59,7 @@ def gate_routing(model: nn.Module, valid: TensorPart) -> torch.Tensor:
     captured = []
     hook = adapter.gate.register_forward_hook(lambda module, args, output: captured.append(output.detach()))
     try:
-        evaluate(model, valid, tuple(str(i) for i in range(adapter.config.n_domains)))
+        predict_logits(model, valid)
     finally:
         hook.remove()
     weights = torch.cat(captured).cpu()
