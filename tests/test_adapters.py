@@ -154,7 +154,7 @@ def with_random_adapters(model, config):
 
 
 @pytest.mark.parametrize("kind, k", [("mlora", 1), ("moe-mlora", 1), ("moe-mlora", 3)])
-@pytest.mark.parametrize("name", ["deepfm", "nfm", "xdeepfm"])
+@pytest.mark.parametrize("name", list(MODELS))
 def test_inference_with_per_domain_merged_layers_matches_the_two_gemm_path(name, kind, k):
     torch.manual_seed(0)
     # Widths 30/17/6 are not multiples of 4: the merged weights are zero-padded for grouped_mm.

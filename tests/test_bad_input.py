@@ -32,6 +32,15 @@ CASES = [
     (["reproduce", "experts", "--experts-per-domain", "1,x"], "--experts-per-domain takes whole numbers"),
     (["reproduce", "experts", "--experts-per-domain", "0,2"], "experts per domain must be at least 1"),
     (["reproduce", "ablation", "--variants", "gate-lr=fast"], "gate-lr takes a number"),
+    (["train", "--threads", "0"], "threads must be at least 1"),
+    (["reproduce", "table1", "--threads", "-2"], "threads must be at least 1"),
+    (["train", "--min-count", "-1"], "--min-count must be 0 (vocabulary over all rows) or more"),
+    (["predict", "no-such-run", "--input", "x.csv", "--output", "y.csv"], "no manifest.json; not a run folder"),
+    (["predict", "no-such-run", "--input", "x.csv", "--output", "y.csv", "--unknown-domain", "guess"],
+     "--unknown-domain must be one of error, backbone"),
+    (["export", "no-such-run", "--format", "tflite"], "--format must be one of onnx, torch-export"),
+    (["export", "no-such-run"], "no manifest.json; not a run folder"),
+    (["add-domain", "no-such-run", "--table", "t.csv", "--domain", "x"], "no manifest.json; not a run folder"),
 ]
 
 

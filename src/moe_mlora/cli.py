@@ -11,11 +11,13 @@ from typing import Annotated, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from moe_mlora.data import DatasetConfig, load_interactions
+from moe_mlora.data.prepare import table_notes
 from moe_mlora.data.stats import domain_statistics, stats_as_records
-from moe_mlora.errors import MoeMloraError
+from moe_mlora.errors import ConfigError, MoeMloraError
 from moe_mlora.experiments.grids import (
     ABLATION_MODELS, ABLATION_VARIANTS, ablation_configs, available_table1_splits, experts_configs, int_list, seed_list,
     table1_configs,
@@ -26,25 +28,31 @@ from moe_mlora.experiments.run import RunConfig, execute_run
 from moe_mlora.experiments.sweep import SweepInterrupted, run_sweep
 from moe_mlora.models import MODELS
 from moe_mlora.models import ModelConfig
+from moe_mlora.serving import VOCABULARY_FILE, Predictor, UnknownDomain, read_manifest
+from moe_mlora.serving.add_domain import add_domain
+from moe_mlora.serving.export import export_run
 from moe_mlora.training.approaches import ApproachConfig
 from moe_mlora.training.config import DEFAULT_MAX_EPOCHS, TrainConfig
 from moe_mlora.training.loop import EpochRecord
 from moe_mlora.training.metrics import SelectBy
 from moe_mlora.training.samplers import BatchOrder
 
+# Help texts are plain text: rich markup would eat "[ray]" in "pip install 'moe-mlora[ray]'".
 app = typer.Typer(help="Multi-domain CTR prediction: Base, MLoRA and MoE-MLoRA on eight CTR backbones.",
-                  no_args_is_help=True, pretty_exceptions_enable=False)
-data_app = typer.Typer(help="Prepare datasets and inspect them.", no_args_is_help=True)
+                  no_args_is_help=True, pretty_exceptions_enable=False, rich_markup_mode=None)
+data_app = typer.Typer(help="Prepare datasets and inspect them.", no_args_is_help=True, rich_markup_mode=None)
 app.add_typer(data_app, name="data")
-reproduce_app = typer.Typer(help="Reproduce the paper's experiments (resumable sweeps).", no_args_is_help=True)
+reproduce_app = typer.Typer(help="Reproduce the paper's experiments (resumable sweeps).", no_args_is_help=True,
+                            rich_markup_mode=None)
 app.add_typer(reproduce_app, name="reproduce")
-console = Console(soft_wrap=True)
+console = Console(soft_wrap=True, markup=False)  # printed text is data (paths, names), never markup
 
 DataDirOption = Annotated[Optional[Path], typer.Option(help="Raw data folder (else $MOE_MLORA_DATA_DIR, else ~/.cache/moe-mlora/data).")]
 SplitByOption = Annotated[Optional[str], typer.Option("--split-by", help="Domain field: gender|age|occupation (MovieLens), theme (Taobao), or the table's domain column.")]
 FeaturesOption = Annotated[str, typer.Option(help="Comma-separated categorical features; the domain id is added as a feature.")]
 MaxEpochsOption = Annotated[int, typer.Option(help="Epoch cap per phase (early stopping ends sooner; the record says if the cap ended a phase).")]
 BatchOrderOption = Annotated[str, typer.Option(help="shuffled (mixed-domain batches) | by-domain (single-domain batches, domains in shuffled order, as the authors' code); the same for every approach and phase.")]
+ThreadsOption = Annotated[int, typer.Option(help="CPU threads per run (default 1). Part of a run's identity: the thread count changes the last digits of the results.")]
 SelectByOption = Annotated[str, typer.Option(help="Validation score for early stopping and selection: wauc | mean-auc (unweighted mean of per-domain AUCs, as the authors' code).")]
 
 
@@ -56,21 +64,23 @@ def user_errors(command):
         try:
             return command(*args, **kwargs)
         except SweepInterrupted as exc:
-            Console(stderr=True).print(f"[bold yellow]stopped:[/] {exc}", highlight=False, soft_wrap=True)
+            Console(stderr=True).print(f"[bold yellow]stopped:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
             raise typer.Exit(130) from None
         except MoeMloraError as exc:
-            Console(stderr=True).print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+            Console(stderr=True).print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
             raise typer.Exit(2) from None
 
     return wrapper
 
 
 def dataset_config(
-    dataset: str, split_by: str | None, features: str, n_themes: int, table_path: Path | None, label_column: str
+    dataset: str, split_by: str | None, features: str, n_themes: int, table_path: Path | None, label_column: str,
+    min_count: int | None = None,
 ) -> DatasetConfig:
     return DatasetConfig(
         dataset=dataset, split_by=split_by, features=tuple(f.strip() for f in features.split(",") if f.strip()),
         n_themes=n_themes, table_path=str(table_path) if table_path else None, label_column=label_column,
+        min_count=min_count,
     )
 
 
@@ -95,9 +105,10 @@ def data_stats(
     config = dataset_config(dataset, split_by, features, n_themes, table_path, label_column)
     table = load_interactions(config, data_dir)
     stats = domain_statistics(table)
+    notes = table_notes(table, config)
     if as_json:
         print(json.dumps({"dataset": table.display_name, "synthetic": table.synthetic, "split_by": table.domain_field,
-                          "domains": stats_as_records(stats), "notes": table.notes}, indent=2))
+                          "domains": stats_as_records(stats), "notes": notes}, indent=2))
         return
     view = Table(title=f"{table.display_name} split by {table.domain_field}: {table.n_domains} domains")
     for column in ("domain", "rows", "users", "items", "positive rate", "sparsity"):
@@ -108,7 +119,7 @@ def data_stats(
             f"{entry.positive_rate:.4f}", _maybe(entry.sparsity, "{:.4f}"), end_section=entry.domain == stats[-2].domain,
         )
     console.print(view)
-    for note in table.notes:
+    for note in notes:
         console.print(f"note: {note}", highlight=False)
 
 
@@ -131,6 +142,7 @@ def train(
     n_themes: Annotated[int, typer.Option(help="Taobao: number of themes (domains).")] = 10,
     table_path: Annotated[Optional[Path], typer.Option(help="dataset 'table': a CSV or Parquet file.")] = None,
     label_column: Annotated[str, typer.Option(help="dataset 'table': the 0/1 label column.")] = "label",
+    min_count: Annotated[Optional[int], typer.Option(help="0: vocabulary over all rows (the paper's; default for MovieLens and Taobao). N: fitted on the training rows, values seen fewer than N times there share a trained out-of-vocabulary row, which serves values never seen (default 2 for a table).")] = None,
     seed: Annotated[int, typer.Option(help="Seed for initialisation and batch order.")] = 2024,
     max_epochs: MaxEpochsOption = DEFAULT_MAX_EPOCHS,
     patience: Annotated[int, typer.Option(help="Epochs without validation improvement before stopping.")] = 3,
@@ -138,6 +150,7 @@ def train(
     learning_rate: float = 1e-3,
     batch_order: BatchOrderOption = BatchOrder.SHUFFLED.value,
     select_by: SelectByOption = SelectBy.WAUC.value,
+    threads: ThreadsOption = 1,
     device: Annotated[str, typer.Option(help="cpu, cuda, ... (CPU is the default; no GPU is required).")] = "cpu",
     runs_dir: Annotated[Path, typer.Option(help="Where run folders (weights, result.json) are written.")] = Path("runs"),
     data_dir: DataDirOption = None,
@@ -145,13 +158,13 @@ def train(
 ) -> None:
     """Train one backbone with one approach; print per-phase validation WAUC and the test table."""
     config = RunConfig(
-        data=dataset_config(dataset, split_by, features, n_themes, table_path, label_column),
+        data=dataset_config(dataset, split_by, features, n_themes, table_path, label_column, min_count),
         model=model.lower(), model_config=ModelConfig(),
         approach=ApproachConfig(approach, experts_per_domain, lora_reduce, rank, phase2_schedule, schedule, gate_init,
                                 gate_input, gate_learning_rate),
         train=TrainConfig(learning_rate=learning_rate, batch_size=batch_size, max_epochs=max_epochs,
                           patience=patience, seed=seed, batch_order=batch_order, select_by=select_by,
-                          progress=progress, device=device),
+                          progress=progress, device=device, threads=threads),
     )
     metric = "WAUC" if select_by == SelectBy.WAUC.value else "mean AUC"
 
@@ -218,7 +231,7 @@ def print_diagnostics(diagnostics) -> None:
 
 
 SeedsOption = Annotated[int, typer.Option(help="Number of training seeds (1..N); the data split stays seed 123.")]
-WorkersOption = Annotated[Optional[int], typer.Option(help="Parallel worker processes (default: all cores).")]
+WorkersOption = Annotated[Optional[int], typer.Option(help="Parallel worker processes (default: cores // --threads).")]
 BackendOption = Annotated[str, typer.Option(help="process (this machine) | ray (a Ray cluster; pip install 'moe-mlora[ray]').")]
 ModelsOption = Annotated[str, typer.Option(help="Comma-separated backbones.")]
 
@@ -265,12 +278,14 @@ def reproduce_table1(
     max_epochs: MaxEpochsOption = DEFAULT_MAX_EPOCHS,
     batch_order: BatchOrderOption = BatchOrder.SHUFFLED.value,
     select_by: SelectByOption = SelectBy.WAUC.value,
+    threads: ThreadsOption = 1,
     retry_failed: Annotated[bool, typer.Option(help="Run again the runs recorded as failed.")] = False,
     moe_variant: Annotated[Optional[str], typer.Option(help="Also run this MoE-MLoRA variant as a fourth arm, e.g. gate-init=own-domain,gate-lr=0.01 or authors-code.")] = None,
     data_dir: DataDirOption = None,
 ) -> None:
     """Table 1: Base / MLoRA / MoE-MLoRA x models x splits, resumable; prints the table and writes the report."""
-    train = TrainConfig(max_epochs=max_epochs, batch_order=batch_order, select_by=select_by, progress=False)
+    train = TrainConfig(max_epochs=max_epochs, batch_order=batch_order, select_by=select_by, progress=False,
+                        threads=threads)
     configs = table1_configs(_split_list(datasets, data_dir), [m.strip() for m in models.split(",")],
                              seed_list(seeds), train, moe_variants=[moe_variant] if moe_variant else [])
     _sweep(configs, results_dir, workers, backend, retry_failed, data_dir)
@@ -289,11 +304,13 @@ def reproduce_experts(
     max_epochs: MaxEpochsOption = DEFAULT_MAX_EPOCHS,
     batch_order: BatchOrderOption = BatchOrder.SHUFFLED.value,
     select_by: SelectByOption = SelectBy.WAUC.value,
+    threads: ThreadsOption = 1,
     retry_failed: bool = False,
     data_dir: DataDirOption = None,
 ) -> None:
     """Figure 2: MoE-MLoRA WAUC vs total experts (k = 1..4 per domain), resumable; writes figure2.png."""
-    train = TrainConfig(max_epochs=max_epochs, batch_order=batch_order, select_by=select_by, progress=False)
+    train = TrainConfig(max_epochs=max_epochs, batch_order=batch_order, select_by=select_by, progress=False,
+                        threads=threads)
     configs = experts_configs(split, [m.strip() for m in models.split(",")], seed_list(seeds),
                               int_list(experts_per_domain, "--experts-per-domain"), train)
     _sweep(configs, results_dir, workers, backend, retry_failed, data_dir)
@@ -312,12 +329,14 @@ def reproduce_ablation(
     max_epochs: MaxEpochsOption = DEFAULT_MAX_EPOCHS,
     batch_order: BatchOrderOption = BatchOrder.SHUFFLED.value,
     select_by: SelectByOption = SelectBy.WAUC.value,
+    threads: ThreadsOption = 1,
     retry_failed: bool = False,
     data_dir: DataDirOption = None,
 ) -> None:
     """The ablation: Base, MoE-MLoRA and its variants (gate start, gate learning rate, feature gate, the
     authors' schedule) x models x splits, resumable; the report ranks the variants by validation WAUC."""
-    train = TrainConfig(max_epochs=max_epochs, batch_order=batch_order, select_by=select_by, progress=False)
+    train = TrainConfig(max_epochs=max_epochs, batch_order=batch_order, select_by=select_by, progress=False,
+                        threads=threads)
     configs = ablation_configs(_split_list(datasets, data_dir), [m.strip() for m in models.split(",")],
                                seed_list(seeds), train, [v.strip() for v in variants.split(";") if v.strip()])
     _sweep(configs, results_dir, workers, backend, retry_failed, data_dir)
@@ -335,12 +354,70 @@ def report(
     try:
         written = write_report(results_dir, out)
     except FileNotFoundError as exc:
-        Console(stderr=True).print(f"[bold red]error:[/] {exc}")
+        Console(stderr=True).print(f"[bold red]error:[/] {escape(str(exc))}")
         raise typer.Exit(2) from None
     records = load_records(results_dir)
     if not records[(records.status == "ok") & (records.k == 1)].empty:
         console.print(table1_markdown(build_table1(records)), highlight=False, markup=False)
     console.print("wrote " + ", ".join(str(p) for p in written.values()), highlight=False)
+
+
+@app.command()
+@user_errors
+def predict(
+    run: Annotated[Path, typer.Argument(help="A run folder (from train or reproduce).")],
+    input: Annotated[Path, typer.Option("--input", help="Rows to score: CSV, TSV or Parquet with the run's feature and domain columns.")],
+    output: Annotated[Path, typer.Option("--output", help="Where to write the scores (.csv or .parquet): the domain column and the probability, in input order.")],
+    unknown_domain: Annotated[str, typer.Option(help="error (stop at a domain the run was not trained on) | backbone (score such rows with the backbone alone).")] = "error",
+    chunk_rows: Annotated[int, typer.Option(help="Rows read, scored and written at a time (bounds the memory).")] = 100_000,
+    device: Annotated[str, typer.Option(help="cpu, cuda, ...")] = "cpu",
+    progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+) -> None:
+    """Score new rows with a trained run: one click probability per input row."""
+    _choice(unknown_domain, UnknownDomain, "--unknown-domain")
+    rows = Predictor.from_run(run, device=device).predict_file(input, output, unknown_domain=unknown_domain,
+                                                               chunk_rows=chunk_rows, progress=progress)
+    console.print(f"scored {rows:,} rows into {output}", highlight=False)
+
+
+@app.command()
+@user_errors
+def export(
+    run: Annotated[Path, typer.Argument(help="A run folder (from train or reproduce).")],
+    format: Annotated[str, typer.Option("--format", help="onnx (pip install 'moe-mlora[onnx]') | torch-export (.pt2).")] = "onnx",
+    domain: Annotated[Optional[str], typer.Option(help="Merge this domain's experts into a plain graph for its rows alone (default: one graph for all domains).")] = None,
+    output: Annotated[Optional[Path], typer.Option(help="The graph file (default: RUN/export/model[-DOMAIN].onnx|.pt2).")] = None,
+) -> None:
+    """Export a run as a serving graph: (codes, domain ids) -> probabilities, dynamic batch size."""
+    path = export_run(run, format, domain, output)
+    console.print(f"wrote {path} (inputs: codes int64 [batch, {len(read_manifest(run).spec['field_names'])}] from "
+                  f"{run / VOCABULARY_FILE}, domains int64 [batch]; output: probability)", highlight=False, markup=False)
+
+
+@app.command("add-domain")
+@user_errors
+def add_domain_command(
+    run: Annotated[Path, typer.Argument(help="A run folder (from train or reproduce).")],
+    table: Annotated[Path, typer.Option("--table", help="The new domain's rows: CSV, TSV or Parquet with the run's feature columns and a 0/1 label.")],
+    domain: Annotated[str, typer.Option("--domain", help="The new domain's name.")],
+    output: Annotated[Optional[Path], typer.Option(help="The new run folder (default: RUN+DOMAIN beside RUN).")] = None,
+) -> None:
+    """Add a domain to a trained run: only its new rows, experts and gate entry train; every other weight stays."""
+    folder, report = add_domain(run, table, domain, output)
+    view = Table(title=f"domain '{domain}' added: {report.rows['train']:,} training rows, best epoch "
+                       f"{report.best_epoch} of {report.epochs}")
+    for column in ("AUC on the new domain", "validation", "test"):
+        view.add_column(column, justify="left" if column.startswith("AUC") else "right")
+    view.add_row("source run's backbone alone", _maybe(report.backbone_valid_auc, "{:.4f}"), _maybe(report.backbone_test_auc, "{:.4f}"))
+    view.add_row("with the added domain", _maybe(report.valid_auc, "{:.4f}"), _maybe(report.test_auc, "{:.4f}"))
+    console.print(view)
+    console.print(f"wrote {folder}", highlight=False)
+
+
+def _choice(value: str, kind, option: str) -> None:
+    allowed = [member.value for member in kind]
+    if value not in allowed:
+        raise ConfigError(f"{option} must be one of {', '.join(allowed)}, got '{value}'")
 
 
 def _maybe(value, fmt: str) -> str:

@@ -20,10 +20,12 @@ def _umask() -> int:
 
 
 @contextmanager
-def atomic_path(path: Path) -> Iterator[Path]:
-    """`with atomic_path(p) as tmp: write tmp` -> p holds what was written, or is untouched on error."""
+def atomic_path(path: Path, keep_suffix: bool = False) -> Iterator[Path]:
+    """`with atomic_path(p) as tmp: write tmp` -> p holds what was written, or is untouched on error.
+    `keep_suffix` ends the temporary name with p's suffix, for writers that insist on one."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    suffix = f".tmp{path.suffix}" if keep_suffix else ".tmp"
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=suffix)
     os.close(handle)
     try:
         yield Path(temporary)
@@ -38,3 +40,15 @@ def write_text_atomic(path: Path, text: str) -> Path:
     with atomic_path(path) as temporary:
         temporary.write_text(text)
     return path
+
+
+def probe_writable(folder: Path) -> None:
+    """Create `folder` and check a file can be written there, so a run fails before its training, not after."""
+    from moe_mlora.errors import ConfigError
+
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".probe.", suffix=".tmp"):
+            pass
+    except OSError as exc:
+        raise ConfigError(f"{folder}: cannot write there ({exc.strerror or exc})") from None

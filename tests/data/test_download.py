@@ -45,3 +45,42 @@ def test_git_blob_digest_matches_git_hash_object(tmp_path):
     path.write_bytes(b"hello\n")
     # `printf 'hello\n' | git hash-object --stdin`
     assert file_digest(path, "git-blob") == "ce013625030ba8dba906f756967f9e9ca394464a"
+
+
+def test_a_local_archive_failing_its_md5_is_named_and_moved_aside(tmp_path):
+    data = tmp_path / "data"
+    local = data / "downloads" / "nowhere.zip"
+    local.parent.mkdir(parents=True)
+    local.write_bytes(b"not the release")
+    archive = Archive((tmp_path / "nowhere.zip").as_uri(), "0" * 32, "toy", ("a.txt",))
+    with pytest.raises(DataUnavailableError, match=r"nowhere\.zip failed its md5 check and was moved to .*nowhere\.zip\.bad"):
+        ensure_archive(archive, data)
+    assert not local.exists() and local.with_name("nowhere.zip.bad").read_bytes() == b"not the release"
+
+
+def test_a_download_that_trickles_stops_at_its_deadline_and_leaves_no_partial_file(tmp_path, monkeypatch):
+    import io
+    import time
+
+    from moe_mlora.data import download
+
+    class Trickle(io.BytesIO):
+        headers = {}
+
+        def read(self, size=-1):
+            time.sleep(0.05)
+            return b"x"
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *args):
+            return False
+
+    monkeypatch.setattr(download.urllib.request, "urlopen", lambda url, timeout: Trickle())
+    destination = tmp_path / "big.zip"
+    started = time.monotonic()
+    with pytest.raises(TimeoutError, match="not finished within"):
+        download._fetch("https://example.invalid/big.zip", destination, deadline_seconds=0.3)
+    assert time.monotonic() - started < 5
+    assert not destination.exists() and not destination.with_suffix(".zip.part").exists()

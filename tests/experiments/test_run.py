@@ -83,3 +83,32 @@ def test_nan_is_never_written_as_json(tmp_path):
 
 def test_device_and_progress_do_not_change_a_runs_identity():
     assert config("base").key() == config("base", progress=True, device="cuda").key() != config("base", seed=5).key()
+
+
+def test_threads_are_part_of_a_runs_identity_and_settings_added_later_keep_old_keys():
+    from dataclasses import replace
+
+    assert config("base", threads=2).key() != config("base").key()
+    # A record written before `threads` and `min_count` existed has the same key as today's defaults.
+    old = config("base").to_dict()
+    del old["train"]["threads"], old["data"]["min_count"]
+    assert RunConfig.from_dict(old).key() == config("base").key()
+    assert replace(config("base"), data=DatasetConfig("movielens-100k", "age", min_count=2)).key() != config("base").key()
+
+
+def test_a_run_computes_with_its_configured_threads_and_records_them(ml100k_age):
+    import torch
+
+    before = torch.get_num_threads()
+    record = execute_run(config("base", threads=1, max_epochs=1), dataset=ml100k_age)
+    assert record.machine["threads"] == 1 and torch.get_num_threads() == before  # restored afterwards
+
+
+def test_the_report_flags_records_whose_numerics_differ(tmp_path, ml100k_age):
+    from moe_mlora.experiments.report import write_report
+
+    for threads in (1, 2):
+        execute_run(config("base", threads=threads, max_epochs=1), tmp_path, dataset=ml100k_age)
+    written = write_report(tmp_path)
+    text = "\n".join(path.read_text() for path in written.values() if path.suffix == ".md")
+    assert "numerics differ between records" in text and "1 thread(s): 1 runs" in text and "2 thread(s): 1 runs" in text

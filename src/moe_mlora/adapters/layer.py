@@ -103,8 +103,13 @@ class TowerAdapter(nn.Module):
                          if config.kind == "moe-mlora" else None)
         self.mode = AdapterMode.DOMAIN if config.kind == "mlora" else AdapterMode.MIXTURE
         self.merged = None  # a MergedTower while merged for inference (moe_mlora.adapters.merge)
+        # Ids are checked on every forward (a clear error instead of an index error deep inside); an exported
+        # graph cannot branch on data, so export turns this off and validates ids before the graph instead.
+        self.validate_ids = True
 
     def check_routing_ids(self, ids: torch.Tensor) -> None:
+        if not self.validate_ids:
+            return
         limit = self.config.n_experts if self.mode is AdapterMode.EXPERT else self.config.n_domains
         if ids.numel() and (int(ids.max()) >= limit or int(ids.min()) < 0):
             what = "expert" if self.mode is AdapterMode.EXPERT else "domain"
@@ -132,7 +137,12 @@ class TowerAdapter(nn.Module):
             return self.gate(ids)
         if self.mode is AdapterMode.OWN_EXPERTS:
             return self.own_expert_weights()
-        return nn.functional.one_hot(ids, self.config.n_experts).to(self.experts.down[0].dtype)
+        return self.one_hot(ids)
+
+    def one_hot(self, ids: torch.Tensor) -> torch.Tensor:
+        """(batch, E) one-hot rows (a comparison, which export can trace; torch's one_hot checks the data)."""
+        experts = torch.arange(self.config.n_experts, device=ids.device)
+        return (ids.unsqueeze(1) == experts).to(self.experts.down[0].dtype)
 
     def routing(self, routing_ids: torch.Tensor, inputs: torch.Tensor | None = None) -> torch.Tensor | None:
         """(batch, E) weights; routing_ids are domain ids, or expert ids in EXPERT mode; `inputs` (the
@@ -144,7 +154,7 @@ class TowerAdapter(nn.Module):
             return self.gate(routing_ids, inputs)
         if self.mode is AdapterMode.OWN_EXPERTS:
             return self.own_expert_weights()[routing_ids]
-        return nn.functional.one_hot(routing_ids, self.config.n_experts).to(self.experts.down[0].dtype)
+        return self.one_hot(routing_ids)
 
     def delta(self, layer: int, inputs: torch.Tensor, routing: torch.Tensor | None) -> torch.Tensor | None:
         return None if routing is None else self.experts(layer, inputs, routing)

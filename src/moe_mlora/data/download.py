@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import shutil
+import time
 import urllib.error
 import urllib.request
 import zipfile
@@ -58,13 +59,19 @@ def ensure_archive(archive: Archive, data_dir: Path, *, download: bool = True) -
     if not download:
         raise DataUnavailableError(f"{where}; download disabled. Place the files of {archive.url} there.")
     zip_path = data_dir / "downloads" / Path(archive.url).name
+    set_aside = ""
+    if zip_path.is_file() and file_digest(zip_path, "md5") != archive.md5:
+        bad = zip_path.with_name(zip_path.name + ".bad")
+        zip_path.replace(bad)  # a corrupt or foreign archive is kept for inspection, never used
+        set_aside = f"; the local {zip_path} failed its md5 check and was moved to {bad}"
     try:
-        if not zip_path.is_file() or file_digest(zip_path, "md5") != archive.md5:
+        if not zip_path.is_file():
             _fetch(archive.url, zip_path)
     except (urllib.error.URLError, OSError, TimeoutError) as exc:
         raise DataUnavailableError(
-            f"{where}, and downloading {archive.url} failed ({exc}). Download it on a machine with internet, "
-            f"unzip it into {data_dir}, or point --data-dir / MOE_MLORA_DATA_DIR at a folder holding {archive.folder}/"
+            f"{where}{set_aside}, and downloading {archive.url} failed ({exc}). Download it on a machine with "
+            f"internet, unzip it into {data_dir}, or point --data-dir / MOE_MLORA_DATA_DIR at a folder holding "
+            f"{archive.folder}/"
         ) from None
     verify_file(zip_path, "md5", archive.md5)
     _extract(zip_path, data_dir, archive.folder)
@@ -74,17 +81,27 @@ def ensure_archive(archive: Archive, data_dir: Path, *, download: bool = True) -
     return target
 
 
-def _fetch(url: str, destination: Path) -> None:
+DOWNLOAD_DEADLINE_SECONDS = 600.0  # the whole download, however slowly the bytes trickle in
+
+
+def _fetch(url: str, destination: Path, deadline_seconds: float = DOWNLOAD_DEADLINE_SECONDS) -> None:
     destination.parent.mkdir(parents=True, exist_ok=True)
     partial = destination.with_suffix(destination.suffix + ".part")
-    with urllib.request.urlopen(url, timeout=60) as response:  # noqa: S310 - fixed public URLs
-        total = int(response.headers.get("Content-Length") or 0) or None
-        with partial.open("wb") as out, tqdm(
-            total=total, unit="B", unit_scale=True, desc=f"download {destination.name}"
-        ) as bar:
-            for chunk in iter(lambda: response.read(1 << 16), b""):
-                out.write(chunk)
-                bar.update(len(chunk))
+    deadline = time.monotonic() + deadline_seconds
+    try:
+        with urllib.request.urlopen(url, timeout=60) as response:  # noqa: S310 - fixed public URLs
+            total = int(response.headers.get("Content-Length") or 0) or None
+            with partial.open("wb") as out, tqdm(
+                total=total, unit="B", unit_scale=True, desc=f"download {destination.name}"
+            ) as bar:
+                for chunk in iter(lambda: response.read(1 << 16), b""):
+                    out.write(chunk)
+                    bar.update(len(chunk))
+                    if time.monotonic() > deadline:
+                        raise TimeoutError(f"not finished within {deadline_seconds:.0f} s")
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
     partial.replace(destination)
 
 

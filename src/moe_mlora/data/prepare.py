@@ -10,15 +10,15 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import torch
 
-from moe_mlora.data.movielens import load_movielens_1m, load_movielens_100k
+from moe_mlora.data.movielens import ML_1M, ML_100K, load_movielens_1m, load_movielens_100k
 from moe_mlora.data.split import PART_NAMES, stratified_domain_split
 from moe_mlora.data.synthetic import SyntheticTaobaoConfig, generate_synthetic_taobao
 from moe_mlora.data.table import DOMAIN, LABEL, InteractionTable
 from moe_mlora.data.tabular import load_table
-from moe_mlora.data.taobao import load_taobao
+from moe_mlora.data.taobao import CLICK_LOG, ITEM_EMBEDDING, ITEM_POOL, USER_EMBEDDING, load_taobao
+from moe_mlora.data.vocabulary import Vocabulary, fit_all_rows, fit_training_rows
 from moe_mlora.errors import ConfigError, DataError
 from moe_mlora.features import FeatureSpec
 from moe_mlora.paths import resolve_cache_dir, resolve_data_dir
@@ -26,8 +26,10 @@ from moe_mlora.paths import resolve_cache_dir, resolve_data_dir
 log = logging.getLogger(__name__)
 
 DATASETS = ("movielens-100k", "movielens-1m", "taobao", "taobao-synthetic", "table")
+# The paper's protocol (vocabulary over all rows) for its datasets; a user table gets a trained OOV row.
+DEFAULT_MIN_COUNT = {"table": 2}
 DEFAULT_SPLIT_BY = {"movielens-100k": "gender", "movielens-1m": "gender", "taobao": "theme", "taobao-synthetic": "theme"}
-CACHE_FORMAT = 1
+CACHE_FORMAT = 2  # 2: vocabularies saved with the codes
 MIN_DOMAIN_ROWS = 50
 
 
@@ -46,6 +48,9 @@ class DatasetConfig:
     table_path: str | None = None
     label_column: str = "label"
     verify_checksums: bool = True
+    # 0: vocabulary over all rows (the paper's); n >= 1: fitted on training rows, values seen < n times there
+    # share a trained out-of-vocabulary row (moe_mlora.data.vocabulary). Default: 0, or 2 for a user table.
+    min_count: int | None = None
 
     def __post_init__(self) -> None:
         if self.dataset not in DATASETS:
@@ -56,6 +61,10 @@ class DatasetConfig:
             raise ConfigError("dataset 'table' needs a table path and --split-by naming its domain column")
         if self.split_by is None:
             object.__setattr__(self, "split_by", DEFAULT_SPLIT_BY[self.dataset])
+        if self.min_count is None:
+            object.__setattr__(self, "min_count", DEFAULT_MIN_COUNT.get(self.dataset, 0))
+        if self.min_count < 0:
+            raise ConfigError(f"--min-count must be 0 (vocabulary over all rows) or more, got {self.min_count}")
         object.__setattr__(self, "features", tuple(self.features))
 
     def cache_key(self) -> str:
@@ -108,6 +117,8 @@ class EncodedDataset:
     split: np.ndarray  # (N,) int8: 0 train, 1 valid, 2 test
     synthetic: bool = False
     notes: list[str] = field(default_factory=list)
+    vocabularies: tuple[Vocabulary, ...] = ()  # one per field of spec, in its order
+    domain_column: str = DOMAIN  # the raw table's column that names each row's domain
 
     def part(self, which: str) -> TensorPart:
         mask = self.split == PART_NAMES[which]
@@ -146,27 +157,40 @@ def load_interactions(config: DatasetConfig, data_dir: Path | None = None, cache
 
 
 def encode(table: InteractionTable, config: DatasetConfig) -> EncodedDataset:
-    """Integer codes per field (vocabulary over all rows, as the paper's code does) and the 60/20/20 split."""
+    """The 60/20/20 stratified split, then integer codes per field from each field's vocabulary (over all
+    rows, as the paper's code does, or over the training rows with an OOV row: see DatasetConfig.min_count)."""
     domains = table.domain_ids()
-    columns = [table.frame[name] for name in table.feature_columns]
-    names = list(table.feature_columns)
-    if config.domain_as_feature:
-        columns.append(pd.Series(domains))
-        names.append(DOMAIN)
-    codes = np.empty((len(table.frame), len(columns)), dtype=np.int64)
-    cardinalities = []
-    for index, column in enumerate(columns):
-        column_codes, uniques = pd.factorize(column, sort=True)
-        codes[:, index] = column_codes
-        cardinalities.append(len(uniques))
     labels = table.frame[LABEL].to_numpy(dtype=np.int8)
     if len(labels) and labels.min() == labels.max():
         raise DataError(f"{table.name}: every row has label {int(labels[0])}; a CTR model needs both clicks and "
                         "non-clicks (check the label column)")
     split = stratified_domain_split(domains, labels, seed=config.split_seed)
-    spec = FeatureSpec(tuple(names), tuple(cardinalities), tuple(table.domain_order))
+    training = split == PART_NAMES["train"]
+    codes = np.empty((len(table.frame), len(table.feature_columns) + int(config.domain_as_feature)), dtype=np.int64)
+    vocabularies = []
+    for index, name in enumerate(table.feature_columns):
+        column = table.frame[name]
+        if config.min_count:
+            vocabulary, codes[:, index] = fit_training_rows(column, training, config.min_count)
+        else:
+            vocabulary, codes[:, index] = fit_all_rows(column)
+        vocabularies.append(vocabulary)
+    names = list(table.feature_columns)
+    if config.domain_as_feature:  # the domain field's code is the domain id; every domain is known
+        codes[:, -1] = domains
+        vocabularies.append(Vocabulary(tuple(table.domain_order), oov=False))
+        names.append(DOMAIN)
+    spec = FeatureSpec(tuple(names), tuple(v.size for v in vocabularies), tuple(table.domain_order))
     notes = list(table.notes) + domain_warnings(domains, labels, split, spec.domain_names)
-    return EncodedDataset(table.name, spec, codes, domains, labels, split, table.synthetic, notes)
+    return EncodedDataset(table.name, spec, codes, domains, labels, split, table.synthetic, notes,
+                          tuple(vocabularies), table.domain_field)
+
+
+def table_notes(table: InteractionTable, config: DatasetConfig) -> list[str]:
+    """What `train` warns about a table (its loader's notes and the domains too small to learn or score)."""
+    domains, labels = table.domain_ids(), table.frame[LABEL].to_numpy(dtype=np.int8)
+    split = stratified_domain_split(domains, labels, seed=config.split_seed)
+    return list(table.notes) + domain_warnings(domains, labels, split, tuple(table.domain_order))
 
 
 def domain_warnings(domains: np.ndarray, labels: np.ndarray, split: np.ndarray, names: tuple[str, ...]) -> list[str]:
@@ -188,22 +212,48 @@ def prepare_dataset(
 ) -> EncodedDataset:
     """Encoded and split dataset, from the cache when this exact config was prepared before."""
     cache_dir = resolve_cache_dir(cache_dir)
-    path = cache_dir / f"{config.dataset}-{config.cache_key()}.npz"
+    path = _cache_path(config, data_dir, cache_dir)
     if use_cache and path.is_file() and config.dataset != "table":
-        return _load_cached(path)
+        try:
+            return _load_cached(path)
+        except Exception as exc:  # the cache is only a shortcut: a damaged file is rebuilt, never fatal
+            log.warning("%s: unreadable cache file (%s); rebuilding it", path, exc)
     dataset = encode(load_interactions(config, data_dir, cache_dir), config)
     for note in dataset.notes:
         log.warning("%s: %s", dataset.display_name, note)
     if use_cache and config.dataset != "table":  # a user table may change under the same name
-        _save_cached(path, dataset, config)
+        try:
+            _save_cached(_cache_path(config, data_dir, cache_dir), dataset, config)  # the files may be new now
+        except OSError as exc:
+            log.warning("%s: cannot write the cache (%s); going on without it", path, exc)
     return dataset
+
+
+SOURCE_FILES = {"movielens-100k": (ML_100K.folder, ML_100K.required_files),
+                "movielens-1m": (ML_1M.folder, ML_1M.required_files),
+                "taobao": ("taobao", (CLICK_LOG, ITEM_POOL, USER_EMBEDDING, ITEM_EMBEDDING))}
+
+
+def _cache_path(config: DatasetConfig, data_dir: Path | None, cache_dir: Path) -> Path:
+    """The cache file of this config *and* these raw files: their size and modification time are part of
+    the key, so replaced, corrupted or missing raw files are never hidden behind a warm cache."""
+    identity = []
+    if config.dataset in SOURCE_FILES:
+        folder, names = SOURCE_FILES[config.dataset]
+        for name in names:
+            path = resolve_data_dir(data_dir) / folder / name
+            stat = path.stat() if path.is_file() else None
+            identity.append([name, stat.st_size if stat else None, stat.st_mtime_ns if stat else None])
+    digest = hashlib.sha256(json.dumps([config.cache_key(), identity]).encode()).hexdigest()[:16]
+    return cache_dir / f"{config.dataset}-{digest}.npz"
 
 
 def _save_cached(path: Path, dataset: EncodedDataset, config: DatasetConfig) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     meta = {
         "name": dataset.name, "spec": dataset.spec.to_dict(), "synthetic": dataset.synthetic,
-        "notes": dataset.notes, "config": config.to_dict(),
+        "notes": dataset.notes, "config": config.to_dict(), "domain_column": dataset.domain_column,
+        "vocabularies": [v.to_dict() for v in dataset.vocabularies],
     }
     temporary = path.with_suffix(f".{os.getpid()}.tmp.npz")
     np.savez(temporary, codes=dataset.codes, domains=dataset.domains, labels=dataset.labels,
@@ -217,5 +267,6 @@ def _load_cached(path: Path) -> EncodedDataset:
         return EncodedDataset(
             meta["name"], FeatureSpec.from_dict(meta["spec"]), archive["codes"], archive["domains"],
             archive["labels"], archive["split"], meta["synthetic"], meta["notes"],
+            tuple(Vocabulary.from_dict(v) for v in meta["vocabularies"]), meta["domain_column"],
         )
 

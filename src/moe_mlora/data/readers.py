@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import csv
 import re
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -107,3 +109,73 @@ def read_lines_split(path: Path, *, separator: str, n_fields: int, encoding: str
             raise DataError(f"{path}, line {number}: malformed row (expected {n_fields} fields, found {len(fields)})")
         rows.append(fields)
     return rows
+
+
+_ARROW_ROW = re.compile(r"Row #(\d+)")
+
+
+def read_text_table(path: Path, *, separator: str, columns: list[str] | None = None,
+                    block_bytes: int = 16 << 20) -> Iterator[pd.DataFrame]:
+    """A headed CSV/TSV file as frames of text cells (empty cells ""), in file order, read strictly: a row
+    with more or fewer fields than the header, a trailing delimiter, or bytes that are not UTF-8 are errors
+    naming the line. `columns` (all must exist) limits what is kept; memory stays about `block_bytes`."""
+    import pyarrow as pa
+    import pyarrow.csv as pc
+
+    names = text_table_header(path, separator)
+    if columns is not None:
+        absent = [column for column in columns if column not in names]
+        if absent:
+            raise DataError(f"{path}: missing column(s) {absent}; the file has {names}")
+    kept = names if columns is None else columns
+    try:
+        reader = pc.open_csv(
+            path,
+            read_options=pc.ReadOptions(block_size=block_bytes, use_threads=False),  # serial: rows keep their numbers
+            parse_options=pc.ParseOptions(delimiter=separator),
+            convert_options=pc.ConvertOptions(column_types={name: pa.string() for name in kept}, include_columns=kept,
+                                              strings_can_be_null=False, quoted_strings_can_be_null=False),
+        )
+        for batch in reader:
+            yield batch.to_pandas()
+    except pa.ArrowInvalid as exc:
+        raise DataError(_arrow_message(path, str(exc))) from None
+
+
+def text_table_header(path: Path, separator: str) -> list[str]:
+    """The header line's column names (strictly UTF-8)."""
+    if path.is_dir():
+        raise DataError(f"{path}: is a folder, not a table file")
+    try:
+        with open(path, "rb") as handle:
+            start = handle.read(1 << 13)
+            handle.seek(0)
+            first = handle.readline()
+    except FileNotFoundError:
+        raise DataError(f"{path}: file not found") from None
+    if b"\x00" in start:
+        raise DataError(f"{path}: binary data (a NUL byte at byte {start.index(0)}), not a text table")
+    if not first.strip():
+        raise DataError(f"{path}: file is empty")
+    try:
+        header = first.decode("utf-8-sig").rstrip("\r\n")
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{path}, line 1: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    names = next(csv.reader([header], delimiter=separator))
+    if len(set(names)) != len(names) or any(not name.strip() for name in names):
+        raise DataError(f"{path}, line 1: the header needs distinct, non-empty column names, got {names}")
+    return names
+
+
+def _arrow_message(path: Path, message: str) -> str:
+    found = _ARROW_ROW.search(message)
+    where = f"{path}, line {found.group(1)}" if found else str(path)
+    if "invalid UTF8" in message:
+        return f"{where}: not UTF-8 text"
+    if "Expected" in message and "columns" in message:
+        detail = re.sub(r"^Row #\d+: ", "", message.split("CSV parse error: ", 1)[-1])
+        counts = re.search(r"Expected (\d+) columns, got (\d+)", detail)
+        hint = ("; a delimiter at the end of the row?" if counts and int(counts.group(2)) == int(counts.group(1)) + 1
+                and detail.rstrip().endswith((",", "\t")) else "")
+        return f"{where}: malformed row ({detail[:200]}{hint})"
+    return f"{where}: unreadable ({message.splitlines()[0][:200]})"

@@ -7,49 +7,76 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from moe_mlora.data.readers import read_text_table, text_table_header
 from moe_mlora.data.table import DOMAIN, LABEL, InteractionTable
+from moe_mlora.data.vocabulary import as_strings
 from moe_mlora.errors import ConfigError, DataError
+
+
+def binary_labels(column: pd.Series, where) -> np.ndarray:
+    """0/1 (or true/false) cells as int8; `where(row)` locates a bad cell in the message."""
+    labels = column.astype(str).str.strip().to_numpy()
+    valid = np.isin(labels, ("0", "1", "0.0", "1.0", "True", "False", "true", "false"))
+    if not valid.all():
+        row = int(np.argmax(~valid))
+        raise DataError(f"{where(row)}: label must be 0 or 1, got {column.iloc[row]!r}")
+    return np.isin(labels, ("1", "1.0", "True", "true")).astype(np.int8)
+
+
+def _check_columns(path: Path, wanted: list[str], present: list[str]) -> None:
+    unknown = [column for column in wanted if column not in present]
+    if unknown:
+        raise DataError(f"{path}: unknown column(s) {unknown}; the table has {list(present)}")
+
+
+def _parquet_columns(path: Path, wanted: list[str]) -> list[str]:
+    """The file's columns; a list- or struct-typed column among `wanted` is refused (not silently stringified)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        schema = pq.read_schema(path)
+    except Exception as exc:  # pyarrow raises several unrelated types for a bad file
+        raise DataError(f"{path}: not a readable Parquet file ({exc})") from None
+    for column in wanted:
+        if column in schema.names and pa.types.is_nested(schema.field(column).type):
+            raise DataError(f"{path}, column '{column}': a {schema.field(column).type} column cannot be a "
+                            "categorical feature, label or domain")
+    return schema.names
 
 
 def load_table(path: Path, *, features: tuple[str, ...], label: str, domain: str) -> InteractionTable:
     """Read a user table. Missing feature values become their own category; a missing label or domain is an error."""
+    if path.is_dir():
+        raise DataError(f"{path}: is a folder, not a table file")
     if not path.is_file():
         raise DataError(f"{path}: file not found")
     if not features:
         raise ConfigError(f"{path}: name at least one feature column")
     suffix = path.suffix.lower()
+    wanted = [*features, label, domain]
     if suffix in (".parquet", ".pq"):
+        _check_columns(path, wanted, _parquet_columns(path, wanted))
         try:
-            frame = pd.read_parquet(path)
+            frame = pd.read_parquet(path, columns=list(dict.fromkeys(wanted)))
         except Exception as exc:  # pyarrow raises several unrelated types for a bad file
             raise DataError(f"{path}: not a readable Parquet file ({exc})") from None
         first_line, where = 0, "row"
     elif suffix in (".csv", ".tsv", ".txt"):
-        try:
-            frame = pd.read_csv(path, sep="\t" if suffix == ".tsv" else ",", dtype=str, keep_default_na=False)
-        except pd.errors.ParserError as exc:
-            raise DataError(f"{path}: malformed row ({str(exc).strip().splitlines()[-1]})") from None
-        except pd.errors.EmptyDataError:
-            raise DataError(f"{path}: file is empty") from None
+        separator = "\t" if suffix == ".tsv" else ","
+        _check_columns(path, wanted, text_table_header(path, separator))
+        frames = list(read_text_table(path, separator=separator, columns=list(dict.fromkeys(wanted))))
+        frame = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=list(dict.fromkeys(wanted)))
         first_line, where = 2, "line"  # line 1 is the header
     else:
         raise ConfigError(f"{path}: unsupported table format '{suffix}' (use .csv, .tsv or .parquet)")
 
-    wanted = [*features, label, domain]
-    unknown = [column for column in wanted if column not in frame.columns]
-    if unknown:
-        raise DataError(f"{path}: unknown column(s) {unknown}; the table has {list(frame.columns)}")
     if len(set(wanted)) != len(wanted):
         raise ConfigError(f"{path}: the label, domain and feature columns must be distinct, got {wanted}")
     if frame.empty:
         raise DataError(f"{path}: the table has no rows")
 
-    labels = frame[label].astype(str).str.strip().to_numpy()
-    valid = np.isin(labels, ("0", "1", "0.0", "1.0", "True", "False", "true", "false"))
-    if not valid.all():
-        row = int(np.argmax(~valid))
-        raise DataError(f"{path}, {where} {row + first_line}, column '{label}': label must be 0 or 1, got {frame[label].iloc[row]!r}")
-    label_values = np.isin(labels, ("1", "1.0", "True", "true")).astype(np.int8)
+    label_values = binary_labels(frame[label], lambda row: f"{path}, {where} {row + first_line}, column '{label}'")
 
     domains = frame[domain]
     empty = (domains.isna() | (domains.astype(str).str.strip() == "")).to_numpy()
@@ -57,7 +84,7 @@ def load_table(path: Path, *, features: tuple[str, ...], label: str, domain: str
         row = int(np.argmax(empty))
         raise DataError(f"{path}, {where} {row + first_line}, column '{domain}': empty domain")
 
-    out = pd.DataFrame({column: frame[column].astype(str).replace("", "<missing>") for column in features})
+    out = pd.DataFrame({column: as_strings(frame[column]) for column in features})
     out[LABEL] = label_values
     out[DOMAIN] = domains.astype(str).to_numpy()
     return InteractionTable(

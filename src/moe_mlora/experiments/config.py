@@ -15,6 +15,9 @@ from moe_mlora.training.config import TrainConfig
 
 # Settings that cannot change a run's numbers, left out of its identity.
 NOT_IN_KEY = ("progress", "device")
+# Settings added after runs were published, left out of the identity at the value those runs had, so that
+# their keys (and a sweep's resumption over them) stay valid.
+KEY_SINCE = {("data", "min_count"): 0, ("train", "threads"): 1}
 
 
 @dataclass(frozen=True)
@@ -39,6 +42,9 @@ class RunConfig:
         identity = self.to_dict()
         for name in NOT_IN_KEY:
             identity["train"].pop(name)
+        for (section, name), old_value in KEY_SINCE.items():
+            if identity[section].get(name) == old_value:
+                identity[section].pop(name)
         return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
 
     @property
@@ -48,7 +54,8 @@ class RunConfig:
             approach += f"-k{self.approach.experts_per_domain}"
         if self.approach.variant:
             approach += "-" + re.sub(r"[^A-Za-z0-9.]+", "-", self.approach.variant)
-        return f"{self.data.dataset}-{self.data.split_by}-{self.model}-{approach}-s{self.train.seed}"
+        split_by = re.sub(r"[^A-Za-z0-9._-]+", "_", self.data.split_by)  # a table's column name may hold '/'
+        return f"{self.data.dataset}-{split_by}-{self.model}-{approach}-s{self.train.seed}"
 
     def run_dir(self, runs_root: Path) -> Path:
         return runs_root / f"{self.label}-{self.key()[:8]}"

@@ -89,6 +89,7 @@ def load_records(results_dir: Path) -> pd.DataFrame:
             "n_domains": record.n_domains, "seconds": record.seconds, "error": record.error,
             "commit": record.code.get("commit") or "unknown", "dirty": bool(record.code.get("dirty")),
             "machine": json.dumps(record.machine, sort_keys=True),
+            "numerics": f"torch {record.versions.get('torch', '?')}, {record.machine.get('threads', '?')} thread(s)",
         })
     frame = pd.DataFrame(rows)
     frame.attrs.update(older=older, unreadable=unreadable)
@@ -517,6 +518,10 @@ def _provenance(results_dir: Path, records: pd.DataFrame) -> list[str]:
                                             for (order, select), count in settings.items()))
     for machine in machines:
         lines.append(f"- machine: {machine}")
+    numerics = records.groupby("numerics").size()
+    if len(numerics) > 1:  # float results depend on the torch build and the thread count
+        lines.append("- **numerics differ between records**: " + "; ".join(f"{setting}: {count} runs"
+                                                                          for setting, count in numerics.items()))
     if records.synthetic.any():
         lines.append("- rows marked SYNTHETIC ran on the generated Taobao stand-in, not the real logs")
     if records.attrs.get("older"):

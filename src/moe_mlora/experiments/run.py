@@ -8,14 +8,15 @@ from pathlib import Path
 
 from safetensors.torch import load_file
 
-from moe_mlora.adapters import adapters_of, save_adapters
 from moe_mlora.data import EncodedDataset, prepare_dataset
 from moe_mlora.experiments.config import RunConfig
 from moe_mlora.experiments.records import RESULT_FILE, RunRecord, write_json
 from moe_mlora.models import build_model
 from moe_mlora.training.approaches import ApproachConfig, train_approach
-from moe_mlora.training.checkpoint import MODEL_WEIGHTS, save_backbone
-from moe_mlora.training.config import resolve_device, set_seed
+from moe_mlora.serving.manifest import save_run_weights, write_run_files
+from moe_mlora.training.checkpoint import MODEL_WEIGHTS
+from moe_mlora.files import probe_writable
+from moe_mlora.training.config import resolve_device, set_seed, torch_threads
 from moe_mlora.training.diagnostics import moe_diagnostics
 from moe_mlora.training.evaluation import evaluate
 from moe_mlora.training.loop import EpochCallback, PhaseResult
@@ -37,9 +38,16 @@ def execute_run(
     With `reuse_base`, a MoE-MLoRA run takes its phase 1 from the finished Base run of the same settings
     in `runs_root` when there is one (bitwise what phase 1 would train).
     """
+    with torch_threads(config.train.threads):
+        return _execute_run(config, runs_root, dataset, data_dir, on_epoch, reuse_base)
+
+
+def _execute_run(config, runs_root, dataset, data_dir, on_epoch, reuse_base) -> RunRecord:
     started = time.perf_counter()
     device = resolve_device(config.train.device)
     dataset = dataset or prepare_dataset(config.data, data_dir)
+    if runs_root is not None:
+        probe_writable(config.run_dir(runs_root))  # before training, not after it
     set_seed(config.train.seed)
     model = build_model(config.model, dataset.spec, config.model_config).to(device)
     train, valid, test = dataset.part("train"), dataset.part("valid"), dataset.part("test")
@@ -54,9 +62,8 @@ def execute_run(
                        diagnostics=diagnostics, seconds=time.perf_counter() - started, notes=list(dataset.notes))
     if runs_root is not None:
         folder = config.run_dir(runs_root)
-        save_backbone(model, folder)
-        if adapters_of(model):
-            save_adapters(model, folder)
+        save_run_weights(model, folder)
+        write_run_files(folder, model, dataset, config.to_dict())
         record.write(folder)
     return record
 

@@ -26,12 +26,14 @@ from pathlib import Path
 
 import torch
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from moe_mlora.data import prepare_dataset
 from filelock import FileLock, Timeout
 
 from moe_mlora.errors import ConfigError, MoeMloraError
+from moe_mlora.files import probe_writable
 from moe_mlora.experiments.config import RunConfig
 from moe_mlora.experiments.records import RunRecord
 from moe_mlora.experiments.run import execute_run
@@ -108,7 +110,7 @@ def run_sweep(
     if backend not in BACKENDS:
         raise ConfigError(f"backend must be one of {BACKENDS}")
     console = console or Console(stderr=True)
-    results_dir.mkdir(parents=True, exist_ok=True)
+    probe_writable(results_dir)
     lock = FileLock(results_dir / LOCK_FILE)
     try:
         lock.acquire(timeout=0)
@@ -135,10 +137,11 @@ def _run_locked(configs, results_dir, workers, backend, retry_failed, data_dir, 
         try:
             prepare_dataset(data, data_dir)
         except MoeMloraError as exc:
-            console.print(f"[red]{data.dataset}:{data.split_by}[/]: {exc} (its runs will be recorded as failed)")
+            console.print(f"[red]{escape(f'{data.dataset}:{data.split_by}')}[/]: {escape(str(exc))} (its runs will be "
+                          "recorded as failed)", markup=True)
     cores = os.cpu_count() or 1
-    workers = max(1, min(workers or cores, cores))
-    threads = max(1, cores // workers)  # fixed by --workers alone, so a resumed sweep computes like the first pass
+    threads = max(c.train.threads for c in todo)  # each run sets its own (TrainConfig.threads, part of its key)
+    workers = max(1, min(workers or cores // threads, cores))
     workers = min(workers, len(todo))
     started = time.perf_counter()
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
@@ -159,7 +162,7 @@ def _run_locked(configs, results_dir, workers, backend, retry_failed, data_dir, 
                     summary.finished += 1
                 else:
                     summary.failed.append(f"{label}: {error}")
-                    console.print(f"[red]failed[/] {label}: {error}", highlight=False)
+                    console.print(f"[red]failed[/] {escape(label)}: {escape(error)}", highlight=False, markup=True)
                 progress.advance(task)
                 describe(running)
         except KeyboardInterrupt:

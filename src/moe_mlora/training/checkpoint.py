@@ -6,10 +6,11 @@ a small adapter file can be loaded onto a backbone trained elsewhere (as PEFT do
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file, save, save_file
 
 from moe_mlora.errors import DataError
 from moe_mlora.files import atomic_path, write_text_atomic
@@ -21,6 +22,11 @@ MODEL_WEIGHTS, MODEL_CONFIG = "model.safetensors", "model.json"
 
 def _backbone_state(model: CTRModel) -> dict:
     return {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items() if ".adapter." not in f".{k}"}
+
+
+def backbone_sha256(model: CTRModel) -> str:
+    """Identity of the backbone's weights (every tensor but the adapters'): what a saved adapter belongs to."""
+    return hashlib.sha256(save(_backbone_state(model))).hexdigest()
 
 
 def save_backbone(model: CTRModel, folder: Path) -> None:

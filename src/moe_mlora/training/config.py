@@ -5,6 +5,8 @@ from __future__ import annotations
 import hashlib
 import math
 import random
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -29,6 +31,9 @@ class TrainConfig:
     select_by: str = SelectBy.WAUC.value  # the validation score early stopping maximises
     progress: bool = True
     device: str = "cpu"
+    # CPU threads of one run. Part of the run's identity: the thread count changes the order of float
+    # reductions, hence the last digits of the results (1 is what the published sweeps used).
+    threads: int = 1
 
     def __post_init__(self) -> None:
         try:
@@ -43,9 +48,20 @@ class TrainConfig:
                               f"got '{self.select_by}'") from None
         if not (isinstance(self.learning_rate, (int, float)) and math.isfinite(self.learning_rate) and self.learning_rate > 0):
             raise ConfigError(f"learning rate must be a positive number, got {self.learning_rate}")
-        for name in ("batch_size", "eval_batch_size", "max_epochs", "patience"):
+        for name in ("batch_size", "eval_batch_size", "max_epochs", "patience", "threads"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name.replace('_', ' ')} must be at least 1, got {getattr(self, name)}")
+
+
+@contextmanager
+def torch_threads(count: int) -> Iterator[None]:
+    """Run the block with `count` intra-op CPU threads, then restore the previous count."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
 
 
 def resolve_device(name: str) -> torch.device:

@@ -126,7 +126,7 @@ def fit(
     if phase.optimizer is Optimizer.ADAM_PER_EXPERT:
         optimizer = StackedExpertAdam(trainable, n_groups, config.learning_rate)
     else:
-        optimizer = ModelAdam(model, trainable, config.learning_rate)
+        optimizer = ModelAdam(model, trainable, config.learning_rate, weight_decay=phase.weight_decay)
     valid_rows = (torch.bincount(valid.experts, minlength=n_groups) if phase.per_expert
                   else torch.tensor([len(valid)])).tolist()
 

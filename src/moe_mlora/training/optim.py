@@ -13,11 +13,11 @@ from torch import nn
 class ModelAdam:
     """torch's Adam; weights the model puts under L2 get weight_decay = 2*lambda, exactly lambda*||w||^2 in the loss."""
 
-    def __init__(self, model: nn.Module, trainable: list[nn.Parameter], lr: float) -> None:
+    def __init__(self, model: nn.Module, trainable: list[nn.Parameter], lr: float, weight_decay: bool = True) -> None:
         trainable_ids = {id(p) for p in trainable}
         decayed_ids: set[int] = set()
         groups = []
-        for l2, params in getattr(model, "l2_groups", lambda: [])():
+        for l2, params in getattr(model, "l2_groups", lambda: [])() if weight_decay else []:
             chosen = [p for p in params if id(p) in trainable_ids and id(p) not in decayed_ids]
             decayed_ids.update(id(p) for p in chosen)
             if chosen:

@@ -23,6 +23,7 @@ class PhaseName(str, Enum):
     AUTHORS_ALL = "authors-phase1-all-domains"
     AUTHORS_DOMAINS = "authors-phase2-domain-passes"
     AUTHORS_GATE = "authors-phase3-all-domains"
+    ADDED_DOMAIN = "added-domain"  # a domain added to a trained run (moe_mlora.serving.add_domain)
 
 
 class Trains(str, Enum):
@@ -33,6 +34,10 @@ class Trains(str, Enum):
     EXPERTS = "experts"  # the low-rank experts of every tower
     GATE = "gate"  # the domain gate
     ALL_BUT_GATE_EMBEDDING = "all-but-gate-embedding"  # the authors' code: its gate embedding is a fixed random vector
+    # A domain added to a trained run (moe_mlora.serving.add_domain): the tensors that hold its rows (field
+    # embeddings, experts, gate). A gradient mask set there keeps every other row at zero gradient, and the
+    # phase has no weight decay, so Adam leaves those rows bitwise as they were.
+    ADDED_DOMAIN = "added-domain"
 
 
 class Rows(str, Enum):
@@ -64,6 +69,7 @@ class Phase:
     optimizer: Optimizer = Optimizer.ADAM
     start_counts: bool = False  # the state before training is epoch 0 of selection (never worse than the start)
     revert_each_epoch: bool = False  # a non-improving epoch is undone at once (the authors' code reloads the best)
+    weight_decay: bool = True  # the model's L2 groups (moe_mlora.training.optim.ModelAdam)
 
     def __post_init__(self) -> None:
         per_expert = (self.rows is Rows.OWN_DOMAIN, self.granularity is Granularity.EXPERT,
@@ -82,6 +88,10 @@ def phase_parameters(model: nn.Module, trains: Trains) -> list[nn.Parameter]:
         return list(model.parameters())
     if trains is Trains.BACKBONE:
         return backbone_parameters(model)
+    if trains is Trains.ADDED_DOMAIN:
+        tables = [module.weight for module in model.modules() if isinstance(module, nn.Embedding)]
+        chosen = tables + [p for adapter in adapters_of(model) for p in adapter.parameters()]
+        return list({id(p): p for p in chosen}.values())
     adapters = adapters_of(model)
     if not adapters:
         raise ConfigError(f"a phase that trains the {trains.value} needs adapters attached")

@@ -1,0 +1,139 @@
+"""A run folder that is self-contained for inference: weights, vocabularies and a versioned manifest.
+
+    RUN/
+      manifest.json      format, the run's config, feature spec, raw column names, domain shares,
+                         sha256 of the backbone weights the adapters belong to
+      vocabulary.json    per field: raw value -> code (moe_mlora.data.vocabulary)
+      model.safetensors  the backbone          (moe_mlora.training.checkpoint)
+      adapter.*          adapters and gate     (moe_mlora.adapters.io), when the approach has them
+
+`load_run` rebuilds the trained model from these files alone, no training table needed.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+from torch import nn
+
+from moe_mlora.adapters import ADAPTER_CONFIG, adapters_of, load_adapters, save_adapters
+from moe_mlora.data import EncodedDataset
+from moe_mlora.data.split import PART_NAMES
+from moe_mlora.data.table import DOMAIN
+from moe_mlora.data.vocabulary import Vocabulary
+from moe_mlora.errors import DataError
+from moe_mlora.features import FeatureSpec
+from moe_mlora.files import write_text_atomic
+from moe_mlora.models import CTRModel
+from moe_mlora.training.checkpoint import MODEL_WEIGHTS, backbone_sha256, load_backbone, save_backbone
+
+MANIFEST_FILE, VOCABULARY_FILE = "manifest.json", "vocabulary.json"
+MANIFEST_FORMAT = 1
+
+
+@dataclass(frozen=True)
+class RunManifest:
+    format: int
+    model: str
+    run_config: dict  # the RunConfig the run was trained with (moe_mlora.experiments.config)
+    spec: dict  # FeatureSpec.to_dict()
+    feature_columns: list[str]  # raw table columns, in the order of the spec's fields
+    domain_column: str  # the raw column naming each row's domain
+    domain_as_feature: bool  # the spec's last field is the domain id
+    domain_shares: list[float]  # each domain's share of the training rows
+    training_rows: int
+    adapter: dict | None  # {"config": ..., "mode": ...} or None for a plain backbone
+    backbone_sha256: str
+    added_domains: list[dict] = field(default_factory=list)  # moe_mlora.serving.add_domain reports, in order
+
+    @property
+    def feature_spec(self) -> FeatureSpec:
+        return FeatureSpec.from_dict(self.spec)
+
+    @property
+    def domain_names(self) -> tuple[str, ...]:
+        return tuple(self.spec["domain_names"])
+
+    @property
+    def approach(self) -> str:
+        return self.run_config["approach"]["approach"]
+
+
+def save_run_weights(model: CTRModel, folder: Path) -> None:
+    """The backbone, and the adapters (naming the backbone they belong to) when there are any."""
+    save_backbone(model, folder)
+    if adapters_of(model):
+        save_adapters(model, folder, backbone_sha256(model))
+
+
+def write_run_files(folder: Path, model: CTRModel, dataset: EncodedDataset, run_config: dict) -> RunManifest:
+    """The manifest and vocabularies of a freshly trained run, beside weights already saved in `folder`."""
+    training = dataset.domains[dataset.split == PART_NAMES["train"]]
+    shares = np.bincount(training, minlength=dataset.spec.n_domains) / max(1, len(training))
+    manifest = RunManifest(
+        format=MANIFEST_FORMAT, model=model.name, run_config=run_config, spec=dataset.spec.to_dict(),
+        feature_columns=[name for name in dataset.spec.field_names if name != DOMAIN],
+        domain_column=dataset.domain_column, domain_as_feature=DOMAIN in dataset.spec.field_names,
+        domain_shares=[float(share) for share in shares], training_rows=int(len(training)),
+        adapter=None, backbone_sha256="",
+    )
+    return write_manifest(folder, manifest, model, dataset.vocabularies)
+
+
+def write_manifest(folder: Path, manifest: RunManifest, model: CTRModel, vocabularies: tuple[Vocabulary, ...]) -> RunManifest:
+    """Write `manifest` (its spec, adapter and backbone hash taken from `model`) and the vocabularies."""
+    adapters = adapters_of(model)
+    manifest = replace(manifest, spec=model.spec.to_dict(), backbone_sha256=backbone_sha256(model),
+                       adapter={"config": adapters[0].config.to_dict(), "mode": adapters[0].mode.value} if adapters else None)
+    names = manifest.spec["field_names"]
+    write_text_atomic(folder / VOCABULARY_FILE, json.dumps({name: v.to_dict() for name, v in zip(names, vocabularies)}))
+    write_text_atomic(folder / MANIFEST_FILE, json.dumps(asdict(manifest), indent=2))
+    return manifest
+
+
+def read_manifest(folder: Path) -> RunManifest:
+    path = Path(folder) / MANIFEST_FILE
+    if not path.is_file():
+        raise DataError(f"{folder}: no {MANIFEST_FILE}; not a run folder (or one written before runs were "
+                        "self-contained: train it again)")
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise DataError(f"{path}: unreadable ({exc})") from None
+    if data.get("format", 0) > MANIFEST_FORMAT:
+        raise DataError(f"{path}: format {data['format']} is newer than this library reads ({MANIFEST_FORMAT})")
+    return RunManifest(**data)
+
+
+def read_vocabularies(folder: Path, manifest: RunManifest) -> tuple[Vocabulary, ...]:
+    path = Path(folder) / VOCABULARY_FILE
+    try:
+        data = json.loads(path.read_text())
+        return tuple(Vocabulary.from_dict(data[name]) for name in manifest.spec["field_names"])
+    except (OSError, ValueError, KeyError) as exc:
+        raise DataError(f"{path}: missing or unreadable ({exc})") from None
+
+
+def load_run(folder: Path) -> tuple[CTRModel, RunManifest]:
+    """The trained model of a run folder (backbone and adapters, in eval mode) and its manifest."""
+    folder = Path(folder)
+    manifest = read_manifest(folder)
+    if not (folder / MODEL_WEIGHTS).is_file():
+        raise DataError(f"{folder}: no {MODEL_WEIGHTS}")
+    model = load_backbone(folder)
+    found = backbone_sha256(model)
+    if found != manifest.backbone_sha256:
+        raise DataError(f"{folder / MODEL_WEIGHTS}: backbone sha256 {found[:12]} is not the run's "
+                        f"({manifest.backbone_sha256[:12]}); the weights were replaced")
+    if manifest.adapter is not None:
+        if not (folder / ADAPTER_CONFIG).is_file():
+            raise DataError(f"{folder}: the run has adapters but no {ADAPTER_CONFIG}")
+        load_adapters(model, folder, backbone_sha256=found)
+    return model.eval(), manifest
+
+
+def model_device(model: nn.Module):
+    return next(model.parameters()).device

@@ -1,0 +1,170 @@
+"""Scoring new rows with a trained run: raw column values in, one click probability per row out, in order.
+
+    predictor = Predictor.from_run("runs/table-theme-deepfm-moe-mlora-s2024-1a2b3c4d")
+    probabilities = predictor.predict(frame)          # a DataFrame with the run's feature and domain columns
+    predictor.predict_file("rows.csv", "scored.parquet")   # streams files larger than memory
+
+Values never seen in training take their field's out-of-vocabulary row (moe_mlora.data.vocabulary).
+A domain the run does not know is an error, unless `unknown_domain="backbone"`: such rows are scored by
+the backbone alone (no adapter), with the domain field averaged out: the mean logit over the training
+domains, weighted by their share of the training rows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from enum import Enum
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from tqdm.auto import tqdm
+
+from moe_mlora.adapters import AdapterMode, adapters_of, set_adapter_mode
+from moe_mlora.data.prepare import TensorPart
+from moe_mlora.data.vocabulary import Vocabulary, as_strings
+from moe_mlora.errors import ConfigError, DataError
+from moe_mlora.models import CTRModel
+from moe_mlora.serving.manifest import RunManifest, load_run, read_vocabularies
+from moe_mlora.serving.stream import Chunk, chunk_writer, count_rows, read_chunks
+from moe_mlora.training.config import resolve_device
+from moe_mlora.training.evaluation import predict_logits
+
+PROBABILITY = "probability"
+
+
+class UnknownDomain(str, Enum):
+    ERROR = "error"  # a row of a domain the run was not trained on stops the scoring with its location
+    BACKBONE = "backbone"  # such rows are scored by the backbone alone, the domain field averaged out
+
+
+@contextmanager
+def adapter_mode(model: CTRModel, mode: AdapterMode) -> Iterator[None]:
+    adapters = adapters_of(model)
+    before = adapters[0].mode if adapters else None
+    if adapters:
+        set_adapter_mode(model, mode)
+    try:
+        yield
+    finally:
+        if adapters:
+            set_adapter_mode(model, before)
+
+
+class Predictor:
+    def __init__(self, model: CTRModel, manifest: RunManifest, vocabularies: tuple[Vocabulary, ...],
+                 batch_size: int = 8192) -> None:
+        self.model, self.manifest, self.vocabularies, self.batch_size = model.eval(), manifest, vocabularies, batch_size
+        self.domain_index = {name: index for index, name in enumerate(manifest.domain_names)}
+
+    @classmethod
+    def from_run(cls, folder: str | Path, device: str = "cpu", batch_size: int | None = None) -> "Predictor":
+        folder = Path(folder)
+        model, manifest = load_run(folder)
+        model.to(resolve_device(device))
+        batch_size = batch_size or manifest.run_config["train"].get("eval_batch_size", 8192)
+        return cls(model, manifest, read_vocabularies(folder, manifest), batch_size)
+
+    @property
+    def input_columns(self) -> list[str]:
+        """The raw columns a row needs: the run's features and its domain column."""
+        return [*self.manifest.feature_columns, self.manifest.domain_column]
+
+    # -- encoding --------------------------------------------------------------------------------------
+    def encode(self, chunk: Chunk, unknown_domain: UnknownDomain) -> tuple[np.ndarray, np.ndarray]:
+        """(codes (N, F), domain ids (N,), -1 for a domain the run does not know)."""
+        manifest = self.manifest
+        codes = self.encode_features(chunk)
+        if manifest.domain_column not in chunk.frame.columns:
+            raise DataError(f"{chunk.source}: missing column '{manifest.domain_column}' (the run's domain column)")
+        domain_values = as_strings(chunk.frame[manifest.domain_column])
+        domains = np.array(domain_values.map(self.domain_index).fillna(-1), dtype=np.int64)
+        unknown = domains < 0
+        if unknown.any() and UnknownDomain(unknown_domain) is UnknownDomain.ERROR:
+            row = int(np.argmax(unknown))
+            raise DataError(f"{chunk.where(row)}, column '{manifest.domain_column}': domain '{domain_values.iloc[row]}' "
+                            f"is not one of the run's {len(self.domain_index)} domains (--unknown-domain backbone "
+                            "scores such rows with the backbone alone)")
+        if manifest.domain_as_feature:
+            codes[:, -1] = np.maximum(domains, 0)
+        return codes, domains
+
+    def encode_features(self, chunk: Chunk) -> np.ndarray:
+        """(N, F) codes of the feature columns; the domain field (when there is one) is left at 0."""
+        frame, manifest = chunk.frame, self.manifest
+        absent = [column for column in manifest.feature_columns if column not in frame.columns]
+        if absent:
+            raise DataError(f"{chunk.source}: missing column(s) {absent}; the run needs {self.input_columns}")
+        codes = np.zeros((len(frame), len(self.vocabularies)), dtype=np.int64)
+        for index, column in enumerate(manifest.feature_columns):
+            codes[:, index], unseen = self.vocabularies[index].encode(frame[column])
+            if unseen.any() and not self.vocabularies[index].oov:
+                row = int(np.argmax(unseen))
+                raise DataError(f"{chunk.where(row)}, column '{column}': value '{as_strings(frame[column]).iloc[row]}' "
+                                "was never seen in training and this run has no out-of-vocabulary row (it used the "
+                                "paper's vocabulary over all rows; train with --min-count 1 or more to serve new values)")
+        return codes
+
+    # -- scoring ---------------------------------------------------------------------------------------
+    def _logits(self, codes: np.ndarray, domains: np.ndarray) -> np.ndarray:
+        part = TensorPart(torch.from_numpy(codes), torch.from_numpy(domains), torch.zeros(len(codes)))
+        return predict_logits(self.model, part, self.batch_size).numpy()
+
+    def backbone_logits(self, codes: np.ndarray) -> np.ndarray:
+        """The backbone alone, the domain field averaged out over the training domains' shares."""
+        zeros = np.zeros(len(codes), dtype=np.int64)
+        with adapter_mode(self.model, AdapterMode.BACKBONE):
+            if not self.manifest.domain_as_feature:
+                return self._logits(codes, zeros)
+            total = np.zeros(len(codes), dtype=np.float64)
+            for domain, share in enumerate(self.manifest.domain_shares):
+                codes[:, -1] = domain
+                total += share * self._logits(codes, zeros)
+            return total.astype(np.float32)
+
+    def score_chunk(self, chunk: Chunk, unknown_domain: UnknownDomain = UnknownDomain.ERROR) -> np.ndarray:
+        """Logits of the chunk's rows, in order."""
+        codes, domains = self.encode(chunk, unknown_domain)
+        unknown = domains < 0
+        if not unknown.any():
+            return self._logits(codes, domains)
+        logits = np.empty(len(codes), dtype=np.float32)
+        known = ~unknown
+        if known.any():
+            logits[known] = self._logits(codes[known], domains[known])
+        logits[unknown] = self.backbone_logits(codes[unknown])
+        return logits
+
+    def predict_logits(self, frame: pd.DataFrame, unknown_domain: str = "error") -> np.ndarray:
+        return self.score_chunk(Chunk(frame.reset_index(drop=True), 0, "input", 0, "row"), UnknownDomain(unknown_domain))
+
+    def predict(self, frame: pd.DataFrame, unknown_domain: str = "error") -> np.ndarray:
+        """One click probability per row of `frame`, in order."""
+        return _sigmoid(self.predict_logits(frame, unknown_domain))
+
+    def predict_file(self, source: str | Path, output: str | Path, *, unknown_domain: str = "error",
+                     chunk_rows: int = 100_000, progress: bool = False) -> int:
+        """Score every row of a CSV/TSV/Parquet file into `output` (CSV or Parquet: the domain column and the
+        probability, in input order), a chunk at a time; returns the number of rows."""
+        source, output = Path(source), Path(output)
+        if chunk_rows < 1:
+            raise ConfigError(f"chunk rows must be at least 1, got {chunk_rows}")
+        if source.resolve() == output.resolve():
+            raise ConfigError(f"{output}: the output would overwrite the input")
+        columns = [self.manifest.domain_column, PROBABILITY]
+        rows = 0
+        with chunk_writer(output, columns) as writer, tqdm(total=count_rows(source), unit="rows", disable=not progress,
+                                                          desc=f"scoring {source.name}") as bar:
+            for chunk in read_chunks(source, self.input_columns, chunk_rows):
+                probabilities = _sigmoid(self.score_chunk(chunk, UnknownDomain(unknown_domain)))
+                writer.write(pd.DataFrame({self.manifest.domain_column: chunk.frame[self.manifest.domain_column],
+                                           PROBABILITY: probabilities}))
+                rows += len(chunk.frame)
+                bar.update(len(chunk.frame))
+        return rows
+
+
+def _sigmoid(logits: np.ndarray) -> np.ndarray:
+    return torch.sigmoid(torch.from_numpy(np.ascontiguousarray(logits))).numpy()
