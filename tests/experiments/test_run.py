@@ -104,11 +104,15 @@ def test_a_run_computes_with_its_configured_threads_and_records_them(ml100k_age)
     assert record.machine["threads"] == 1 and torch.get_num_threads() == before  # restored afterwards
 
 
-def test_the_report_flags_records_whose_numerics_differ(tmp_path, ml100k_age):
+def test_the_report_flags_differing_numerics_and_lists_unreadable_records(tmp_path, ml100k_age):
     from moe_mlora.experiments.report import write_report
 
     for threads in (1, 2):
         execute_run(config("base", threads=threads, max_epochs=1), tmp_path, dataset=ml100k_age)
+    for name, content in (("truncated", b'{"status": "ok", "con'), ("empty-object", b"{}"), ("binary", b"\xff\xfe")):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "result.json").write_bytes(content)
     written = write_report(tmp_path)
     text = "\n".join(path.read_text() for path in written.values() if path.suffix == ".md")
     assert "numerics differ between records" in text and "1 thread(s): 1 runs" in text and "2 thread(s): 1 runs" in text
+    assert "3 unreadable records: binary, empty-object, truncated" in text
