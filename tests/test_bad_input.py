@@ -41,6 +41,12 @@ CASES = [
     (["export", "no-such-run", "--format", "tflite"], "--format must be one of onnx, torch-export"),
     (["export", "no-such-run"], "no manifest.json; not a run folder"),
     (["add-domain", "no-such-run", "--table", "t.csv", "--domain", "x"], "no manifest.json; not a run folder"),
+    (["train", "--split", "time"], "--split must be random, time:COLUMN"),
+    (["train", "--split", "time:timestamp"], "applies to dataset 'table'"),
+    (["train", "--numeric", "age"], "--numeric applies to dataset 'table'"),
+    (["train", "--config", "no-such.yaml"], "no-such.yaml: cannot read the config"),
+    (["reproduce", "table1", "--config", "no-such.yaml"], "no-such.yaml: cannot read the config"),
+    (["train", "--log-dir", "tb", "--max-epochs", "0"], "max epochs must be at least 1"),
 ]
 
 

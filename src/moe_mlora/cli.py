@@ -20,18 +20,17 @@ from moe_mlora.data.stats import domain_statistics, stats_as_records
 from moe_mlora.errors import ConfigError, MoeMloraError
 from moe_mlora.experiments.grids import (
     ABLATION_MODELS, ABLATION_VARIANTS, ablation_configs, available_table1_splits, experts_configs, int_list, seed_list,
-    table1_configs,
+    table1_configs, with_config_file,
 )
 from moe_mlora.experiments.report import build_table1, load_records, table1_markdown, write_report
 from moe_mlora.experiments.records import RESULT_FILE, RunRecord
+from moe_mlora.experiments.config import load_config_file
 from moe_mlora.experiments.run import RunConfig, execute_run
 from moe_mlora.experiments.sweep import SweepInterrupted, run_sweep
 from moe_mlora.models import MODELS
-from moe_mlora.models import ModelConfig
 from moe_mlora.serving import VOCABULARY_FILE, Predictor, UnknownDomain, read_manifest
 from moe_mlora.serving.add_domain import add_domain
 from moe_mlora.serving.export import export_run
-from moe_mlora.training.approaches import ApproachConfig
 from moe_mlora.training.config import DEFAULT_MAX_EPOCHS, TrainConfig
 from moe_mlora.training.loop import EpochRecord
 from moe_mlora.training.metrics import SelectBy
@@ -52,6 +51,7 @@ SplitByOption = Annotated[Optional[str], typer.Option("--split-by", help="Domain
 FeaturesOption = Annotated[str, typer.Option(help="Comma-separated categorical features; the domain id is added as a feature.")]
 MaxEpochsOption = Annotated[int, typer.Option(help="Epoch cap per phase (early stopping ends sooner; the record says if the cap ended a phase).")]
 BatchOrderOption = Annotated[str, typer.Option(help="shuffled (mixed-domain batches) | by-domain (single-domain batches, domains in shuffled order, as the authors' code); the same for every approach and phase.")]
+ReproduceConfigOption = Annotated[Optional[Path], typer.Option("--config", help="A YAML/JSON config whose data (e.g. your own table), model_config and train sections replace the grid's defaults.")]
 ThreadsOption = Annotated[int, typer.Option(help="CPU threads per run (default 1). Part of a run's identity: the thread count changes the last digits of the results.")]
 SelectByOption = Annotated[str, typer.Option(help="Validation score for early stopping and selection: wauc | mean-auc (unweighted mean of per-domain AUCs, as the authors' code).")]
 
@@ -126,6 +126,7 @@ def data_stats(
 @app.command()
 @user_errors
 def train(
+    context: typer.Context,
     model: Annotated[str, typer.Option(help="wdl | nfm | autoint | pnn | dcn | fibinet | deepfm | xdeepfm")] = "deepfm",
     dataset: Annotated[str, typer.Option(help="movielens-100k | movielens-1m | taobao | taobao-synthetic | table")] = "movielens-100k",
     split_by: SplitByOption = None,
@@ -143,6 +144,10 @@ def train(
     table_path: Annotated[Optional[Path], typer.Option(help="dataset 'table': a CSV or Parquet file.")] = None,
     label_column: Annotated[str, typer.Option(help="dataset 'table': the 0/1 label column.")] = "label",
     min_count: Annotated[Optional[int], typer.Option(help="0: vocabulary over all rows (the paper's; default for MovieLens and Taobao). N: fitted on the training rows, values seen fewer than N times there share a trained out-of-vocabulary row, which serves values never seen (default 2 for a table).")] = None,
+    numeric: Annotated[str, typer.Option(help="dataset 'table': comma-separated numeric columns (standardised on the training rows; missing cells flagged).")] = "",
+    multi_valued: Annotated[str, typer.Option(help="dataset 'table': comma-separated multi-valued columns, e.g. genres 'Action|Comedy' (mean-pooled embeddings).")] = "",
+    multi_separator: Annotated[str, typer.Option(help="The separator inside a multi-valued cell.")] = "|",
+    split: Annotated[str, typer.Option(help="random (stratified 60/20/20 per domain) | time:COLUMN (latest 20% of each domain's rows test, the 20% before validation; time:COLUMN:global over all rows) | column:COLUMN (the table's own train/valid/test labels).")] = "random",
     seed: Annotated[int, typer.Option(help="Seed for initialisation and batch order.")] = 2024,
     max_epochs: MaxEpochsOption = DEFAULT_MAX_EPOCHS,
     patience: Annotated[int, typer.Option(help="Epochs without validation improvement before stopping.")] = 3,
@@ -155,27 +160,56 @@ def train(
     runs_dir: Annotated[Path, typer.Option(help="Where run folders (weights, result.json) are written.")] = Path("runs"),
     data_dir: DataDirOption = None,
     progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
+    config_file: Annotated[Optional[Path], typer.Option("--config", help="A YAML or JSON run config (sections data, model, model_config, approach, train; any subset), or a run's result.json to rerun it exactly. Options given on the command line override it.")] = None,
+    log_dir: Annotated[Optional[Path], typer.Option(help="Also write TensorBoard event files here (pip install 'moe-mlora[tensorboard]').")] = None,
 ) -> None:
     """Train one backbone with one approach; print per-phase validation WAUC and the test table."""
-    config = RunConfig(
-        data=dataset_config(dataset, split_by, features, n_themes, table_path, label_column, min_count),
-        model=model.lower(), model_config=ModelConfig(),
-        approach=ApproachConfig(approach, experts_per_domain, lora_reduce, rank, phase2_schedule, schedule, gate_init,
-                                gate_input, gate_learning_rate),
-        train=TrainConfig(learning_rate=learning_rate, batch_size=batch_size, max_epochs=max_epochs,
-                          patience=patience, seed=seed, batch_order=batch_order, select_by=select_by,
-                          progress=progress, device=device, threads=threads),
-    )
-    metric = "WAUC" if select_by == SelectBy.WAUC.value else "mean AUC"
+    config = command_line_config(context, config_file)
+    metric = "WAUC" if config.train.select_by == SelectBy.WAUC.value else "mean AUC"
 
     def on_epoch(phase: str, record: EpochRecord) -> None:
         console.print(f"[{phase}] epoch {record.epoch:>2}  train loss {record.train_loss:.4f}  "
                       f"val {metric if 'expert' not in phase else 'expert ' + metric} {record.valid_score:.4f}  "
                       f"({record.rows_per_second:,.0f} rows/s)", highlight=False, markup=False)
 
-    record = execute_run(config, runs_dir, data_dir=data_dir, on_epoch=on_epoch)
+    record = execute_run(config, runs_dir, data_dir=data_dir, on_epoch=on_epoch, log_dir=log_dir)
     print_result(record)
     console.print(f"wrote {config.run_dir(runs_dir) / RESULT_FILE}", highlight=False)
+
+
+# Where each option of `train` lives in a run config, and how its text becomes the value there.
+_listed = lambda text: [item.strip() for item in text.split(",") if item.strip()]  # noqa: E731
+CONFIG_OPTIONS = {
+    "model": ("model", str.lower),
+    **{name: ("data", None) for name in ("dataset", "split_by", "n_themes", "label_column", "min_count",
+                                         "multi_separator", "split")},
+    "features": ("data", _listed), "numeric": ("data", _listed), "multi_valued": ("data", _listed),
+    "table_path": ("data", lambda path: str(path) if path else None),
+    **{name: ("approach", None) for name in ("approach", "experts_per_domain", "phase2_schedule", "schedule",
+                                             "gate_init", "gate_input", "gate_learning_rate", "lora_reduce", "rank")},
+    **{name: ("train", None) for name in ("seed", "max_epochs", "patience", "batch_size", "learning_rate",
+                                          "batch_order", "select_by", "threads", "device", "progress")},
+}
+
+
+def command_line_config(context: typer.Context, config_file: Path | None) -> RunConfig:
+    """The run config of `train`: the config file (if any), then every option given on the command line
+    (without a file, every option, defaults included)."""
+    data = load_config_file(config_file) if config_file else {}
+    data = {key: dict(value) if isinstance(value, dict) else value for key, value in data.items()}
+    for name, (section, convert) in CONFIG_OPTIONS.items():
+        source = context.get_parameter_source(name)
+        given = source is not None and source.name not in ("DEFAULT", "DEFAULT_MAP")
+        if config_file and not given:
+            continue
+        value = context.params[name]
+        value = convert(value) if convert else value
+        if section == "model":
+            data["model"] = value
+        else:
+            data.setdefault(section, {})
+            data[section][name] = value
+    return RunConfig.from_partial(data, str(config_file) if config_file else "command line")
 
 
 def print_result(record: RunRecord) -> None:
@@ -279,6 +313,7 @@ def reproduce_table1(
     batch_order: BatchOrderOption = BatchOrder.SHUFFLED.value,
     select_by: SelectByOption = SelectBy.WAUC.value,
     threads: ThreadsOption = 1,
+    config_file: ReproduceConfigOption = None,
     retry_failed: Annotated[bool, typer.Option(help="Run again the runs recorded as failed.")] = False,
     moe_variant: Annotated[Optional[str], typer.Option(help="Also run this MoE-MLoRA variant as a fourth arm, e.g. gate-init=own-domain,gate-lr=0.01 or authors-code.")] = None,
     data_dir: DataDirOption = None,
@@ -288,6 +323,8 @@ def reproduce_table1(
                         threads=threads)
     configs = table1_configs(_split_list(datasets, data_dir), [m.strip() for m in models.split(",")],
                              seed_list(seeds), train, moe_variants=[moe_variant] if moe_variant else [])
+    if config_file:
+        configs = with_config_file(configs, load_config_file(config_file), str(config_file))
     _sweep(configs, results_dir, workers, backend, retry_failed, data_dir)
 
 
@@ -305,6 +342,7 @@ def reproduce_experts(
     batch_order: BatchOrderOption = BatchOrder.SHUFFLED.value,
     select_by: SelectByOption = SelectBy.WAUC.value,
     threads: ThreadsOption = 1,
+    config_file: ReproduceConfigOption = None,
     retry_failed: bool = False,
     data_dir: DataDirOption = None,
 ) -> None:
@@ -313,6 +351,8 @@ def reproduce_experts(
                         threads=threads)
     configs = experts_configs(split, [m.strip() for m in models.split(",")], seed_list(seeds),
                               int_list(experts_per_domain, "--experts-per-domain"), train)
+    if config_file:
+        configs = with_config_file(configs, load_config_file(config_file), str(config_file))
     _sweep(configs, results_dir, workers, backend, retry_failed, data_dir)
 
 
@@ -330,6 +370,7 @@ def reproduce_ablation(
     batch_order: BatchOrderOption = BatchOrder.SHUFFLED.value,
     select_by: SelectByOption = SelectBy.WAUC.value,
     threads: ThreadsOption = 1,
+    config_file: ReproduceConfigOption = None,
     retry_failed: bool = False,
     data_dir: DataDirOption = None,
 ) -> None:
@@ -339,6 +380,8 @@ def reproduce_ablation(
                         threads=threads)
     configs = ablation_configs(_split_list(datasets, data_dir), [m.strip() for m in models.split(",")],
                                seed_list(seeds), train, [v.strip() for v in variants.split(";") if v.strip()])
+    if config_file:
+        configs = with_config_file(configs, load_config_file(config_file), str(config_file))
     _sweep(configs, results_dir, workers, backend, retry_failed, data_dir)
 
 
@@ -390,8 +433,11 @@ def export(
 ) -> None:
     """Export a run as a serving graph: (codes, domain ids) -> probabilities, dynamic batch size."""
     path = export_run(run, format, domain, output)
-    console.print(f"wrote {path} (inputs: codes int64 [batch, {len(read_manifest(run).spec['field_names'])}] from "
-                  f"{run / VOCABULARY_FILE}, domains int64 [batch]; output: probability)", highlight=False, markup=False)
+    spec = read_manifest(run).feature_spec
+    extra = (f", dense float32 [batch, {spec.n_dense}], bags int64 [batch, {spec.n_bags}, length] (-1 pads)"
+             if spec.n_dense or spec.n_bags else "")
+    console.print(f"wrote {path} (inputs: codes int64 [batch, {spec.n_fields}] from {run / VOCABULARY_FILE}, "
+                  f"domains int64 [batch]{extra}; output: probability)", highlight=False)
 
 
 @app.command("add-domain")
@@ -408,7 +454,8 @@ def add_domain_command(
                        f"{report.best_epoch} of {report.epochs}")
     for column in ("AUC on the new domain", "validation", "test"):
         view.add_column(column, justify="left" if column.startswith("AUC") else "right")
-    view.add_row("source run's backbone alone", _maybe(report.backbone_valid_auc, "{:.4f}"), _maybe(report.backbone_test_auc, "{:.4f}"))
+    view.add_row("source run's backbone alone", _maybe(report.backbone_valid_auc, "{:.4f}"),
+                 _maybe(report.backbone_test_auc, "{:.4f}"))
     view.add_row("with the added domain", _maybe(report.valid_auc, "{:.4f}"), _maybe(report.test_auc, "{:.4f}"))
     console.print(view)
     console.print(f"wrote {folder}", highlight=False)

@@ -36,7 +36,7 @@ def test_a_run_folder_holds_everything_inference_needs(moe_run):
     assert manifest.feature_columns == ["user", "item"] and manifest.adapter["config"]["experts_per_domain"] == 2
     assert abs(sum(manifest.domain_shares) - 1) < 1e-9 and RunConfig.from_dict(manifest.run_config) == config
     vocabulary = json.loads((folder / "vocabulary.json").read_text())
-    assert vocabulary["user"]["oov"] is True and vocabulary["domain"]["values"] == ["north", "south", "west"]
+    assert vocabulary["fields"]["user"]["oov"] is True and vocabulary["fields"]["domain"]["values"] == ["north", "south", "west"]
 
 
 def test_predict_on_the_runs_test_rows_reproduces_its_recorded_test_wauc(moe_run, table_csv):
@@ -56,7 +56,7 @@ def test_unseen_users_and_items_get_the_oov_row_and_a_finite_probability_in_inpu
                          "region": ["north", "north", "west"]})
     probabilities = predictor.predict(rows)
     assert probabilities.shape == (3,) and np.isfinite(probabilities).all()
-    codes, _ = predictor.encode(_chunk(rows), "error")
+    codes = predictor.encode(_chunk(rows), "error").codes
     assert codes[1, 0] == 0 and codes[2, 1] == 0 and codes[0, 0] > 0  # the OOV code is 0
     one_by_one = [predictor.predict(rows.iloc[[i]])[0] for i in range(3)]
     np.testing.assert_allclose(probabilities, one_by_one, rtol=1e-6)
@@ -81,7 +81,7 @@ def test_backbone_scoring_is_the_model_without_adapters_averaged_over_the_domain
     for tower in [m for m in model.modules() if hasattr(m, "linears")]:
         tower.adapter = None  # an independent oracle: the bare backbone
     rows = pd.DataFrame({"user": ["u3", "u9"], "item": ["i4", "i5"], "region": ["east", "east"]})
-    codes, _ = predictor.encode(_chunk(rows), "backbone")
+    codes = predictor.encode(_chunk(rows), "backbone").codes.numpy()
     expected = np.zeros(2)
     with torch.no_grad():
         for domain, share in enumerate(manifest.domain_shares):
@@ -92,7 +92,7 @@ def test_backbone_scoring_is_the_model_without_adapters_averaged_over_the_domain
 
 def test_a_paper_protocol_run_refuses_values_it_never_saw(tmp_path, table_csv):
     folder, _, _ = train_run(tmp_path, table_csv, "base", min_count=0)
-    assert json.loads((folder / "vocabulary.json").read_text())["user"]["oov"] is False
+    assert json.loads((folder / "vocabulary.json").read_text())["fields"]["user"]["oov"] is False
     predictor = Predictor.from_run(folder)
     rows = pd.DataFrame({"user": ["u1", "stranger"], "item": ["i1", "i1"], "region": ["north", "north"]})
     with pytest.raises(DataError, match="row 1, column 'user': value 'stranger' was never seen.*--min-count"):

@@ -6,19 +6,21 @@ import hashlib
 import json
 import logging
 import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import torch
 
 from moe_mlora.data.movielens import ML_1M, ML_100K, load_movielens_1m, load_movielens_100k
-from moe_mlora.data.split import PART_NAMES, stratified_domain_split
+from moe_mlora.data.feature_types import PAD, Encoding, NumericColumn, encode_bags, fit_bag_vocabulary, fit_numeric
+from moe_mlora.data.split import PART_NAMES, stratified_domain_split, time_split
 from moe_mlora.data.synthetic import SyntheticTaobaoConfig, generate_synthetic_taobao
 from moe_mlora.data.table import DOMAIN, LABEL, InteractionTable
 from moe_mlora.data.tabular import load_table
 from moe_mlora.data.taobao import CLICK_LOG, ITEM_EMBEDDING, ITEM_POOL, USER_EMBEDDING, load_taobao
-from moe_mlora.data.vocabulary import Vocabulary, fit_all_rows, fit_training_rows
+from moe_mlora.data.vocabulary import Vocabulary, as_strings, fit_all_rows, fit_training_rows
 from moe_mlora.errors import ConfigError, DataError
 from moe_mlora.features import FeatureSpec
 from moe_mlora.paths import resolve_cache_dir, resolve_data_dir
@@ -51,6 +53,11 @@ class DatasetConfig:
     # 0: vocabulary over all rows (the paper's); n >= 1: fitted on training rows, values seen < n times there
     # share a trained out-of-vocabulary row (moe_mlora.data.vocabulary). Default: 0, or 2 for a user table.
     min_count: int | None = None
+    # A user table's other feature types (moe_mlora.data.feature_types) and its split.
+    numeric: tuple[str, ...] = ()  # standardised with the training rows' statistics
+    multi_valued: tuple[str, ...] = ()  # e.g. genres "Action|Comedy", mean-pooled embeddings
+    multi_separator: str = "|"
+    split: str = "random"  # random (stratified 60/20/20) | time:COLUMN[:global] | column:COLUMN (train/valid/test)
 
     def __post_init__(self) -> None:
         if self.dataset not in DATASETS:
@@ -65,7 +72,30 @@ class DatasetConfig:
             object.__setattr__(self, "min_count", DEFAULT_MIN_COUNT.get(self.dataset, 0))
         if self.min_count < 0:
             raise ConfigError(f"--min-count must be 0 (vocabulary over all rows) or more, got {self.min_count}")
+        for name in ("numeric", "multi_valued"):
+            object.__setattr__(self, name, tuple(getattr(self, name)))
+            if getattr(self, name) and self.dataset != "table":
+                raise ConfigError(f"--{name.replace('_', '-')} applies to dataset 'table' (a user's own columns)")
+        if not self.multi_separator:
+            raise ConfigError("--multi-separator must not be empty")
+        kind, column, scope = self.split_parts
+        if kind not in ("random", "time", "column") or (kind != "random" and not column) or \
+                (kind == "random" and column) or scope not in ("", "global", "domain") or (scope and kind != "time"):
+            raise ConfigError(f"--split must be random, time:COLUMN, time:COLUMN:global or column:COLUMN, got '{self.split}'")
+        if kind != "random" and self.dataset != "table":
+            raise ConfigError(f"--split {self.split} applies to dataset 'table'; the paper's datasets use the random split")
+        columns = [*self.features, *self.numeric, *self.multi_valued, self.label_column, self.split_by]
+        if self.dataset == "table" and (len(set(columns)) != len(columns) or (column and column in columns)):
+            raise ConfigError(f"feature, numeric, multi-valued, label, domain and split columns must be distinct, "
+                              f"got {[*columns, *([column] if column else [])]}")
         object.__setattr__(self, "features", tuple(self.features))
+
+    @property
+    def split_parts(self) -> tuple[str, str, str]:
+        """(kind, column, scope): ('random', '', ''), ('time', 'ts', '' or 'global'), ('column', 'part', '')."""
+        kind, _, rest = self.split.partition(":")
+        column, _, scope = rest.partition(":")
+        return kind, column, scope
 
     def cache_key(self) -> str:
         payload = json.dumps({"config": asdict(self), "format": CACHE_FORMAT}, sort_keys=True)
@@ -73,7 +103,8 @@ class DatasetConfig:
 
     def to_dict(self) -> dict:
         data = asdict(self)
-        data["features"] = list(self.features)
+        for name in ("features", "numeric", "multi_valued"):
+            data[name] = list(getattr(self, name))
         return data
 
 
@@ -83,12 +114,15 @@ class TensorPart:
 
     `experts` is set only in an expert view (MoE-MLoRA phase 2), where every row appears once per expert
     of its domain; the tower then routes by expert id instead of domain id (see `routing_ids`).
+    `dense` and `bags` hold a user table's numeric and multi-valued features, when it has any.
     """
 
     codes: torch.Tensor  # (N, F) int64
     domains: torch.Tensor  # (N,) int64
     labels: torch.Tensor  # (N,) float32
     experts: torch.Tensor | None = None  # (N,) int64 expert ids, in an expert view
+    dense: torch.Tensor | None = None  # (N, 2 * numeric columns) float32
+    bags: torch.Tensor | None = None  # (N, bags, length) int64 codes, -1 pads
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -98,13 +132,20 @@ class TensorPart:
         """What the tower routes each row by: its expert in an expert view, else its domain."""
         return self.domains if self.experts is None else self.experts
 
+    def model_inputs(self) -> tuple:
+        """What the model's forward takes: codes, routing ids, dense features, bags."""
+        return self.codes, self.routing_ids, self.dense, self.bags
+
+    def map_tensors(self, function) -> "TensorPart":
+        """The same part with `function` applied to each of its tensors."""
+        return TensorPart(**{f.name: None if getattr(self, f.name) is None else function(getattr(self, f.name))
+                             for f in fields(self)})
+
     def to(self, device: torch.device | str) -> "TensorPart":
-        experts = None if self.experts is None else self.experts.to(device)
-        return TensorPart(self.codes.to(device), self.domains.to(device), self.labels.to(device), experts)
+        return self.map_tensors(lambda tensor: tensor.to(device))
 
     def select(self, index: torch.Tensor | slice) -> "TensorPart":
-        experts = None if self.experts is None else self.experts[index]
-        return TensorPart(self.codes[index], self.domains[index], self.labels[index], experts)
+        return self.map_tensors(lambda tensor: tensor[index])
 
 
 @dataclass
@@ -119,6 +160,17 @@ class EncodedDataset:
     notes: list[str] = field(default_factory=list)
     vocabularies: tuple[Vocabulary, ...] = ()  # one per field of spec, in its order
     domain_column: str = DOMAIN  # the raw table's column that names each row's domain
+    dense: np.ndarray | None = None  # (N, spec.n_dense) float32
+    bags: np.ndarray | None = None  # (N, spec.n_bags, length) int64, -1 pads
+    numeric: tuple[NumericColumn, ...] = ()  # the training rows' statistics per numeric column
+    bag_vocabularies: tuple[Vocabulary, ...] = ()
+    separator: str = "|"
+
+    @property
+    def encoding(self) -> Encoding:
+        """What serving needs to encode new rows exactly as these were."""
+        return Encoding(self.vocabularies, self.numeric, self.bag_vocabularies,
+                        0 if self.bags is None else self.bags.shape[2], self.separator)
 
     def part(self, which: str) -> TensorPart:
         mask = self.split == PART_NAMES[which]
@@ -126,6 +178,8 @@ class EncodedDataset:
             torch.from_numpy(self.codes[mask]),
             torch.from_numpy(self.domains[mask]),
             torch.from_numpy(self.labels[mask].astype(np.float32)),
+            dense=None if self.dense is None else torch.from_numpy(self.dense[mask]),
+            bags=None if self.bags is None else torch.from_numpy(self.bags[mask]),
         )
 
     @property
@@ -153,19 +207,24 @@ def load_interactions(config: DatasetConfig, data_dir: Path | None = None, cache
             folder, n_themes=config.n_themes, features=config.features, theme_selection=config.theme_selection,
             seed=config.sampling_seed, name=config.dataset, synthetic=synthetic,
         )
-    return load_table(Path(config.table_path), features=config.features, label=config.label_column, domain=config.split_by)
+    kind, column, _ = config.split_parts
+    return load_table(Path(config.table_path), features=config.features, label=config.label_column, domain=config.split_by,
+                      numeric=config.numeric, multi_valued=config.multi_valued, extra=(column,) if column else ())
 
 
 def encode(table: InteractionTable, config: DatasetConfig) -> EncodedDataset:
-    """The 60/20/20 stratified split, then integer codes per field from each field's vocabulary (over all
-    rows, as the paper's code does, or over the training rows with an OOV row: see DatasetConfig.min_count)."""
+    """The split (stratified 60/20/20 by default), then integer codes per field from each field's vocabulary
+    (over all rows, as the paper's code does, or over the training rows with an OOV row: see
+    DatasetConfig.min_count), and the numeric and multi-valued features, fitted on the training rows."""
     domains = table.domain_ids()
     labels = table.frame[LABEL].to_numpy(dtype=np.int8)
     if len(labels) and labels.min() == labels.max():
         raise DataError(f"{table.name}: every row has label {int(labels[0])}; a CTR model needs both clicks and "
                         "non-clicks (check the label column)")
-    split = stratified_domain_split(domains, labels, seed=config.split_seed)
+    split = assign_split(table, config)
     training = split == PART_NAMES["train"]
+    if not training.any():
+        raise DataError(f"{table.name}: the split leaves no training rows")
     codes = np.empty((len(table.frame), len(table.feature_columns) + int(config.domain_as_feature)), dtype=np.int64)
     vocabularies = []
     for index, name in enumerate(table.feature_columns):
@@ -180,16 +239,64 @@ def encode(table: InteractionTable, config: DatasetConfig) -> EncodedDataset:
         codes[:, -1] = domains
         vocabularies.append(Vocabulary(tuple(table.domain_order), oov=False))
         names.append(DOMAIN)
-    spec = FeatureSpec(tuple(names), tuple(v.size for v in vocabularies), tuple(table.domain_order))
+    numeric = tuple(fit_numeric(table.frame[name], name, training, table.where) for name in table.numeric_columns)
+    dense = (np.concatenate([column.transform(table.frame[column.name], table.where) for column in numeric], axis=1)
+             if numeric else None)
+    bag_vocabularies = tuple(fit_bag_vocabulary(table.frame[name], training, config.min_count, config.multi_separator)
+                             for name in table.bag_columns)
+    bags = None
+    if bag_vocabularies:
+        encoded = [encode_bags(table.frame[name], vocabulary, config.multi_separator)
+                   for name, vocabulary in zip(table.bag_columns, bag_vocabularies)]
+        length = max(matrix.shape[1] for matrix in encoded)
+        bags = np.stack([np.pad(m, ((0, 0), (0, length - m.shape[1])), constant_values=PAD) for m in encoded], axis=1)
+    spec = FeatureSpec(tuple(names), tuple(v.size for v in vocabularies), tuple(table.domain_order),
+                       tuple(table.numeric_columns), tuple(table.bag_columns), tuple(v.size for v in bag_vocabularies))
     notes = list(table.notes) + domain_warnings(domains, labels, split, spec.domain_names)
     return EncodedDataset(table.name, spec, codes, domains, labels, split, table.synthetic, notes,
-                          tuple(vocabularies), table.domain_field)
+                          tuple(vocabularies), table.domain_field, dense, bags, numeric, bag_vocabularies,
+                          config.multi_separator)
+
+
+def assign_split(table: InteractionTable, config: DatasetConfig) -> np.ndarray:
+    """Each row's part: the stratified random split, the latest rows by time, or the table's own labels."""
+    kind, column, scope = config.split_parts
+    domains = table.domain_ids()
+    if kind == "random":
+        return stratified_domain_split(domains, table.frame[LABEL].to_numpy(dtype=np.int8), seed=config.split_seed)
+    if kind == "time":
+        times = parse_times(table.frame[column], column, table.where)
+        return time_split(times, np.zeros_like(domains) if scope == "global" else domains)
+    parts = as_strings(table.frame[column]).str.strip().str.lower().map(SPLIT_NAMES)
+    unknown = parts.isna().to_numpy()
+    if unknown.any():
+        row = int(np.argmax(unknown))
+        raise DataError(f"{table.where(row)}, column '{column}': '{table.frame[column].iloc[row]}' is not a part; "
+                        "use train, valid (or validation) or test")
+    return parts.to_numpy(dtype=np.int8)
+
+
+SPLIT_NAMES = {"train": PART_NAMES["train"], "valid": PART_NAMES["valid"], "validation": PART_NAMES["valid"],
+               "test": PART_NAMES["test"]}
+
+
+def parse_times(column: pd.Series, name: str, where) -> np.ndarray:
+    """Numbers (e.g. Unix seconds) or dates/times as int64-comparable values; a cell that is neither is an error."""
+    text = as_strings(column).str.strip()
+    numbers = pd.to_numeric(text, errors="coerce")
+    numeric = numbers.notna().any()  # a numeric time column (e.g. Unix seconds): every cell must be a number
+    parsed = numbers if numeric else pd.to_datetime(text, errors="coerce", format="mixed")
+    bad = parsed.isna().to_numpy()
+    if bad.any():
+        row = int(np.argmax(bad))
+        raise DataError(f"{where(row)}, column '{name}': '{text.iloc[row]}' is neither a number nor a date/time")
+    return parsed.to_numpy(dtype=np.float64) if numeric else parsed.astype("int64").to_numpy().astype(np.float64)
 
 
 def table_notes(table: InteractionTable, config: DatasetConfig) -> list[str]:
     """What `train` warns about a table (its loader's notes and the domains too small to learn or score)."""
     domains, labels = table.domain_ids(), table.frame[LABEL].to_numpy(dtype=np.int8)
-    split = stratified_domain_split(domains, labels, seed=config.split_seed)
+    split = assign_split(table, config)
     return list(table.notes) + domain_warnings(domains, labels, split, tuple(table.domain_order))
 
 

@@ -33,3 +33,19 @@ def stratified_domain_split(
     out = np.empty_like(assignment)
     out[order] = assignment
     return out
+
+
+def time_split(times: np.ndarray, groups: np.ndarray, *, fractions: tuple[float, float, float] = (0.6, 0.2, 0.2)) -> np.ndarray:
+    """Within each group (a domain, or one group for all), the earliest rows train, the next validate and
+    the latest test, in the given fractions (rounded as the stratified split); ties keep file order."""
+    order = np.lexsort((np.arange(len(times)), times, groups))
+    sorted_groups = groups[order]
+    starts = np.searchsorted(sorted_groups, sorted_groups, side="left")
+    sizes = np.searchsorted(sorted_groups, sorted_groups, side="right") - starts
+    rank = np.arange(len(order)) - starts
+    assignment = np.full(len(order), TEST, dtype=np.int8)
+    assignment[rank < np.round(sizes * (fractions[0] + fractions[1]))] = VALID
+    assignment[rank < np.round(sizes * fractions[0])] = TRAIN
+    out = np.empty_like(assignment)
+    out[order] = assignment
+    return out

@@ -28,9 +28,15 @@ class InteractionTable:
     domain_order: list[str]
     synthetic: bool = False
     notes: list[str] = field(default_factory=list)
+    numeric_columns: list[str] = field(default_factory=list)  # raw text, parsed by moe_mlora.data.feature_types
+    bag_columns: list[str] = field(default_factory=list)  # multi-valued, raw text
+    source: str = ""  # the file, for messages
+    first_line: int = 0  # row r of the frame is `unit` r + first_line of the file
+    unit: str = "row"
 
     def __post_init__(self) -> None:
-        missing = [c for c in [*self.feature_columns, LABEL, DOMAIN] if c not in self.frame.columns]
+        wanted = [*self.feature_columns, *self.numeric_columns, *self.bag_columns, LABEL, DOMAIN]
+        missing = [c for c in wanted if c not in self.frame.columns]
         if missing:
             raise DataError(f"{self.name}: table lacks column(s) {', '.join(missing)}")
         labels = self.frame[LABEL].to_numpy()
@@ -43,6 +49,9 @@ class InteractionTable:
         empty = [d for d in self.domain_order if d not in set(self.frame[DOMAIN].unique())]
         if empty:
             raise DataError(f"{self.name}: domain(s) {empty} have no rows")
+
+    def where(self, row: int) -> str:
+        return f"{self.source or self.name}, {self.unit} {row + self.first_line}"
 
     @property
     def display_name(self) -> str:

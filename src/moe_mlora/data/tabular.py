@@ -45,8 +45,10 @@ def _parquet_columns(path: Path, wanted: list[str]) -> list[str]:
     return schema.names
 
 
-def load_table(path: Path, *, features: tuple[str, ...], label: str, domain: str) -> InteractionTable:
-    """Read a user table. Missing feature values become their own category; a missing label or domain is an error."""
+def load_table(path: Path, *, features: tuple[str, ...], label: str, domain: str, numeric: tuple[str, ...] = (),
+               multi_valued: tuple[str, ...] = (), extra: tuple[str, ...] = ()) -> InteractionTable:
+    """Read a user table. Missing feature values become their own category; a missing label or domain is an error.
+    Numeric, multi-valued and `extra` columns (a split's time or part column) are kept as text."""
     if path.is_dir():
         raise DataError(f"{path}: is a folder, not a table file")
     if not path.is_file():
@@ -54,7 +56,7 @@ def load_table(path: Path, *, features: tuple[str, ...], label: str, domain: str
     if not features:
         raise ConfigError(f"{path}: name at least one feature column")
     suffix = path.suffix.lower()
-    wanted = [*features, label, domain]
+    wanted = [*features, *numeric, *multi_valued, *extra, label, domain]
     if suffix in (".parquet", ".pq"):
         _check_columns(path, wanted, _parquet_columns(path, wanted))
         try:
@@ -84,10 +86,11 @@ def load_table(path: Path, *, features: tuple[str, ...], label: str, domain: str
         row = int(np.argmax(empty))
         raise DataError(f"{path}, {where} {row + first_line}, column '{domain}': empty domain")
 
-    out = pd.DataFrame({column: as_strings(frame[column]) for column in features})
+    out = pd.DataFrame({column: as_strings(frame[column]) for column in [*features, *numeric, *multi_valued, *extra]})
     out[LABEL] = label_values
     out[DOMAIN] = domains.astype(str).to_numpy()
     return InteractionTable(
         name=path.name, frame=out, feature_columns=list(features), domain_field=domain,
-        domain_order=sorted(out[DOMAIN].unique()),
+        domain_order=sorted(out[DOMAIN].unique()), numeric_columns=list(numeric), bag_columns=list(multi_valued),
+        source=str(path), first_line=first_line, unit=where,
     )

@@ -5,10 +5,11 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
 from moe_mlora.data import DatasetConfig
+from moe_mlora.errors import ConfigError
 from moe_mlora.models import ModelConfig
 from moe_mlora.training.approaches import ApproachConfig
 from moe_mlora.training.config import TrainConfig
@@ -17,7 +18,31 @@ from moe_mlora.training.config import TrainConfig
 NOT_IN_KEY = ("progress", "device")
 # Settings added after runs were published, left out of the identity at the value those runs had, so that
 # their keys (and a sweep's resumption over them) stay valid.
-KEY_SINCE = {("data", "min_count"): 0, ("train", "threads"): 1}
+KEY_SINCE = {("data", "min_count"): 0, ("data", "numeric"): [], ("data", "multi_valued"): [],
+             ("data", "multi_separator"): "|", ("data", "split"): "random", ("train", "threads"): 1}
+
+
+def load_config_file(path: Path) -> dict:
+    """A run config from YAML or JSON: the sections of RunConfig.to_dict(), any subset. A run's result.json
+    is a valid config (its `config` section is taken), so one recorded run reruns exactly."""
+    import yaml
+
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read the config ({exc})") from None
+    try:
+        data = json.loads(text) if Path(path).suffix.lower() == ".json" else yaml.safe_load(text)
+    except (ValueError, yaml.YAMLError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        mark = getattr(exc, "problem_mark", None)
+        where = f", line {mark.line + 1}" if mark is not None else ""
+        raise ConfigError(f"{path}{where}: not valid {'JSON' if Path(path).suffix == '.json' else 'YAML'} ({first})") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: a config is a mapping of sections (data, model, model_config, approach, train)")
+    if "config" in data and "status" in data:  # a run record
+        data = data["config"]
+    return data
 
 
 @dataclass(frozen=True)
@@ -36,6 +61,29 @@ class RunConfig:
     def from_dict(cls, data: dict) -> "RunConfig":
         return cls(DatasetConfig(**data["data"]), data["model"], ModelConfig(**data["model_config"]),
                    ApproachConfig(**data["approach"]), TrainConfig(**data["train"]))
+
+    @classmethod
+    def from_partial(cls, data: dict, source: str = "config") -> "RunConfig":
+        """A config from any subset of the sections and keys of `to_dict()` (the rest default); an unknown
+        section or key is a one-line error naming it."""
+        unknown = sorted(set(data) - set(SECTIONS) - {"model"})
+        if unknown:
+            raise ConfigError(f"{source}: unknown key '{unknown[0]}'; a config has {', '.join(['model', *SECTIONS])}")
+        built = {}
+        for section, kind in SECTIONS.items():
+            values = data.get(section) or {}
+            if not isinstance(values, dict):
+                raise ConfigError(f"{source}: '{section}' must be a mapping of its settings, got {values!r}")
+            known = {f.name for f in fields(kind)}
+            bad = sorted(set(values) - known)
+            if bad:
+                raise ConfigError(f"{source}: unknown key '{section}.{bad[0]}'; {section} has {', '.join(sorted(known))}")
+            try:
+                built[section] = kind(**values)
+            except TypeError as exc:
+                raise ConfigError(f"{source}: bad value in '{section}' ({exc})") from None
+        return cls(built["data"], str(data.get("model", "deepfm")).lower(), built["model_config"], built["approach"],
+                   built["train"])
 
     def key(self) -> str:
         """Identity of the run: everything that can change its numbers."""
@@ -62,3 +110,6 @@ class RunConfig:
 
     def with_seed(self, seed: int) -> "RunConfig":
         return replace(self, train=replace(self.train, seed=seed))
+
+
+SECTIONS = {"data": DatasetConfig, "model_config": ModelConfig, "approach": ApproachConfig, "train": TrainConfig}

@@ -136,3 +136,18 @@ def experts_configs(
     moe = [RunConfig(parse_split(split), m, model_config, ApproachConfig("moe-mlora", k), replace(train, seed=s))
            for s in seeds for k in experts_per_domain for m in models]
     return base + moe
+
+
+def with_config_file(configs: list[RunConfig], data: dict, source: str) -> list[RunConfig]:
+    """A grid run on the config file's dataset (e.g. the user's own table), model hyper-parameters and
+    training settings: its `data`, `model_config` and `train` sections replace the grid's (the grid keeps
+    its models, approaches and seeds, so `model` and `approach` in the file are not used)."""
+    given = RunConfig.from_partial({k: v for k, v in data.items() if k in ("data", "model_config", "train")}, source)
+    out: dict[str, RunConfig] = {}
+    for config in configs:
+        train = replace(given.train, seed=config.train.seed) if "train" in data else config.train
+        changed = replace(config, data=given.data if "data" in data else config.data,
+                          model_config=given.model_config if "model_config" in data else config.model_config,
+                          train=replace(train, progress=False))
+        out.setdefault(changed.key(), changed)  # one dataset: the grid's splits collapse into it
+    return list(out.values())

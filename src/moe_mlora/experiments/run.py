@@ -11,6 +11,7 @@ from safetensors.torch import load_file
 from moe_mlora.data import EncodedDataset, prepare_dataset
 from moe_mlora.experiments.config import RunConfig
 from moe_mlora.experiments.records import RESULT_FILE, RunRecord, write_json
+from moe_mlora.experiments.tracking import TensorBoardLog, write_epochs_csv
 from moe_mlora.models import build_model
 from moe_mlora.training.approaches import ApproachConfig, train_approach
 from moe_mlora.serving.manifest import save_run_weights, write_run_files
@@ -32,14 +33,22 @@ def execute_run(
     data_dir: Path | None = None,
     on_epoch: EpochCallback | None = None,
     reuse_base: bool = True,
+    log_dir: Path | None = None,
 ) -> RunRecord:
-    """Train and test one configuration; when runs_root is given, write its folder and result.json.
+    """Train and test one configuration; when runs_root is given, write its folder (weights, manifest,
+    result.json, epochs.csv). With `log_dir`, TensorBoard event files follow the training.
 
     With `reuse_base`, a MoE-MLoRA run takes its phase 1 from the finished Base run of the same settings
     in `runs_root` when there is one (bitwise what phase 1 would train).
     """
-    with torch_threads(config.train.threads):
-        return _execute_run(config, runs_root, dataset, data_dir, on_epoch, reuse_base)
+    board = TensorBoardLog(log_dir, config.run_dir(Path(".")).name) if log_dir is not None else None
+    try:
+        with torch_threads(config.train.threads):
+            return _execute_run(config, runs_root, dataset, data_dir, board.callback(on_epoch) if board else on_epoch,
+                                reuse_base)
+    finally:
+        if board:
+            board.close()
 
 
 def _execute_run(config, runs_root, dataset, data_dir, on_epoch, reuse_base) -> RunRecord:
@@ -64,6 +73,7 @@ def _execute_run(config, runs_root, dataset, data_dir, on_epoch, reuse_base) -> 
         folder = config.run_dir(runs_root)
         save_run_weights(model, folder)
         write_run_files(folder, model, dataset, config.to_dict())
+        write_epochs_csv(folder, record.phases)
         record.write(folder)
     return record
 

@@ -22,8 +22,9 @@ class AutoInt(CTRModel):
             in_dim = layer.out_dim
         self.attention = nn.Sequential(*layers)
         self.tower = self.make_tower(self.flat_dim)
-        self.head = output_layer(spec.n_fields * in_dim + self.tower.out_dim)
+        self.head = output_layer(spec.n_embedded * in_dim + self.tower.out_dim)
 
-    def logit_terms(self, embeddings: torch.Tensor, routing_ids: torch.Tensor) -> torch.Tensor:
+    def logit_terms(self, embeddings: torch.Tensor, routing_ids: torch.Tensor, dense=None) -> torch.Tensor:
         attended = self.attention(embeddings).flatten(1)
-        return self.head(torch.cat([attended, self.tower(embeddings.flatten(1), routing_ids)], dim=1)).squeeze(1)
+        deep = self.tower(self.with_dense(embeddings.flatten(1), dense), routing_ids)
+        return self.head(torch.cat([attended, deep], dim=1)).squeeze(1)

@@ -14,7 +14,7 @@ from torch import nn
 
 from moe_mlora.errors import ConfigError
 from moe_mlora.features import FeatureSpec
-from moe_mlora.layers import FieldEmbedding, LinearTerm, Tower
+from moe_mlora.layers import BagEmbedding, FieldEmbedding, LinearTerm, Tower
 
 
 @dataclass(frozen=True)
@@ -71,31 +71,53 @@ class CTRModel(nn.Module):
         self.embedding = FieldEmbedding(spec, config.embedding_dim, config.embedding_init_std)
         self.linear = LinearTerm(spec, config.embedding_init_std) if self.uses_linear_term else None
         self.bias = nn.Parameter(torch.zeros(1))
+        self.bags = BagEmbedding(spec, config.embedding_dim, config.embedding_init_std) if spec.n_bags else None
 
     def make_tower(self, in_dim: int) -> Tower:
-        return Tower(in_dim, self.config.dnn_hidden, self.config.dnn_dropout)
+        """The DNN over `in_dim` inputs plus the dense features (DeepCTR's combined_dnn_input)."""
+        return Tower(in_dim + self.spec.n_dense, self.config.dnn_hidden, self.config.dnn_dropout)
 
     @property
     def flat_dim(self) -> int:
-        return self.spec.n_fields * self.config.embedding_dim
+        return self.spec.n_embedded * self.config.embedding_dim
 
-    def logit_terms(self, embeddings: torch.Tensor, routing_ids: torch.Tensor) -> torch.Tensor:
-        """Model-specific logit contribution, shape (batch,)."""
+    @staticmethod
+    def with_dense(inputs: torch.Tensor, dense: torch.Tensor | None) -> torch.Tensor:
+        """A DNN's input: the backbone's own, then the dense features, where there are any."""
+        return inputs if dense is None else torch.cat([inputs, dense], dim=1)
+
+    def logit_terms(self, embeddings: torch.Tensor, routing_ids: torch.Tensor, dense: torch.Tensor | None) -> torch.Tensor:
+        """Model-specific logit contribution, shape (batch,); `embeddings` holds every embedded field
+        (categorical, then pooled bags), `dense` the numeric features (None without them)."""
         raise NotImplementedError
 
-    def forward(self, codes: torch.Tensor, routing_ids: torch.Tensor) -> torch.Tensor:
-        """(batch, fields) codes and (batch,) domain ids -> (batch,) logits."""
-        logit = self.logit_terms(self.embedding(codes), routing_ids) + self.bias
+    def forward(self, codes: torch.Tensor, routing_ids: torch.Tensor, dense: torch.Tensor | None = None,
+                bags: torch.Tensor | None = None) -> torch.Tensor:
+        """(batch, fields) codes, (batch,) domain ids, and the numeric and multi-valued features where the
+        spec has them -> (batch,) logits."""
+        if (dense is None) != (self.spec.n_dense == 0) or (bags is None) != (self.bags is None):
+            raise ConfigError(f"{self.name} takes dense inputs: {self.spec.n_dense}, bags: {self.spec.n_bags}; "
+                              f"got {'none' if dense is None else dense.shape[1]} and {'none' if bags is None else bags.shape[1]}")
+        embeddings = self.embedding(codes)
+        if self.bags is not None:
+            embeddings = torch.cat([embeddings, self.bags(bags)], dim=1)
+        logit = self.logit_terms(embeddings, routing_ids, dense) + self.bias
         if self.linear is not None:
-            logit = logit + self.linear(codes)
+            logit = logit + self.linear(codes, dense, bags)
         return logit
+
+    def field_tables(self) -> list[nn.Parameter]:
+        """The tables with one row per categorical value: the field embeddings and the linear term's weights."""
+        return [self.embedding.table.weight] + ([self.linear.weights.table.weight] if self.linear is not None else [])
 
     def l2_groups(self) -> list[tuple[float, list[nn.Parameter]]]:
         """(lambda, weights) pairs under an L2 penalty lambda * ||w||^2: the embeddings and the linear term,
         as in the paper's configs; a backbone adds its own (DCN's cross kernels)."""
         params = [self.embedding.table.weight]
+        if self.bags is not None:
+            params.append(self.bags.table.weight)
         if self.linear is not None:
-            params.append(self.linear.weights.table.weight)
+            params += self.linear.tables()
         return [(self.config.l2_embedding, params)]
 
 

@@ -13,12 +13,12 @@ class DCN(CTRModel):
 
     def __init__(self, spec, config) -> None:
         super().__init__(spec, config)
-        self.cross = CrossNetwork(self.flat_dim, config.cross_layers)
+        self.cross = CrossNetwork(self.flat_dim + spec.n_dense, config.cross_layers)  # dense too, as DeepCTR
         self.tower = self.make_tower(self.flat_dim)
-        self.head = output_layer(self.flat_dim + self.tower.out_dim)
+        self.head = output_layer(self.flat_dim + spec.n_dense + self.tower.out_dim)
 
-    def logit_terms(self, embeddings: torch.Tensor, routing_ids: torch.Tensor) -> torch.Tensor:
-        flat = embeddings.flatten(1)
+    def logit_terms(self, embeddings: torch.Tensor, routing_ids: torch.Tensor, dense=None) -> torch.Tensor:
+        flat = self.with_dense(embeddings.flatten(1), dense)
         return self.head(torch.cat([self.cross(flat), self.tower(flat, routing_ids)], dim=1)).squeeze(1)
 
     def l2_groups(self):

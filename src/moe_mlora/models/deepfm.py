@@ -17,5 +17,6 @@ class DeepFM(CTRModel):
         self.tower = self.make_tower(self.flat_dim)
         self.head = output_layer(self.tower.out_dim)
 
-    def logit_terms(self, embeddings: torch.Tensor, routing_ids: torch.Tensor) -> torch.Tensor:
-        return self.fm(embeddings) + self.head(self.tower(embeddings.flatten(1), routing_ids)).squeeze(1)
+    def logit_terms(self, embeddings: torch.Tensor, routing_ids: torch.Tensor, dense=None) -> torch.Tensor:
+        deep = self.tower(self.with_dense(embeddings.flatten(1), dense), routing_ids)
+        return self.fm(embeddings) + self.head(deep).squeeze(1)

@@ -14,14 +14,15 @@ class FiBiNET(CTRModel):
 
     def __init__(self, spec, config) -> None:
         super().__init__(spec, config)
-        self.senet = SqueezeExcitation(spec.n_fields, config.senet_reduction_ratio)
-        self.senet_bilinear = BilinearInteraction(spec.n_fields, config.embedding_dim)
-        self.bilinear = BilinearInteraction(spec.n_fields, config.embedding_dim)
-        n_pairs = spec.n_fields * (spec.n_fields - 1) // 2
+        self.senet = SqueezeExcitation(spec.n_embedded, config.senet_reduction_ratio)
+        self.senet_bilinear = BilinearInteraction(spec.n_embedded, config.embedding_dim)
+        self.bilinear = BilinearInteraction(spec.n_embedded, config.embedding_dim)
+        n_pairs = spec.n_embedded * (spec.n_embedded - 1) // 2
         self.tower = self.make_tower(2 * n_pairs * config.embedding_dim)
         self.head = output_layer(self.tower.out_dim)
 
-    def logit_terms(self, embeddings: torch.Tensor, routing_ids: torch.Tensor) -> torch.Tensor:
+    def logit_terms(self, embeddings: torch.Tensor, routing_ids: torch.Tensor, dense=None) -> torch.Tensor:
         reweighted = self.senet_bilinear(self.senet(embeddings)).flatten(1)
         plain = self.bilinear(embeddings).flatten(1)
-        return self.head(self.tower(torch.cat([reweighted, plain], dim=1), routing_ids)).squeeze(1)
+        deep = self.tower(self.with_dense(torch.cat([reweighted, plain], dim=1), dense), routing_ids)
+        return self.head(deep).squeeze(1)

@@ -12,11 +12,11 @@ class PNN(CTRModel):
 
     def __init__(self, spec, config) -> None:
         super().__init__(spec, config)
-        self.inner_product = InnerProduct(spec.n_fields)
-        n_pairs = spec.n_fields * (spec.n_fields - 1) // 2
+        self.inner_product = InnerProduct(spec.n_embedded)
+        n_pairs = spec.n_embedded * (spec.n_embedded - 1) // 2
         self.tower = self.make_tower(self.flat_dim + n_pairs)
         self.head = output_layer(self.tower.out_dim)
 
-    def logit_terms(self, embeddings: torch.Tensor, routing_ids: torch.Tensor) -> torch.Tensor:
+    def logit_terms(self, embeddings: torch.Tensor, routing_ids: torch.Tensor, dense=None) -> torch.Tensor:
         product_layer = torch.cat([embeddings.flatten(1), self.inner_product(embeddings)], dim=1)
-        return self.head(self.tower(product_layer, routing_ids)).squeeze(1)
+        return self.head(self.tower(self.with_dense(product_layer, dense), routing_ids)).squeeze(1)

@@ -14,11 +14,12 @@ class XDeepFM(CTRModel):
     def __init__(self, spec, config) -> None:
         super().__init__(spec, config)
         self.cin = CompressedInteractionNetwork(
-            spec.n_fields, config.cin_layer_sizes, config.cin_split_half, config.cin_activation)
+            spec.n_embedded, config.cin_layer_sizes, config.cin_split_half, config.cin_activation)
         self.cin_head = output_layer(self.cin.output_dim)
         self.tower = self.make_tower(self.flat_dim)
         self.head = output_layer(self.tower.out_dim)
 
-    def logit_terms(self, embeddings: torch.Tensor, routing_ids: torch.Tensor) -> torch.Tensor:
+    def logit_terms(self, embeddings: torch.Tensor, routing_ids: torch.Tensor, dense=None) -> torch.Tensor:
         cin_logit = self.cin_head(self.cin(embeddings)).squeeze(1)
-        return cin_logit + self.head(self.tower(embeddings.flatten(1), routing_ids)).squeeze(1)
+        deep = self.tower(self.with_dense(embeddings.flatten(1), dense), routing_ids)
+        return cin_logit + self.head(deep).squeeze(1)

@@ -35,7 +35,6 @@ from moe_mlora.data.tabular import binary_labels
 from moe_mlora.data.table import DOMAIN
 from moe_mlora.data.vocabulary import Vocabulary, as_strings
 from moe_mlora.errors import ConfigError, DataError
-from moe_mlora.features import FeatureSpec
 from moe_mlora.files import write_text_atomic
 from moe_mlora.models import CTRModel, build_model
 from moe_mlora.serving.manifest import save_run_weights, write_manifest
@@ -79,7 +78,7 @@ def add_domain(
     started = time.perf_counter()
     run = Path(run)
     source = Predictor.from_run(run)
-    manifest, vocabularies = source.manifest, source.vocabularies
+    manifest, encoding = source.manifest, source.encoding
     if domain in manifest.domain_names:
         raise ConfigError(f"domain '{domain}' is already one of the run's domains")
     if not domain.strip():
@@ -90,12 +89,14 @@ def add_domain(
     data_config = manifest.run_config["data"]
     train = train or TrainConfig(**{**manifest.run_config["train"], "progress": False})
 
-    codes, labels = _read_rows(Path(table), source, data_config.get("label_column", "label"), domain)
+    rows, labels = _read_rows(Path(table), source, data_config.get("label_column", "label"), domain)
     split = stratified_domain_split(np.zeros(len(labels), dtype=np.int64), labels, seed=data_config.get("split_seed", 123))
     model, new_id = extend_model(source.model, manifest.domain_shares, domain)
     if manifest.domain_as_feature:
-        codes[:, -1] = new_id
-    parts = {name: _part(codes, labels, split == index, new_id) for name, index in PART_NAMES.items()}
+        rows.codes[:, -1] = new_id
+    rows = replace(rows, domains=torch.full((len(labels),), new_id, dtype=torch.int64),
+                   labels=torch.from_numpy(labels.astype(np.float32)))
+    parts = {name: rows.select(torch.from_numpy(split == index)) for name, index in PART_NAMES.items()}
 
     before = {name: value.detach().clone() for name, value in model.state_dict().items()}
     masks = new_rows_masks(model, new_id)
@@ -111,7 +112,7 @@ def add_domain(
         set_adapter_mode(model, _mode(model))
     _check_unchanged(model, before, new_id, masks)
 
-    backbone = {name: source.backbone_logits(part.codes.numpy().copy()) for name, part in parts.items() if name != "train"}
+    backbone = {name: source.backbone_logits(part) for name, part in parts.items() if name != "train"}
     report = AddedDomainReport(
         source=str(run), domain=domain,
         rows={name: len(part) for name, part in parts.items()},
@@ -123,15 +124,15 @@ def add_domain(
         backbone_test_auc=_auc(parts["test"], backbone["test"]),
         seconds=time.perf_counter() - started,
     )
-    extended = list(vocabularies)
+    fields = list(encoding.fields)
     if manifest.domain_as_feature:
-        extended[-1] = Vocabulary((*vocabularies[-1].values, domain), oov=False)
+        fields[-1] = Vocabulary((*fields[-1].values, domain), oov=False)
     total = manifest.training_rows + len(parts["train"])
     shares = [share * manifest.training_rows / total for share in manifest.domain_shares] + [len(parts["train"]) / total]
     new_manifest = replace(manifest, domain_shares=shares, training_rows=total,
                            added_domains=[*manifest.added_domains, asdict(report)])
     save_run_weights(model, output)
-    write_manifest(output, new_manifest, model, tuple(extended))
+    write_manifest(output, new_manifest, model, replace(encoding, fields=tuple(fields)))
     write_text_atomic(output / REPORT_FILE, json.dumps(asdict(report), indent=2))
     return output, report
 
@@ -143,9 +144,9 @@ def _mode(model: CTRModel) -> AdapterMode | None:
     return AdapterMode.MIXTURE if adapters[0].config.kind == "moe-mlora" else AdapterMode.DOMAIN
 
 
-def _read_rows(path: Path, source: Predictor, label: str, domain: str) -> tuple[np.ndarray, np.ndarray]:
+def _read_rows(path: Path, source: Predictor, label: str, domain: str) -> tuple[TensorPart, np.ndarray]:
     manifest = source.manifest
-    chunks = list(read_chunks(path, [*manifest.feature_columns, label], 1_000_000, optional=(manifest.domain_column,)))
+    chunks = list(read_chunks(path, [*source.feature_columns, label], 1_000_000, optional=(manifest.domain_column,)))
     frame = pd.concat([chunk.frame for chunk in chunks], ignore_index=True) if chunks else pd.DataFrame()
     chunk = Chunk(frame, 0, str(path), chunks[0].line_offset if chunks else 0, chunks[0].unit if chunks else "row")
     if manifest.domain_column in frame.columns:
@@ -159,11 +160,6 @@ def _read_rows(path: Path, source: Predictor, label: str, domain: str) -> tuple[
         raise DataError(f"{path}: a new domain needs at least {MIN_ROWS} rows with both labels "
                         f"(found {len(labels)} rows, {int(labels.sum())} positive)")
     return source.encode_features(chunk), labels
-
-
-def _part(codes: np.ndarray, labels: np.ndarray, rows: np.ndarray, domain_id: int) -> TensorPart:
-    return TensorPart(torch.from_numpy(codes[rows]), torch.full((int(rows.sum()),), domain_id, dtype=torch.int64),
-                      torch.from_numpy(labels[rows].astype(np.float32)))
 
 
 def _auc(part: TensorPart, logits: np.ndarray) -> float | None:
@@ -185,7 +181,7 @@ def extend_model(model: CTRModel, shares: list[float], domain: str) -> tuple[CTR
         if spec.field_names[-1] != DOMAIN:
             raise ConfigError("the domain field must be the last field to grow it")
         cardinalities[-1] += 1
-    grown_spec = FeatureSpec(spec.field_names, tuple(cardinalities), (*spec.domain_names, domain))
+    grown_spec = replace(spec, cardinalities=tuple(cardinalities), domain_names=(*spec.domain_names, domain))
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
         grown = build_model(model.name, grown_spec, model.config)
@@ -237,11 +233,11 @@ def _grow_adapter(old, new, config: AdapterConfig, grown: AdapterConfig) -> None
 def new_rows_masks(model: CTRModel, new_id: int) -> list[tuple[nn.Parameter, torch.Tensor]]:
     """(parameter, 0/1 mask) for every tensor Trains.ADDED_DOMAIN trains: 1 on the new domain's rows only."""
     masks = []
-    for table in _field_tables(model):
-        keep = torch.zeros_like(table.weight)
+    for table in model.field_tables():
+        keep = torch.zeros_like(table)
         if DOMAIN in model.spec.field_names:
             keep[-1] = 1.0  # the domain field is the last one: its newest row is the new domain's
-        masks.append((table.weight, keep))
+        masks.append((table, keep))
     for adapter in adapters_of(model):
         k = adapter.config.experts_per_domain
         added = adapter.config.experts_of_domain(torch.full((k,), new_id), torch.arange(k))
@@ -256,13 +252,6 @@ def new_rows_masks(model: CTRModel, new_id: int) -> list[tuple[nn.Parameter, tor
             keep[added] = 1.0
             masks.append((param, keep))
     return masks
-
-
-def _field_tables(model: CTRModel) -> list[nn.Embedding]:
-    tables = [model.embedding.table]
-    if model.linear is not None:
-        tables.append(model.linear.weights.table)
-    return tables
 
 
 @torch.no_grad()

@@ -4,6 +4,8 @@ The graph maps encoded rows to click probabilities:
 
     inputs   codes    int64 (batch, fields)   each field's code from the run's vocabulary.json
              domains  int64 (batch,)          each row's domain id (manifest.json's domain_names order)
+             and, for a run with numeric or multi-valued features, dense float32 (batch, 2 per numeric
+             column: standardised value, missing flag) and bags int64 (batch, bags, length; -1 pads)
     output   probability float32 (batch,)
 
 The batch size is dynamic. Two kinds:
@@ -58,31 +60,50 @@ class ScoringGraph(nn.Module):
         return torch.sigmoid(self.model(codes, domains))
 
 
+class FeatureScoringGraph(ScoringGraph):
+    """(codes, domains, dense, bags) -> probabilities, for a run with numeric and multi-valued features
+    (dense: float32 [batch, 2 per numeric column], bags: int64 [batch, bags, length] with -1 pads)."""
+
+    def forward(self, codes: torch.Tensor, domains: torch.Tensor, dense: torch.Tensor, bags: torch.Tensor) -> torch.Tensor:
+        spec = self.model.spec
+        return torch.sigmoid(self.model(codes, domains, dense if spec.n_dense else None, bags if spec.n_bags else None))
+
+
+def input_names(model: CTRModel) -> list[str]:
+    return [*INPUT_NAMES, "dense", "bags"] if model.spec.n_dense or model.spec.n_bags else list(INPUT_NAMES)
+
+
 def scoring_graph(model: CTRModel, domain: int | None = None) -> ScoringGraph:
     """An eval-mode copy ready to export; the model itself is left as it was."""
     plain = merge_domain(model, domain) if domain is not None else copy.deepcopy(model)
     for adapter in adapters_of(plain):
         adapter.validate_ids = False
         adapter.merged = None
-    return ScoringGraph(plain.cpu()).eval()
+    kind = FeatureScoringGraph if len(input_names(model)) > 2 else ScoringGraph
+    return kind(plain.cpu()).eval()
 
 
-def example_inputs(model: CTRModel, rows: int = 4) -> tuple[torch.Tensor, torch.Tensor]:
+def example_inputs(model: CTRModel, rows: int = 4) -> tuple[torch.Tensor, ...]:
+    spec = model.spec
     generator = torch.Generator().manual_seed(0)
-    codes = torch.stack([torch.randint(0, size, (rows,), generator=generator) for size in model.spec.cardinalities], 1)
-    domains = torch.randint(0, model.spec.n_domains, (rows,), generator=generator)
-    if "domain" in model.spec.field_names:
-        codes[:, model.spec.field_names.index("domain")] = domains
-    return codes, domains
+    codes = torch.stack([torch.randint(0, size, (rows,), generator=generator) for size in spec.cardinalities], 1)
+    domains = torch.randint(0, spec.n_domains, (rows,), generator=generator)
+    if "domain" in spec.field_names:
+        codes[:, spec.field_names.index("domain")] = domains
+    if len(input_names(model)) == 2:
+        return codes, domains
+    dense = torch.randn(rows, max(spec.n_dense, 1), generator=generator)
+    bags = torch.stack([torch.randint(-1, max(size, 1), (rows, 3), generator=generator)
+                        for size in spec.bag_cardinalities or (1,)], 1)
+    return codes, domains, dense, bags
 
 
-def _dynamic_shapes():
+def torch_export(graph: ScoringGraph, inputs: tuple[torch.Tensor, ...]) -> torch.export.ExportedProgram:
     batch = torch.export.Dim("batch", min=1)
-    return {"codes": {0: batch}, "domains": {0: batch}}
-
-
-def torch_export(graph: ScoringGraph, inputs: tuple[torch.Tensor, torch.Tensor]) -> torch.export.ExportedProgram:
-    return torch.export.export(graph, inputs, dynamic_shapes=_dynamic_shapes(), strict=False)
+    shapes = {"codes": {0: batch}, "domains": {0: batch}}
+    if len(inputs) > 2:
+        shapes.update(dense={0: batch}, bags={0: batch, 2: torch.export.Dim("length", min=1)})
+    return torch.export.export(graph, inputs, dynamic_shapes=shapes, strict=False)
 
 
 def export_model(model: CTRModel, path: Path, fmt: ExportFormat | str, domain: int | None = None) -> Path:
@@ -98,7 +119,7 @@ def export_model(model: CTRModel, path: Path, fmt: ExportFormat | str, domain: i
         else:
             _require_onnx()
             with _quiet_exporter():
-                onnx_program = torch.onnx.export(program, inputs, input_names=INPUT_NAMES, output_names=OUTPUT_NAMES,
+                onnx_program = torch.onnx.export(program, inputs, input_names=input_names(model), output_names=OUTPUT_NAMES,
                                                  dynamo=True, verbose=False)
             onnx_program.save(str(temporary))
     return Path(path)

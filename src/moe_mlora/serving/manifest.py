@@ -23,7 +23,7 @@ from moe_mlora.adapters import ADAPTER_CONFIG, adapters_of, load_adapters, save_
 from moe_mlora.data import EncodedDataset
 from moe_mlora.data.split import PART_NAMES
 from moe_mlora.data.table import DOMAIN
-from moe_mlora.data.vocabulary import Vocabulary
+from moe_mlora.data.feature_types import Encoding
 from moe_mlora.errors import DataError
 from moe_mlora.features import FeatureSpec
 from moe_mlora.files import write_text_atomic
@@ -40,7 +40,8 @@ class RunManifest:
     model: str
     run_config: dict  # the RunConfig the run was trained with (moe_mlora.experiments.config)
     spec: dict  # FeatureSpec.to_dict()
-    feature_columns: list[str]  # raw table columns, in the order of the spec's fields
+    feature_columns: list[str]  # raw table columns, in the order of the spec's fields (numeric and
+    # multi-valued columns are the spec's numeric_names and bag_names)
     domain_column: str  # the raw column naming each row's domain
     domain_as_feature: bool  # the spec's last field is the domain id
     domain_shares: list[float]  # each domain's share of the training rows
@@ -80,16 +81,16 @@ def write_run_files(folder: Path, model: CTRModel, dataset: EncodedDataset, run_
         domain_shares=[float(share) for share in shares], training_rows=int(len(training)),
         adapter=None, backbone_sha256="",
     )
-    return write_manifest(folder, manifest, model, dataset.vocabularies)
+    return write_manifest(folder, manifest, model, dataset.encoding)
 
 
-def write_manifest(folder: Path, manifest: RunManifest, model: CTRModel, vocabularies: tuple[Vocabulary, ...]) -> RunManifest:
-    """Write `manifest` (its spec, adapter and backbone hash taken from `model`) and the vocabularies."""
+def write_manifest(folder: Path, manifest: RunManifest, model: CTRModel, encoding: Encoding) -> RunManifest:
+    """Write `manifest` (its spec, adapter and backbone hash taken from `model`) and the encoding."""
     adapters = adapters_of(model)
     manifest = replace(manifest, spec=model.spec.to_dict(), backbone_sha256=backbone_sha256(model),
                        adapter={"config": adapters[0].config.to_dict(), "mode": adapters[0].mode.value} if adapters else None)
-    names = manifest.spec["field_names"]
-    write_text_atomic(folder / VOCABULARY_FILE, json.dumps({name: v.to_dict() for name, v in zip(names, vocabularies)}))
+    spec = model.spec
+    write_text_atomic(folder / VOCABULARY_FILE, json.dumps(encoding.to_dict(spec.field_names, spec.bag_names)))
     write_text_atomic(folder / MANIFEST_FILE, json.dumps(asdict(manifest), indent=2))
     return manifest
 
@@ -108,12 +109,12 @@ def read_manifest(folder: Path) -> RunManifest:
     return RunManifest(**data)
 
 
-def read_vocabularies(folder: Path, manifest: RunManifest) -> tuple[Vocabulary, ...]:
+def read_encoding(folder: Path, manifest: RunManifest) -> Encoding:
     path = Path(folder) / VOCABULARY_FILE
+    spec = manifest.feature_spec
     try:
-        data = json.loads(path.read_text())
-        return tuple(Vocabulary.from_dict(data[name]) for name in manifest.spec["field_names"])
-    except (OSError, ValueError, KeyError) as exc:
+        return Encoding.from_dict(json.loads(path.read_text()), spec.field_names, spec.bag_names)
+    except (OSError, ValueError, KeyError, TypeError) as exc:
         raise DataError(f"{path}: missing or unreadable ({exc})") from None
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from enum import Enum
 from pathlib import Path
 
@@ -24,10 +25,11 @@ from tqdm.auto import tqdm
 
 from moe_mlora.adapters import AdapterMode, adapters_of, set_adapter_mode
 from moe_mlora.data.prepare import TensorPart
-from moe_mlora.data.vocabulary import Vocabulary, as_strings
+from moe_mlora.data.feature_types import Encoding, encode_bags
+from moe_mlora.data.vocabulary import as_strings
 from moe_mlora.errors import ConfigError, DataError
 from moe_mlora.models import CTRModel
-from moe_mlora.serving.manifest import RunManifest, load_run, read_vocabularies
+from moe_mlora.serving.manifest import RunManifest, load_run, read_encoding
 from moe_mlora.serving.stream import Chunk, chunk_writer, count_rows, read_chunks
 from moe_mlora.training.config import resolve_device
 from moe_mlora.training.evaluation import predict_logits
@@ -54,9 +56,8 @@ def adapter_mode(model: CTRModel, mode: AdapterMode) -> Iterator[None]:
 
 
 class Predictor:
-    def __init__(self, model: CTRModel, manifest: RunManifest, vocabularies: tuple[Vocabulary, ...],
-                 batch_size: int = 8192) -> None:
-        self.model, self.manifest, self.vocabularies, self.batch_size = model.eval(), manifest, vocabularies, batch_size
+    def __init__(self, model: CTRModel, manifest: RunManifest, encoding: Encoding, batch_size: int = 8192) -> None:
+        self.model, self.manifest, self.encoding, self.batch_size = model.eval(), manifest, encoding, batch_size
         self.domain_index = {name: index for index, name in enumerate(manifest.domain_names)}
 
     @classmethod
@@ -65,18 +66,24 @@ class Predictor:
         model, manifest = load_run(folder)
         model.to(resolve_device(device))
         batch_size = batch_size or manifest.run_config["train"].get("eval_batch_size", 8192)
-        return cls(model, manifest, read_vocabularies(folder, manifest), batch_size)
+        return cls(model, manifest, read_encoding(folder, manifest), batch_size)
+
+    @property
+    def feature_columns(self) -> list[str]:
+        """The raw feature columns a row needs: categorical, numeric, multi-valued."""
+        spec = self.manifest.feature_spec
+        return [*self.manifest.feature_columns, *spec.numeric_names, *spec.bag_names]
 
     @property
     def input_columns(self) -> list[str]:
         """The raw columns a row needs: the run's features and its domain column."""
-        return [*self.manifest.feature_columns, self.manifest.domain_column]
+        return [*self.feature_columns, self.manifest.domain_column]
 
     # -- encoding --------------------------------------------------------------------------------------
-    def encode(self, chunk: Chunk, unknown_domain: UnknownDomain) -> tuple[np.ndarray, np.ndarray]:
-        """(codes (N, F), domain ids (N,), -1 for a domain the run does not know)."""
+    def encode(self, chunk: Chunk, unknown_domain: UnknownDomain) -> TensorPart:
+        """The chunk's rows as model inputs; `domains` is -1 for a domain the run does not know."""
         manifest = self.manifest
-        codes = self.encode_features(chunk)
+        rows = self.encode_features(chunk)
         if manifest.domain_column not in chunk.frame.columns:
             raise DataError(f"{chunk.source}: missing column '{manifest.domain_column}' (the run's domain column)")
         domain_values = as_strings(chunk.frame[manifest.domain_column])
@@ -88,53 +95,61 @@ class Predictor:
                             f"is not one of the run's {len(self.domain_index)} domains (--unknown-domain backbone "
                             "scores such rows with the backbone alone)")
         if manifest.domain_as_feature:
-            codes[:, -1] = np.maximum(domains, 0)
-        return codes, domains
+            rows.codes[:, -1] = torch.from_numpy(np.maximum(domains, 0))
+        return replace(rows, domains=torch.from_numpy(domains))
 
-    def encode_features(self, chunk: Chunk) -> np.ndarray:
-        """(N, F) codes of the feature columns; the domain field (when there is one) is left at 0."""
-        frame, manifest = chunk.frame, self.manifest
-        absent = [column for column in manifest.feature_columns if column not in frame.columns]
+    def encode_features(self, chunk: Chunk) -> TensorPart:
+        """The chunk's features as model inputs (the domain field, when there is one, left at 0; domains 0)."""
+        frame, encoding = chunk.frame, self.encoding
+        absent = [column for column in self.feature_columns if column not in frame.columns]
         if absent:
             raise DataError(f"{chunk.source}: missing column(s) {absent}; the run needs {self.input_columns}")
-        codes = np.zeros((len(frame), len(self.vocabularies)), dtype=np.int64)
-        for index, column in enumerate(manifest.feature_columns):
-            codes[:, index], unseen = self.vocabularies[index].encode(frame[column])
-            if unseen.any() and not self.vocabularies[index].oov:
+        codes = np.zeros((len(frame), len(encoding.fields)), dtype=np.int64)
+        for index, column in enumerate(self.manifest.feature_columns):
+            codes[:, index], unseen = encoding.fields[index].encode(frame[column])
+            if unseen.any() and not encoding.fields[index].oov:
                 row = int(np.argmax(unseen))
                 raise DataError(f"{chunk.where(row)}, column '{column}': value '{as_strings(frame[column]).iloc[row]}' "
                                 "was never seen in training and this run has no out-of-vocabulary row (it used the "
                                 "paper's vocabulary over all rows; train with --min-count 1 or more to serve new values)")
-        return codes
+        spec = self.manifest.feature_spec
+        dense = bags = None
+        if encoding.numeric:
+            dense = torch.from_numpy(np.concatenate([c.transform(frame[c.name], chunk.where) for c in encoding.numeric], 1))
+        if encoding.bags:
+            bags = torch.from_numpy(np.stack([encode_bags(frame[name], vocabulary, encoding.separator, encoding.bag_length)
+                                              for name, vocabulary in zip(spec.bag_names, encoding.bags)], axis=1))
+        return TensorPart(torch.from_numpy(codes), torch.zeros(len(frame), dtype=torch.int64), torch.zeros(len(frame)),
+                          dense=dense, bags=bags)
 
     # -- scoring ---------------------------------------------------------------------------------------
-    def _logits(self, codes: np.ndarray, domains: np.ndarray) -> np.ndarray:
-        part = TensorPart(torch.from_numpy(codes), torch.from_numpy(domains), torch.zeros(len(codes)))
-        return predict_logits(self.model, part, self.batch_size).numpy()
+    def _logits(self, rows: TensorPart) -> np.ndarray:
+        return predict_logits(self.model, rows, self.batch_size).numpy()
 
-    def backbone_logits(self, codes: np.ndarray) -> np.ndarray:
+    def backbone_logits(self, rows: TensorPart) -> np.ndarray:
         """The backbone alone, the domain field averaged out over the training domains' shares."""
-        zeros = np.zeros(len(codes), dtype=np.int64)
+        rows = replace(rows, domains=torch.zeros_like(rows.domains))
         with adapter_mode(self.model, AdapterMode.BACKBONE):
             if not self.manifest.domain_as_feature:
-                return self._logits(codes, zeros)
-            total = np.zeros(len(codes), dtype=np.float64)
+                return self._logits(rows)
+            total = np.zeros(len(rows), dtype=np.float64)
             for domain, share in enumerate(self.manifest.domain_shares):
+                codes = rows.codes.clone()
                 codes[:, -1] = domain
-                total += share * self._logits(codes, zeros)
+                total += share * self._logits(replace(rows, codes=codes))
             return total.astype(np.float32)
 
     def score_chunk(self, chunk: Chunk, unknown_domain: UnknownDomain = UnknownDomain.ERROR) -> np.ndarray:
         """Logits of the chunk's rows, in order."""
-        codes, domains = self.encode(chunk, unknown_domain)
-        unknown = domains < 0
+        rows = self.encode(chunk, unknown_domain)
+        unknown = rows.domains < 0
         if not unknown.any():
-            return self._logits(codes, domains)
-        logits = np.empty(len(codes), dtype=np.float32)
+            return self._logits(rows)
+        logits = np.empty(len(rows), dtype=np.float32)
         known = ~unknown
         if known.any():
-            logits[known] = self._logits(codes[known], domains[known])
-        logits[unknown] = self.backbone_logits(codes[unknown])
+            logits[known.numpy()] = self._logits(rows.select(known))
+        logits[unknown.numpy()] = self.backbone_logits(rows.select(unknown))
         return logits
 
     def predict_logits(self, frame: pd.DataFrame, unknown_domain: str = "error") -> np.ndarray:

@@ -169,8 +169,8 @@ def expert_view(part: TensorPart, config: AdapterConfig) -> TensorPart:
     k = config.experts_per_domain
     replica = torch.arange(k).repeat_interleave(len(part))
     domains = part.domains.repeat(k)
-    return TensorPart(part.codes.repeat(k, 1), domains, part.labels.repeat(k),
-                      experts=config.experts_of_domain(domains, replica))
+    repeated = part.map_tensors(lambda tensor: tensor.repeat(k, *[1] * (tensor.dim() - 1)))
+    return replace(repeated, domains=domains, experts=config.experts_of_domain(domains, replica))
 
 
 def load_backbone_state(model: CTRModel, state: dict[str, torch.Tensor], source: str) -> None:

@@ -24,7 +24,7 @@ def predict_logits(model: nn.Module, part: TensorPart, batch_size: int = 8192) -
     device = next(model.parameters()).device
     try:
         with merged_adapters(model):
-            out = [model(part.codes[s:s + batch_size].to(device), part.routing_ids[s:s + batch_size].to(device)).cpu()
+            out = [model(*part.select(slice(s, s + batch_size)).to(device).model_inputs()).cpu()
                    for s in range(0, len(part), batch_size)]
     finally:
         model.train(was_training)

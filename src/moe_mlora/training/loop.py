@@ -229,7 +229,7 @@ def train_epoch(
         for batch in batches:
             if device.type != "cpu":
                 batch = batch.to(device)
-            logits = model(batch.codes, batch.routing_ids)
+            logits = model(*batch.model_inputs())
             if phase.per_expert:
                 per_row = nn.functional.binary_cross_entropy_with_logits(logits, batch.labels, reduction="none")
                 counts = torch.bincount(batch.experts, minlength=n_groups)

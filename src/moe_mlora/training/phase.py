@@ -89,9 +89,7 @@ def phase_parameters(model: nn.Module, trains: Trains) -> list[nn.Parameter]:
     if trains is Trains.BACKBONE:
         return backbone_parameters(model)
     if trains is Trains.ADDED_DOMAIN:
-        tables = [module.weight for module in model.modules() if isinstance(module, nn.Embedding)]
-        chosen = tables + [p for adapter in adapters_of(model) for p in adapter.parameters()]
-        return list({id(p): p for p in chosen}.values())
+        return [*model.field_tables(), *(p for adapter in adapters_of(model) for p in adapter.parameters())]
     adapters = adapters_of(model)
     if not adapters:
         raise ConfigError(f"a phase that trains the {trains.value} needs adapters attached")
