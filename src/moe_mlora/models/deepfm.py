@@ -18,5 +18,6 @@ class DeepFM(CTRModel):
         self.head = output_layer(self.tower.out_dim)
 
     def logit_terms(self, embeddings: torch.Tensor, routing_ids: torch.Tensor, dense=None) -> torch.Tensor:
+        second_order = self.fm(embeddings)  # first, as before: the graph's order fixes how gradients accumulate
         deep = self.tower(self.with_dense(embeddings.flatten(1), dense), routing_ids)
-        return self.fm(embeddings) + self.head(deep).squeeze(1)
+        return second_order + self.head(deep).squeeze(1)
