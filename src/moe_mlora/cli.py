@@ -6,6 +6,7 @@ import functools
 import json
 import logging
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -31,7 +32,8 @@ from moe_mlora.models import MODELS
 from moe_mlora.serving import VOCABULARY_FILE, Predictor, UnknownDomain, read_manifest
 from moe_mlora.serving.add_domain import add_domain
 from moe_mlora.serving.export import export_run
-from moe_mlora.training.config import DEFAULT_MAX_EPOCHS, TrainConfig
+from moe_mlora.training.config import DEFAULT_MAX_EPOCHS, TrainConfig, resolve_device
+from moe_mlora.training.distributed import is_main_process, process_group
 from moe_mlora.training.loop import EpochRecord
 from moe_mlora.training.metrics import SelectBy
 from moe_mlora.training.samplers import BatchOrder
@@ -165,6 +167,14 @@ def train(
 ) -> None:
     """Train one backbone with one approach; print per-phase validation WAUC and the test table."""
     config = command_line_config(context, config_file)
+    with process_group(resolve_device(config.train.device)):  # under torchrun: data-parallel, rank 0 reports
+        _train(config, runs_dir, data_dir, log_dir)
+
+
+def _train(config: RunConfig, runs_dir: Path, data_dir: Path | None, log_dir: Path | None) -> None:
+    main = is_main_process()
+    if not main:
+        config = replace(config, train=replace(config.train, progress=False))
     metric = "WAUC" if config.train.select_by == SelectBy.WAUC.value else "mean AUC"
 
     def on_epoch(phase: str, record: EpochRecord) -> None:
@@ -172,9 +182,11 @@ def train(
                       f"val {metric if 'expert' not in phase else 'expert ' + metric} {record.valid_score:.4f}  "
                       f"({record.rows_per_second:,.0f} rows/s)", highlight=False, markup=False)
 
-    record = execute_run(config, runs_dir, data_dir=data_dir, on_epoch=on_epoch, log_dir=log_dir)
-    print_result(record)
-    console.print(f"wrote {config.run_dir(runs_dir) / RESULT_FILE}", highlight=False)
+    record = execute_run(config, runs_dir, data_dir=data_dir, on_epoch=on_epoch if main else None,
+                         log_dir=log_dir if main else None)
+    if main:
+        print_result(record)
+        console.print(f"wrote {config.run_dir(runs_dir) / RESULT_FILE}", highlight=False)
 
 
 # Where each option of `train` lives in a run config, and how its text becomes the value there.

@@ -170,3 +170,23 @@ def test_a_second_sweep_on_the_same_folder_refuses_at_once(tiny_taobao, tmp_path
     assert time.time() - started < 5
     assert outcome.exit_code == 2 and "another sweep is writing to" in outcome.output
     assert len(outcome.output.strip().splitlines()) == 1 and not list(results.glob("*/result.json"))
+
+
+@pytest.mark.skipif(__import__("importlib").util.find_spec("ray") is None,
+                    reason="the ray extra is not installed (pip install 'moe-mlora[ray]')")
+def test_the_ray_backend_on_a_local_ray_instance_records_what_the_process_backend_does(tiny_taobao, tmp_path, monkeypatch):
+    import ray
+
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    configs = [RunConfig(DatasetConfig("taobao-synthetic", n_themes=3), "wdl", ModelConfig(dnn_hidden=(16,)),
+                         ApproachConfig(approach), TrainConfig(max_epochs=2, progress=False, seed=1))
+               for approach in ("base", "mlora")]
+    try:
+        on_ray = run_sweep(configs, tmp_path / "ray", backend="ray", workers=2)
+    finally:
+        ray.shutdown()
+    on_processes = run_sweep(configs, tmp_path / "processes", backend="process", workers=2)
+    assert on_ray.finished == on_processes.finished == 2 and not on_ray.failed
+    for config in configs:
+        a, b = (json.loads((config.run_dir(tmp_path / name) / "result.json").read_text()) for name in ("ray", "processes"))
+        assert a["status"] == "ok" and a["test"]["wauc"] == b["test"]["wauc"]

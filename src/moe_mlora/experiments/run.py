@@ -18,6 +18,7 @@ from moe_mlora.serving.manifest import save_run_weights, write_run_files
 from moe_mlora.training.checkpoint import MODEL_WEIGHTS
 from moe_mlora.files import probe_writable
 from moe_mlora.training.config import resolve_device, set_seed, torch_threads
+from moe_mlora.training.distributed import is_main_process
 from moe_mlora.training.diagnostics import moe_diagnostics
 from moe_mlora.training.evaluation import evaluate
 from moe_mlora.training.loop import EpochCallback, PhaseResult
@@ -55,6 +56,7 @@ def _execute_run(config, runs_root, dataset, data_dir, on_epoch, reuse_base) -> 
     started = time.perf_counter()
     device = resolve_device(config.train.device)
     dataset = dataset or prepare_dataset(config.data, data_dir)
+    runs_root = runs_root if is_main_process() else None  # under torchrun, rank 0 writes the run
     if runs_root is not None:
         probe_writable(config.run_dir(runs_root))  # before training, not after it
     set_seed(config.train.seed)

@@ -26,7 +26,8 @@ from moe_mlora.training.config import TrainConfig, derive_seed
 from moe_mlora.training.evaluation import evaluate, group_scores
 from moe_mlora.training.metrics import combine_scores
 from moe_mlora.training.optim import ModelAdam, StackedExpertAdam
-from moe_mlora.training.phase import Optimizer, Phase, phase_parameters, set_trainable
+from moe_mlora.training.distributed import data_parallel, local_slice, summed, world_size
+from moe_mlora.training.phase import Optimizer, Phase, Trains, phase_parameters, set_trainable
 from moe_mlora.training.samplers import epoch_batches, group_batches
 
 log = logging.getLogger(__name__)
@@ -219,6 +220,8 @@ def train_epoch(
     model.train()
     device = next(model.parameters()).device
     total, n_rows = torch.zeros((), device=device), 0
+    processes = world_size()
+    network = data_parallel(model, find_unused=phase.trains in (Trains.ALL, Trains.ALL_BUT_GATE_EMBEDDING))
     if phase.per_expert:
         batches = group_batches(train, train.experts, active, config.batch_size, generator)
         size = int(active[train.experts].sum())
@@ -229,22 +232,30 @@ def train_epoch(
         for batch in batches:
             if device.type != "cpu":
                 batch = batch.to(device)
-            logits = model(*batch.model_inputs())
-            if phase.per_expert:
-                per_row = nn.functional.binary_cross_entropy_with_logits(logits, batch.labels, reduction="none")
-                counts = torch.bincount(batch.experts, minlength=n_groups)
-                loss = (per_row / counts[batch.experts]).sum()  # sum over experts of each one's batch mean
-                present, batch_loss = counts > 0, per_row.detach().sum()
-            else:
-                loss = nn.functional.binary_cross_entropy_with_logits(logits, batch.labels)
-                present, batch_loss = None, loss.detach() * len(batch)
+            counts = torch.bincount(batch.experts, minlength=n_groups) if phase.per_expert else None
+            if processes == 1:
+                logits = network(*batch.model_inputs())
+                if phase.per_expert:
+                    per_row = nn.functional.binary_cross_entropy_with_logits(logits, batch.labels, reduction="none")
+                    loss = (per_row / counts[batch.experts]).sum()  # sum over experts of each one's batch mean
+                    present, batch_loss = counts > 0, per_row.detach().sum()
+                else:
+                    loss = nn.functional.binary_cross_entropy_with_logits(logits, batch.labels)
+                    present, batch_loss = None, loss.detach() * len(batch)
+            else:  # this process's slice; DDP averages the gradients over the processes (hence the factor)
+                mine = local_slice(batch)
+                per_row = nn.functional.binary_cross_entropy_with_logits(network(*mine.model_inputs()), mine.labels,
+                                                                         reduction="none")
+                weights = counts[mine.experts].to(per_row.dtype) if phase.per_expert else float(len(batch))
+                loss = (per_row / weights).sum() * processes
+                present, batch_loss = (counts > 0 if phase.per_expert else None), per_row.detach().sum()
             optimizer.zero_grad()
             loss.backward()
             optimizer.step(present)
             total += batch_loss
             n_rows += len(batch)
             bar.update(len(batch))
-    return float(total) / max(n_rows, 1), n_rows
+    return float(summed(total)) / max(n_rows, 1), n_rows
 
 
 def fit_one_group_at_a_time(
