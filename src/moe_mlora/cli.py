@@ -150,6 +150,7 @@ def train(
     multi_valued: Annotated[str, typer.Option(help="dataset 'table': comma-separated multi-valued columns, e.g. genres 'Action|Comedy' (mean-pooled embeddings).")] = "",
     multi_separator: Annotated[str, typer.Option(help="The separator inside a multi-valued cell.")] = "|",
     split: Annotated[str, typer.Option(help="random (stratified 60/20/20 per domain) | time:COLUMN (latest 20% of each domain's rows test, the 20% before validation; time:COLUMN:global over all rows) | column:COLUMN (the table's own train/valid/test labels).")] = "random",
+    out_of_core: Annotated[bool, typer.Option(help="dataset 'table': a Parquet file or folder larger than memory, encoded into shards on disk and trained chunk by chunk.")] = False,
     seed: Annotated[int, typer.Option(help="Seed for initialisation and batch order.")] = 2024,
     max_epochs: MaxEpochsOption = DEFAULT_MAX_EPOCHS,
     patience: Annotated[int, typer.Option(help="Epochs without validation improvement before stopping.")] = 3,
@@ -194,7 +195,7 @@ _listed = lambda text: [item.strip() for item in text.split(",") if item.strip()
 CONFIG_OPTIONS = {
     "model": ("model", str.lower),
     **{name: ("data", None) for name in ("dataset", "split_by", "n_themes", "label_column", "min_count",
-                                         "multi_separator", "split")},
+                                         "multi_separator", "split", "out_of_core")},
     "features": ("data", _listed), "numeric": ("data", _listed), "multi_valued": ("data", _listed),
     "table_path": ("data", lambda path: str(path) if path else None),
     **{name: ("approach", None) for name in ("approach", "experts_per_domain", "phase2_schedule", "schedule",

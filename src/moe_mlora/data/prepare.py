@@ -58,6 +58,7 @@ class DatasetConfig:
     multi_valued: tuple[str, ...] = ()  # e.g. genres "Action|Comedy", mean-pooled embeddings
     multi_separator: str = "|"
     split: str = "random"  # random (stratified 60/20/20) | time:COLUMN[:global] | column:COLUMN (train/valid/test)
+    out_of_core: bool = False  # a Parquet file or folder larger than memory (moe_mlora.data.streaming)
 
     def __post_init__(self) -> None:
         if self.dataset not in DATASETS:
@@ -76,6 +77,8 @@ class DatasetConfig:
             object.__setattr__(self, name, tuple(getattr(self, name)))
             if getattr(self, name) and self.dataset != "table":
                 raise ConfigError(f"--{name.replace('_', '-')} applies to dataset 'table' (a user's own columns)")
+        if self.out_of_core and self.dataset != "table":
+            raise ConfigError("--out-of-core applies to dataset 'table' (a Parquet file or folder)")
         if not self.multi_separator:
             raise ConfigError("--multi-separator must not be empty")
         kind, column, scope = self.split_parts
@@ -165,6 +168,9 @@ class EncodedDataset:
     numeric: tuple[NumericColumn, ...] = ()  # the training rows' statistics per numeric column
     bag_vocabularies: tuple[Vocabulary, ...] = ()
     separator: str = "|"
+
+    def training_domain_counts(self) -> np.ndarray:
+        return np.bincount(self.domains[self.split == PART_NAMES["train"]], minlength=self.spec.n_domains)
 
     @property
     def encoding(self) -> Encoding:
@@ -319,6 +325,10 @@ def prepare_dataset(
 ) -> EncodedDataset:
     """Encoded and split dataset, from the cache when this exact config was prepared before."""
     cache_dir = resolve_cache_dir(cache_dir)
+    if config.out_of_core:
+        from moe_mlora.data.streaming import stream_dataset
+
+        return stream_dataset(config, cache_dir / f"stream-{_table_identity(config)}")
     path = _cache_path(config, data_dir, cache_dir)
     if use_cache and path.is_file() and config.dataset != "table":
         try:
@@ -339,6 +349,14 @@ def prepare_dataset(
 SOURCE_FILES = {"movielens-100k": (ML_100K.folder, ML_100K.required_files),
                 "movielens-1m": (ML_1M.folder, ML_1M.required_files),
                 "taobao": ("taobao", (CLICK_LOG, ITEM_POOL, USER_EMBEDDING, ITEM_EMBEDDING))}
+
+
+def _table_identity(config: DatasetConfig) -> str:
+    """The config and the table's files (each one's size and modification time): a changed file re-encodes."""
+    source = Path(config.table_path)
+    files = sorted(source.rglob("*.parquet")) if source.is_dir() else [source]
+    stats = [[str(f), f.stat().st_size, f.stat().st_mtime_ns] for f in files if f.is_file()]
+    return hashlib.sha256(json.dumps([config.cache_key(), stats]).encode()).hexdigest()[:16]
 
 
 def _cache_path(config: DatasetConfig, data_dir: Path | None, cache_dir: Path) -> Path:

@@ -16,12 +16,10 @@ import json
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
-import numpy as np
 from torch import nn
 
 from moe_mlora.adapters import ADAPTER_CONFIG, adapters_of, load_adapters, save_adapters
 from moe_mlora.data import EncodedDataset
-from moe_mlora.data.split import PART_NAMES
 from moe_mlora.data.table import DOMAIN
 from moe_mlora.data.feature_types import Encoding
 from moe_mlora.errors import DataError
@@ -72,13 +70,13 @@ def save_run_weights(model: CTRModel, folder: Path) -> None:
 
 def write_run_files(folder: Path, model: CTRModel, dataset: EncodedDataset, run_config: dict) -> RunManifest:
     """The manifest and vocabularies of a freshly trained run, beside weights already saved in `folder`."""
-    training = dataset.domains[dataset.split == PART_NAMES["train"]]
-    shares = np.bincount(training, minlength=dataset.spec.n_domains) / max(1, len(training))
+    counts = dataset.training_domain_counts()
+    shares = counts / max(1, counts.sum())
     manifest = RunManifest(
         format=MANIFEST_FORMAT, model=model.name, run_config=run_config, spec=dataset.spec.to_dict(),
         feature_columns=[name for name in dataset.spec.field_names if name != DOMAIN],
         domain_column=dataset.domain_column, domain_as_feature=DOMAIN in dataset.spec.field_names,
-        domain_shares=[float(share) for share in shares], training_rows=int(len(training)),
+        domain_shares=[float(share) for share in shares], training_rows=int(counts.sum()),
         adapter=None, backbone_sha256="",
     )
     return write_manifest(folder, manifest, model, dataset.encoding)

@@ -198,6 +198,10 @@ def train_approach(
     model, settings and seed) stands in for MoE-MLoRA's phase 1, which would reproduce it bitwise.
     """
     started = time.perf_counter()
+    per_domain = [phase.name.value for phase in approach.schedule_phases if phase.rows is not Rows.ALL]
+    if per_domain and hasattr(train, "chunks"):
+        raise ConfigError(f"{per_domain[0]} trains each expert on its own domain's rows, which needs the rows in "
+                          "memory; --out-of-core data trains Base and MLoRA (and MoE-MLoRA's phases 1 and 3 in Python)")
     report = TrainingReport(approach.approach)
     adapter_config = None
     if approach.approach != "base":

@@ -22,10 +22,11 @@ def predict_logits(model: nn.Module, part: TensorPart, batch_size: int = 8192) -
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
+    chunks = part.chunks() if hasattr(part, "chunks") else [part]  # a part on disk, a chunk at a time
     try:
         with merged_adapters(model):
-            out = [model(*part.select(slice(s, s + batch_size)).to(device).model_inputs()).cpu()
-                   for s in range(0, len(part), batch_size)]
+            out = [model(*chunk.select(slice(s, s + batch_size)).to(device).model_inputs()).cpu()
+                   for chunk in chunks for s in range(0, len(chunk), batch_size)]
     finally:
         model.train(was_training)
     return torch.cat(out) if out else torch.empty(0)

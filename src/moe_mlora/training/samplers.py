@@ -27,7 +27,12 @@ class BatchOrder(str, Enum):
 
 
 def epoch_batches(part: TensorPart, batch_size: int, order: BatchOrder, generator: torch.Generator) -> Iterator[TensorPart]:
-    """One epoch over `part` in the given order (one gather per epoch, batches are slices)."""
+    """One epoch over `part` in the given order (one gather per epoch, batches are slices). A part on disk
+    (moe_mlora.data.streaming) goes chunk by chunk, the chunks in random order, each in the given order."""
+    if hasattr(part, "chunks"):
+        for chunk in part.chunks(generator):
+            yield from epoch_batches(chunk, batch_size, order, generator)
+        return
     order = BatchOrder(order)
     n = len(part)
     if order is BatchOrder.SHUFFLED:

@@ -1,0 +1,331 @@
+"""Out-of-core tables: a Parquet file or folder larger than memory, encoded in two streaming passes into
+shards on disk and trained from them chunk by chunk (`DatasetConfig(out_of_core=True)`, `--out-of-core`).
+
+Pass 1 reads record batches and counts, over the training rows: each field's values, each multi-valued
+field's tokens, each numeric column's sums; pass 2 encodes every batch with the fitted vocabularies and
+writes each part's arrays (`.npy`) at its running offset. Training and evaluation read a part a chunk at
+a time through a memory map that is dropped after the chunk is copied, so memory holds one chunk, the
+model, and the validation labels, whatever the table's size. Values are compared as strings, as
+moe_mlora.data.vocabulary does, and are dictionary-encoded by pyarrow, never as Python objects.
+
+The split is drawn per row (60/20/20, seeded by the row's position), or taken from a `column:` split;
+a time split needs the whole table's order and is refused here. A chunk's batches are shuffled within
+the chunk and the chunks' order each epoch. Phases that train experts on their own domain's rows
+(MoE-MLoRA phase 2) need rows in memory; they are refused with a one-line error.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.dataset as ds
+import torch
+
+from moe_mlora.data.feature_types import PAD, Encoding, NumericColumn
+from moe_mlora.data.prepare import SPLIT_NAMES, DatasetConfig, TensorPart
+from moe_mlora.data.split import PART_NAMES
+from moe_mlora.data.table import DOMAIN
+from moe_mlora.data.tabular import binary_labels
+from moe_mlora.data.vocabulary import MISSING, Vocabulary
+from moe_mlora.errors import ConfigError, DataError
+from moe_mlora.features import FeatureSpec
+from moe_mlora.files import write_text_atomic
+
+BATCH_ROWS = 1 << 18  # rows per record batch while encoding
+CHUNK_ROWS = 1 << 20  # rows per chunk while training and evaluating
+META_FILE = "shards.json"
+
+
+# -- reading -------------------------------------------------------------------------------------------------
+@dataclass
+class ShardedPart:
+    """One part's encoded rows on disk. `chunks()` yields TensorParts of at most CHUNK_ROWS rows."""
+
+    folder: Path
+    name: str
+    rows: int
+    chunk_rows: int = CHUNK_ROWS
+    _small: dict = field(default_factory=dict, repr=False)
+
+    def __len__(self) -> int:
+        return self.rows
+
+    def _array(self, kind: str, start: int, stop: int) -> np.ndarray | None:
+        path = self.folder / f"{self.name}.{kind}.npy"
+        if not path.is_file():
+            return None
+        mapped = np.load(path, mmap_mode="r")
+        out = np.array(mapped[start:stop])  # a copy: the map (and its resident pages) goes with `mapped`
+        del mapped
+        return out
+
+    def chunk(self, start: int, stop: int) -> TensorPart:
+        arrays = {kind: self._array(kind, start, stop) for kind in ("codes", "domains", "labels", "dense", "bags")}
+        return TensorPart(torch.from_numpy(arrays["codes"].astype(np.int64)),
+                          torch.from_numpy(arrays["domains"].astype(np.int64)),
+                          torch.from_numpy(arrays["labels"].astype(np.float32)),
+                          dense=None if arrays["dense"] is None else torch.from_numpy(arrays["dense"]),
+                          bags=None if arrays["bags"] is None else torch.from_numpy(arrays["bags"].astype(np.int64)))
+
+    def bounds(self) -> list[tuple[int, int]]:
+        return [(start, min(start + self.chunk_rows, self.rows)) for start in range(0, self.rows, self.chunk_rows)]
+
+    def chunks(self, generator: torch.Generator | None = None):
+        """The part's chunks, in file order, or in a random order drawn from `generator`."""
+        bounds = self.bounds()
+        order = torch.randperm(len(bounds), generator=generator).tolist() if generator is not None else range(len(bounds))
+        for index in order:
+            yield self.chunk(*bounds[index])
+
+    def _whole(self, kind: str, dtype) -> torch.Tensor:
+        if kind not in self._small:
+            self._small[kind] = torch.from_numpy(self._array(kind, 0, self.rows).astype(dtype))
+        return self._small[kind]
+
+    @property
+    def domains(self) -> torch.Tensor:
+        return self._whole("domains", np.int64)
+
+    @property
+    def labels(self) -> torch.Tensor:
+        return self._whole("labels", np.float32)
+
+    @property
+    def experts(self) -> None:
+        return None
+
+    @property
+    def routing_ids(self) -> torch.Tensor:
+        return self.domains
+
+
+@dataclass
+class StreamedDataset:
+    """What prepare_dataset gives for an out-of-core table: the spec, the encoding, and parts on disk."""
+
+    name: str
+    spec: FeatureSpec
+    encoding: Encoding
+    folder: Path
+    part_rows: dict[str, int]
+    training_domain_rows: list[int]
+    domain_column: str
+    notes: list[str] = field(default_factory=list)
+    synthetic: bool = False
+
+    def part(self, which: str) -> ShardedPart:
+        return ShardedPart(self.folder, which, self.part_rows[which])
+
+    @property
+    def display_name(self) -> str:
+        return self.name
+
+    @property
+    def vocabularies(self) -> tuple[Vocabulary, ...]:
+        return self.encoding.fields
+
+    def training_domain_counts(self) -> np.ndarray:
+        return np.array(self.training_domain_rows)
+
+
+# -- encoding ------------------------------------------------------------------------------------------------
+def stream_dataset(config: DatasetConfig, folder: Path) -> StreamedDataset:
+    """The sharded dataset of `config` in `folder`, encoding it first unless a finished encoding is there."""
+    if (folder / META_FILE).is_file():
+        return _read_meta(folder)
+    kind, column, _ = config.split_parts
+    if kind == "time":
+        raise ConfigError("--out-of-core splits rows at random or by a column:COLUMN split; a time split needs the "
+                          "whole table's order")
+    if not config.min_count:
+        raise ConfigError("--out-of-core fits vocabularies on the training rows: give --min-count 1 or more")
+    source = Path(config.table_path)
+    try:
+        dataset = ds.dataset(source, format="parquet")
+    except (pa.ArrowInvalid, OSError, FileNotFoundError) as exc:
+        raise DataError(f"{source}: not a readable Parquet file or folder ({exc})") from None
+    categorical, numeric, bags = list(config.features), list(config.numeric), list(config.multi_valued)
+    wanted = [*categorical, *numeric, *bags, config.label_column, config.split_by, *([column] if column else [])]
+    absent = [name for name in wanted if name not in dataset.schema.names]
+    if absent:
+        raise DataError(f"{source}: unknown column(s) {absent}; the table has {dataset.schema.names}")
+    folder.mkdir(parents=True, exist_ok=True)
+
+    counts = {name: Counter() for name in [*categorical, *bags]}
+    sums = {name: np.zeros(3) for name in numeric}  # count, sum, sum of squares over training rows
+    domain_counts: Counter = Counter()
+    part_rows = Counter()
+    bag_length = 1
+    for batch, parts, offset in _batches(dataset, wanted, config, column):
+        training = parts == PART_NAMES["train"]
+        for part, rows in zip(*np.unique(parts, return_counts=True)):
+            part_rows[int(part)] += int(rows)
+        domain_counts.update(_value_counts(_strings(batch.column(config.split_by))))
+        mask = pa.array(training)
+        for name in categorical:
+            counts[name].update(_value_counts(pc.filter(_strings(batch.column(name)), mask)))
+        for name in numeric:
+            values = _numbers(batch.column(name), name, source, offset)[training]
+            known = values[~np.isnan(values)]
+            sums[name] += (len(known), known.sum(), (known ** 2).sum())
+        for name in bags:
+            tokens, parents = _tokens(batch.column(name), config.multi_separator)
+            if len(parents):
+                bag_length = max(bag_length, int(np.bincount(parents).max()))
+            counts[name].update(_value_counts(pc.filter(tokens, pa.array(training[parents]))))
+    domains = sorted(domain_counts)
+    vocabularies = [Vocabulary(tuple(sorted(v for v, c in counts[name].items() if c >= config.min_count)), oov=True)
+                    for name in categorical]
+    if config.domain_as_feature:
+        vocabularies.append(Vocabulary(tuple(domains), oov=False))
+    numeric_columns = []
+    for name in numeric:
+        n, total, squares = sums[name]
+        if not n:
+            raise DataError(f"{source}, column '{name}': no numeric value in the training rows")
+        mean = total / n
+        numeric_columns.append(NumericColumn(name, float(mean), float(np.sqrt(max(squares / n - mean ** 2, 0))) or 1.0))
+    bag_vocabularies = [Vocabulary(tuple(sorted(v for v, c in counts[name].items() if c >= config.min_count)), oov=True)
+                        for name in bags]
+    encoding = Encoding(tuple(vocabularies), tuple(numeric_columns), tuple(bag_vocabularies),
+                        bag_length if bags else 0, config.multi_separator)
+    names = [*categorical, *([DOMAIN] if config.domain_as_feature else [])]
+    spec = FeatureSpec(tuple(names), tuple(v.size for v in vocabularies), tuple(domains), tuple(numeric), tuple(bags),
+                       tuple(v.size for v in bag_vocabularies))
+
+    rows = {name: part_rows[index] for name, index in PART_NAMES.items()}
+    if not rows["train"]:
+        raise DataError(f"{source}: the split leaves no training rows")
+    for name, count in rows.items():
+        _create_part(folder, name, count, spec, encoding.bag_length)
+    cursors = dict.fromkeys(rows, 0)
+    training_domains = np.zeros(len(domains), dtype=np.int64)
+    domain_ids = pa.array(domains)
+    for batch, parts, offset in _batches(dataset, wanted, config, column):
+        encoded = _encode(batch, config, encoding, spec, domain_ids, source, offset)
+        training_domains += np.bincount(encoded["domains"][parts == PART_NAMES["train"]], minlength=len(domains))
+        for name, index in PART_NAMES.items():
+            chosen = parts == index
+            start, stop = cursors[name], cursors[name] + int(chosen.sum())
+            for kind, array in encoded.items():  # mapped for this write only, so written pages leave memory
+                target = np.load(folder / f"{name}.{kind}.npy", mmap_mode="r+")
+                target[start:stop] = array[chosen]
+                target.flush()
+                del target
+            cursors[name] = stop
+    meta = {"name": source.name, "spec": spec.to_dict(), "encoding": encoding.to_dict(spec.field_names, spec.bag_names),
+            "part_rows": rows, "training_domain_rows": training_domains.tolist(), "domain_column": config.split_by}
+    write_text_atomic(folder / META_FILE, json.dumps(meta))  # last: a folder without it is unfinished
+    return _read_meta(folder)
+
+
+def _read_meta(folder: Path) -> StreamedDataset:
+    meta = json.loads((folder / META_FILE).read_text())
+    spec = FeatureSpec.from_dict(meta["spec"])
+    return StreamedDataset(meta["name"], spec, Encoding.from_dict(meta["encoding"], spec.field_names, spec.bag_names),
+                           folder, meta["part_rows"], meta["training_domain_rows"], meta["domain_column"])
+
+
+def _batches(dataset, wanted: list[str], config: DatasetConfig, split_column: str):
+    """(record batch, part of each row, index of its first row) over the whole table, in file order."""
+    offset = 0
+    for batch in dataset.to_batches(columns=list(dict.fromkeys(wanted)), batch_size=BATCH_ROWS):
+        if not batch.num_rows:
+            continue
+        if split_column:
+            names = _strings(batch.column(split_column)).to_pandas().str.strip().str.lower().map(SPLIT_NAMES)
+            if names.isna().any():
+                row = int(np.argmax(names.isna().to_numpy()))
+                raise DataError(f"{config.table_path}, row {offset + row}, column '{split_column}': not one of "
+                                "train, valid, test")
+            parts = names.to_numpy(dtype=np.int8)
+        else:
+            draws = np.random.default_rng([config.split_seed, offset]).random(batch.num_rows)
+            parts = np.where(draws < 0.6, PART_NAMES["train"], np.where(draws < 0.8, PART_NAMES["valid"],
+                                                                         PART_NAMES["test"])).astype(np.int8)
+        yield batch, parts, offset
+        offset += batch.num_rows
+
+
+def _strings(column: pa.Array) -> pa.Array:
+    """Cells as the strings a vocabulary holds (moe_mlora.data.vocabulary.as_strings, in pyarrow)."""
+    if isinstance(column, pa.ChunkedArray):
+        column = column.combine_chunks()
+    if pa.types.is_nested(column.type):
+        raise DataError(f"a {column.type} column cannot be a categorical feature")
+    text = pc.cast(column, pa.string()) if not pa.types.is_string(column.type) else column
+    text = pc.fill_null(text, MISSING)
+    return pc.if_else(pc.equal(pc.utf8_trim_whitespace(text), ""), MISSING, text)
+
+
+def _value_counts(array: pa.Array) -> dict:
+    counted = pc.value_counts(array)
+    return dict(zip(counted.field("values").to_pylist(), counted.field("counts").to_pylist()))
+
+
+def _numbers(column: pa.Array, name: str, source: Path, offset: int) -> np.ndarray:
+    if pa.types.is_integer(column.type) or pa.types.is_floating(column.type):
+        return pc.cast(column, pa.float64()).to_numpy(zero_copy_only=False)
+    from moe_mlora.data.feature_types import parse_numbers
+
+    return parse_numbers(column.to_pandas(), name, lambda row: f"{source}, row {offset + row}")
+
+
+def _tokens(column: pa.Array, separator: str) -> tuple[pa.Array, np.ndarray]:
+    """Every non-empty token of the column's cells, and the row each comes from."""
+    split = pc.split_pattern(pc.fill_null(pc.cast(column, pa.string()), ""), separator)
+    tokens = pc.utf8_trim_whitespace(pc.list_flatten(split))
+    parents = pc.list_parent_indices(split).to_numpy()
+    keep = pc.not_equal(tokens, "")
+    return pc.filter(tokens, keep), parents[keep.to_numpy(zero_copy_only=False)]
+
+
+def _codes(strings: pa.Array, vocabulary: Vocabulary) -> np.ndarray:
+    found = pc.index_in(strings, value_set=pa.array(vocabulary.values, type=pa.string()))
+    offset = int(vocabulary.oov)
+    return (pc.fill_null(pc.add(found, offset), 0)).to_numpy(zero_copy_only=False).astype(np.int32)
+
+
+def _encode(batch, config, encoding: Encoding, spec: FeatureSpec, domain_ids: pa.Array, source: Path, offset: int) -> dict:
+    rows = batch.num_rows
+    out = {"codes": np.zeros((rows, spec.n_fields), dtype=np.int32)}
+    for index, name in enumerate(config.features):
+        out["codes"][:, index] = _codes(_strings(batch.column(name)), encoding.fields[index])
+    domains = pc.index_in(_strings(batch.column(config.split_by)), value_set=domain_ids).to_numpy(zero_copy_only=False)
+    out["domains"] = domains.astype(np.int16)
+    if config.domain_as_feature:
+        out["codes"][:, -1] = domains
+    out["labels"] = binary_labels(batch.column(config.label_column).to_pandas(),
+                                  lambda row: f"{source}, row {offset + row}, column '{config.label_column}'")
+    if encoding.numeric:
+        out["dense"] = np.concatenate([c.transform(batch.column(c.name).to_pandas(), lambda row: f"{source}, row {offset + row}")
+                                       for c in encoding.numeric], axis=1)
+    if encoding.bags:
+        matrix = np.full((rows, len(encoding.bags), encoding.bag_length), PAD, dtype=np.int32)
+        for slot, (name, vocabulary) in enumerate(zip(spec.bag_names, encoding.bags)):
+            tokens, parents = _tokens(batch.column(name), encoding.separator)
+            if not len(parents):
+                continue
+            starts = np.searchsorted(parents, parents, side="left")
+            position = np.arange(len(parents)) - starts
+            keep = position < encoding.bag_length
+            matrix[parents[keep], slot, position[keep]] = _codes(tokens, vocabulary)[keep]
+        out["bags"] = matrix
+    return out
+
+
+def _create_part(folder: Path, name: str, rows: int, spec: FeatureSpec, bag_length: int) -> None:
+    shapes = {"codes": ((rows, spec.n_fields), np.int32), "domains": ((rows,), np.int16), "labels": ((rows,), np.int8)}
+    if spec.n_dense:
+        shapes["dense"] = ((rows, spec.n_dense), np.float32)
+    if spec.n_bags:
+        shapes["bags"] = ((rows, spec.n_bags, bag_length), np.int32)
+    for kind, (shape, dtype) in shapes.items():
+        created = np.lib.format.open_memmap(folder / f"{name}.{kind}.npy", mode="w+", dtype=dtype, shape=shape)
+        del created
