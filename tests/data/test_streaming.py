@@ -1,0 +1,80 @@
+"""Out-of-core tables: the streaming encoder gives what the in-memory encoder gives, and training reads
+the shards a chunk at a time."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+import moe_mlora.data.streaming as streaming
+from data.test_feature_types import table
+from moe_mlora.data import DatasetConfig, prepare_dataset
+from moe_mlora.errors import ConfigError
+from moe_mlora.experiments.run import RunConfig, execute_run
+from moe_mlora.training.approaches import ApproachConfig
+from moe_mlora.training.config import TrainConfig
+from moe_mlora.training.samplers import BatchOrder, epoch_batches
+
+
+@pytest.fixture
+def parquet(tmp_path, monkeypatch):
+    monkeypatch.setattr(streaming, "BATCH_ROWS", 97)  # many record batches and chunks, even for a small table
+    monkeypatch.setattr(streaming, "CHUNK_ROWS", 120)
+    monkeypatch.setattr(streaming.ShardedPart, "chunk_rows", 120)
+    path = tmp_path / "t.parquet"
+    frame = table(900)
+    frame["age"] = pd.to_numeric(frame["age"], errors="coerce")  # numbers with missing cells, as Parquet holds them
+    frame.to_parquet(path, index=False)
+    return path
+
+
+def config(path, **options) -> DatasetConfig:
+    return DatasetConfig("table", split_by="region", features=("user", "item"), table_path=str(path),
+                         label_column="click", numeric=("age",), multi_valued=("genres",), **options)
+
+
+def test_the_streaming_encoder_matches_the_in_memory_one(parquet, tmp_path):
+    memory = prepare_dataset(config(parquet, split="column:part"))
+    streamed = prepare_dataset(config(parquet, split="column:part", out_of_core=True), cache_dir=tmp_path / "cache")
+    assert streamed.spec == memory.spec and streamed.encoding.fields == memory.encoding.fields
+    assert streamed.encoding.bags == memory.encoding.bags and streamed.encoding.bag_length == memory.bags.shape[2]
+    (ours,), (theirs,) = streamed.encoding.numeric, memory.encoding.numeric
+    assert ours.mean == pytest.approx(theirs.mean, rel=1e-9) and ours.std == pytest.approx(theirs.std, rel=1e-9)
+    for name in ("train", "valid", "test"):
+        on_disk = streamed.part(name)
+        rows = torch.cat([chunk.codes for chunk in on_disk.chunks()])
+        expected = memory.part(name)
+        assert torch.equal(rows, expected.codes) and torch.equal(on_disk.labels, expected.labels)
+        assert torch.equal(torch.cat([c.bags for c in on_disk.chunks()]), expected.bags)
+        torch.testing.assert_close(torch.cat([c.dense for c in on_disk.chunks()]), expected.dense)
+    assert (tmp_path / "cache").is_dir() and len(streamed.part("train").bounds()) > 1
+
+
+def test_an_epoch_over_shards_sees_every_training_row_once_in_a_shuffled_chunk_order(parquet, tmp_path):
+    part = prepare_dataset(config(parquet, out_of_core=True), cache_dir=tmp_path / "cache").part("train")
+    generator = torch.Generator().manual_seed(0)
+    seen = torch.cat([batch.labels for batch in epoch_batches(part, 50, BatchOrder.SHUFFLED, generator)])
+    assert len(seen) == len(part) and seen.sum() == part.labels.sum()
+    first = [chunk.codes[0, 0].item() for chunk in part.chunks(torch.Generator().manual_seed(1))]
+    assert first != [chunk.codes[0, 0].item() for chunk in part.chunks()]  # chunk order is drawn per epoch
+
+
+def test_base_and_mlora_train_from_shards_and_moe_phase_2_is_refused_up_front(parquet, tmp_path):
+    run = RunConfig(config(parquet, out_of_core=True), "deepfm", approach=ApproachConfig("mlora"),
+                    train=TrainConfig(max_epochs=2, progress=False))
+    record = execute_run(run, tmp_path / "runs")
+    assert record.ok and np.isfinite(record.test.wauc) and (run.run_dir(tmp_path / "runs") / "epochs.csv").is_file()
+    moe = RunConfig(run.data, "deepfm", approach=ApproachConfig("moe-mlora"), train=run.train)
+    with pytest.raises(ConfigError, match="phase2-experts trains each expert on its own domain's rows"):
+        execute_run(moe, tmp_path / "runs")
+
+
+@pytest.mark.parametrize("options, message", [
+    (dict(split="time:ts"), "a time split needs the whole table's order"),
+    (dict(min_count=0), "give --min-count 1 or more"),
+])
+def test_streaming_refuses_what_needs_the_whole_table(parquet, tmp_path, options, message):
+    with pytest.raises(ConfigError, match=message):
+        prepare_dataset(config(parquet, out_of_core=True, **options), cache_dir=tmp_path / "cache")
