@@ -22,7 +22,6 @@ from moe_mlora.training.samplers import BatchOrder, epoch_batches
 def parquet(tmp_path, monkeypatch):
     monkeypatch.setattr(streaming, "BATCH_ROWS", 97)  # many record batches and chunks, even for a small table
     monkeypatch.setattr(streaming, "CHUNK_ROWS", 120)
-    monkeypatch.setattr(streaming.ShardedPart, "chunk_rows", 120)
     path = tmp_path / "t.parquet"
     frame = table(900)
     frame["age"] = pd.to_numeric(frame["age"], errors="coerce")  # numbers with missing cells, as Parquet holds them

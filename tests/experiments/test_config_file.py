@@ -148,3 +148,31 @@ def test_predict_and_export_serve_numeric_and_multi_valued_features(setup):
     missing = frame.drop(columns="genres")
     with pytest.raises(Exception, match=r"missing column\(s\) \['genres'\]"):
         predictor.predict(missing)
+
+
+def test_the_issue_run_movielens_joined_numeric_age_genres_time_split_from_yaml(real_data_dir, tmp_path):
+    """ML-100K joined with u.user/u.item (examples/movielens_table.py), from examples/movielens-table.yaml."""
+    import importlib.util as loader
+    from pathlib import Path
+
+    import yaml
+
+    examples = Path(__file__).resolve().parents[2] / "examples"
+    spec = loader.spec_from_file_location("movielens_table", examples / "movielens_table.py")
+    module = loader.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    module.joined_table(real_data_dir / "ml-100k").to_csv(tmp_path / "joined.csv", index=False)
+    config = yaml.safe_load((examples / "movielens-table.yaml").read_text())
+    config["data"]["table_path"] = str(tmp_path / "joined.csv")
+    (tmp_path / "run.yaml").write_text(yaml.safe_dump(config))
+    board = importlib.util.find_spec("tensorboard") is not None  # the extra: events only where it is installed
+    first = train("--config", tmp_path / "run.yaml", "--max-epochs", "2", "--runs-dir", tmp_path / "a",
+                  *(["--log-dir", tmp_path / "tb"] if board else []))
+    assert first.exit_code == 0, first.output
+    run = only_run(tmp_path / "a")
+    assert (run / "epochs.csv").is_file()
+    assert not board or list((tmp_path / "tb").rglob("events.out.tfevents.*"))
+    again = train("--config", run / "result.json", "--runs-dir", tmp_path / "b")
+    assert again.exit_code == 0, again.output
+    wauc = [json.loads((only_run(tmp_path / name) / "result.json").read_text())["test"]["wauc"] for name in "ab"]
+    assert wauc[0] == wauc[1]

@@ -120,7 +120,7 @@ class StreamedDataset:
     synthetic: bool = False
 
     def part(self, which: str) -> ShardedPart:
-        return ShardedPart(self.folder, which, self.part_rows[which])
+        return ShardedPart(self.folder, which, self.part_rows[which], CHUNK_ROWS)
 
     @property
     def display_name(self) -> str:
