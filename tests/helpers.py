@@ -24,3 +24,18 @@ def toy_parts(n_rows: int = 4000, n_domains: int = 3, seed: int = 0):
     cut1, cut2 = int(0.6 * n_rows), int(0.8 * n_rows)
     part = lambda s: TensorPart(codes[s], torch.as_tensor(domains[s]), torch.as_tensor(labels[s]))  # noqa: E731
     return spec, part(slice(0, cut1)), part(slice(cut1, cut2)), part(slice(cut2, None))
+
+
+def with_random_adapters(model, config):
+    """Non-zero adapters (a fresh one is an exact no-op), so merged and unmerged paths can disagree."""
+    import torch
+
+    from moe_mlora.adapters import adapters_of, attach_adapters
+
+    attach_adapters(model, config)
+    g = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for adapter in adapters_of(model):
+            for parameter in adapter.parameters():
+                parameter.copy_(torch.randn(parameter.shape, generator=g) * 0.3)
+    return model

@@ -5,6 +5,7 @@ from moe_mlora.adapters import (
     AdapterConfig, AdapterMode, adapters_of, attach_adapters, load_adapters, merge_adapters, merged_adapters,
     save_adapters, set_adapter_mode, unmerge_adapters,
 )
+from helpers import with_random_adapters
 from moe_mlora.errors import ConfigError
 from moe_mlora.features import FeatureSpec
 from moe_mlora.models import MODELS, build_model
@@ -140,17 +141,6 @@ def test_one_adapter_module_serves_every_backbone():
         model = build_model(name, SPEC)
         attach_adapters(model, AdapterConfig("mlora", 3))
         assert len(adapters_of(model)) == 1
-
-
-def with_random_adapters(model, config):
-    """Non-zero adapters (a fresh one is an exact no-op), so merged and unmerged paths can disagree."""
-    attach_adapters(model, config)
-    g = torch.Generator().manual_seed(1)
-    with torch.no_grad():
-        for adapter in adapters_of(model):
-            for parameter in adapter.parameters():
-                parameter.copy_(torch.randn(parameter.shape, generator=g) * 0.3)
-    return model
 
 
 @pytest.mark.parametrize("kind, k", [("mlora", 1), ("moe-mlora", 1), ("moe-mlora", 3)])

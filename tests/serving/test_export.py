@@ -9,7 +9,8 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from moe_mlora.adapters import AdapterConfig, adapters_of, attach_adapters
+from helpers import with_random_adapters
+from moe_mlora.adapters import AdapterConfig
 from moe_mlora.cli import app
 from moe_mlora.data.prepare import TensorPart
 from moe_mlora.features import FeatureSpec
@@ -26,14 +27,7 @@ def trained_looking(name: str, approach: str, k: int):
     """A model whose adapters and gate are non-trivial (fresh adapters would add exactly zero)."""
     torch.manual_seed(0)
     model = build_model(name, SPEC, dnn_hidden=(30, 17, 6)).eval()
-    if approach != "base":
-        attach_adapters(model, AdapterConfig(approach, 3, k, rank=3))
-        g = torch.Generator().manual_seed(1)
-        with torch.no_grad():
-            for adapter in adapters_of(model):
-                for parameter in adapter.parameters():
-                    parameter.copy_(torch.randn(parameter.shape, generator=g) * 0.3)
-    return model
+    return with_random_adapters(model, AdapterConfig(approach, 3, k, rank=3)) if approach != "base" else model
 
 
 def rows(n: int, seed: int = 0):
