@@ -60,14 +60,23 @@ def test_an_epoch_over_shards_sees_every_training_row_once_in_a_shuffled_chunk_o
     assert first != [chunk.codes[0, 0].item() for chunk in part.chunks()]  # chunk order is drawn per epoch
 
 
-def test_base_and_mlora_train_from_shards_and_moe_phase_2_is_refused_up_front(parquet, tmp_path):
-    run = RunConfig(config(parquet, out_of_core=True), "deepfm", approach=ApproachConfig("mlora"),
+@pytest.mark.parametrize("approach, k", [("mlora", 1), ("moe-mlora", 2)])
+def test_every_phase_of_the_papers_schedule_trains_from_shards(parquet, tmp_path, approach, k):
+    run = RunConfig(config(parquet, out_of_core=True), "deepfm", approach=ApproachConfig(approach, k),
                     train=TrainConfig(max_epochs=2, progress=False))
     record = execute_run(run, tmp_path / "runs")
     assert record.ok and np.isfinite(record.test.wauc) and (run.run_dir(tmp_path / "runs") / "epochs.csv").is_file()
-    moe = RunConfig(run.data, "deepfm", approach=ApproachConfig("moe-mlora"), train=run.train)
-    with pytest.raises(ConfigError, match="phase2-experts trains each expert on its own domain's rows"):
-        execute_run(moe, tmp_path / "runs")
+    if approach == "moe-mlora":  # phase 2 ran per expert over the chunks' expert views
+        experts = record.phases[1]
+        assert experts.granularity == "expert" and len(experts.best_epochs) == 2 * k
+        assert sum(len(phase.history) for phase in record.phases) >= 3
+
+
+def test_the_authors_code_schedule_needs_rows_in_memory(parquet, tmp_path):
+    run = RunConfig(config(parquet, out_of_core=True), "deepfm", approach=ApproachConfig("moe-mlora", schedule="authors-code"),
+                    train=TrainConfig(max_epochs=2, progress=False))
+    with pytest.raises(ConfigError, match="selects one domain's rows at a time"):
+        execute_run(run, tmp_path / "runs")
 
 
 @pytest.mark.parametrize("options, message", [

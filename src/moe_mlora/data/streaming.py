@@ -10,8 +10,9 @@ moe_mlora.data.vocabulary does, and are dictionary-encoded by pyarrow, never as 
 
 The split is drawn per row (60/20/20, seeded by the row's position), or taken from a `column:` split;
 a time split needs the whole table's order and is refused here. A chunk's batches are shuffled within
-the chunk and the chunks' order each epoch. Phases that train experts on their own domain's rows
-(MoE-MLoRA phase 2) need rows in memory; they are refused with a one-line error.
+the chunk and the chunks' order each epoch. MoE-MLoRA's phase 2 sees each chunk through its expert view
+(ShardedView); the authors'-code schedule, whose phase 2 selects one domain's rows at a time, needs the
+rows in memory and is refused with one line.
 """
 
 from __future__ import annotations
@@ -103,6 +104,53 @@ class ShardedPart:
     @property
     def routing_ids(self) -> torch.Tensor:
         return self.domains
+
+    def expert_view(self, view, copies: int) -> "ShardedView":
+        """The part as `view` sees it (e.g. MoE-MLoRA's expert view, `copies` rows per row), chunk by chunk."""
+        return ShardedView(self, view, copies)
+
+
+@dataclass
+class ShardedView:
+    """A ShardedPart seen through a per-chunk view that repeats each row `copies` times (the expert view):
+    chunks are the viewed chunks; `experts`, `domains` and `labels` hold every viewed row's (in chunk order)."""
+
+    part: ShardedPart
+    view: object  # TensorPart -> TensorPart
+    copies: int
+    _whole: TensorPart | None = field(default=None, repr=False)
+
+    def __len__(self) -> int:
+        return len(self.part) * self.copies
+
+    def chunks(self, generator: torch.Generator | None = None):
+        for chunk in self.part.chunks(generator):
+            yield self.view(chunk)
+
+    def _ids(self) -> TensorPart:
+        if self._whole is None:  # the view of the ids alone: no feature is read
+            rows = [(self.part._array("domains", a, b), self.part._array("labels", a, b)) for a, b in self.part.bounds()]
+            parts = [self.view(TensorPart(torch.empty(len(d), 0, dtype=torch.int64), torch.from_numpy(d.astype(np.int64)),
+                                          torch.from_numpy(y.astype(np.float32)))) for d, y in rows]
+            self._whole = TensorPart(torch.empty(0, 0, dtype=torch.int64), torch.cat([p.domains for p in parts]),
+                                     torch.cat([p.labels for p in parts]), torch.cat([p.experts for p in parts]))
+        return self._whole
+
+    @property
+    def experts(self) -> torch.Tensor:
+        return self._ids().experts
+
+    @property
+    def domains(self) -> torch.Tensor:
+        return self._ids().domains
+
+    @property
+    def labels(self) -> torch.Tensor:
+        return self._ids().labels
+
+    @property
+    def routing_ids(self) -> torch.Tensor:
+        return self.experts
 
 
 @dataclass

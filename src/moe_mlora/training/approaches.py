@@ -166,6 +166,8 @@ class TrainingReport:
 
 def expert_view(part: TensorPart, config: AdapterConfig) -> TensorPart:
     """Each row once per expert of its domain, with `experts` set: what phase 2 trains and selects on."""
+    if hasattr(part, "expert_view"):  # a part on disk: the view is taken chunk by chunk
+        return part.expert_view(lambda chunk: expert_view(chunk, config), config.experts_per_domain)
     k = config.experts_per_domain
     replica = torch.arange(k).repeat_interleave(len(part))
     domains = part.domains.repeat(k)
@@ -198,10 +200,10 @@ def train_approach(
     model, settings and seed) stands in for MoE-MLoRA's phase 1, which would reproduce it bitwise.
     """
     started = time.perf_counter()
-    per_domain = [phase.name.value for phase in approach.schedule_phases if phase.rows is not Rows.ALL]
-    if per_domain and hasattr(train, "chunks"):
-        raise ConfigError(f"{per_domain[0]} trains each expert on its own domain's rows, which needs the rows in "
-                          "memory; --out-of-core data trains Base and MLoRA (and MoE-MLoRA's phases 1 and 3 in Python)")
+    one_domain = [p.name.value for p in approach.schedule_phases if p.rows is Rows.EACH_EXPERTS_DOMAIN]
+    if one_domain and hasattr(train, "chunks"):
+        raise ConfigError(f"{one_domain[0]} selects one domain's rows at a time, which needs the rows in memory; "
+                          "--out-of-core data trains the paper's schedule")
     report = TrainingReport(approach.approach)
     adapter_config = None
     if approach.approach != "base":

@@ -41,9 +41,14 @@ def group_scores(model: nn.Module, part: TensorPart, groups: list[int], batch_si
     """Each expert's AUC on its own rows of an expert view (negative logloss where those rows hold one class)."""
     if not groups:
         return {}
-    chosen = part.select(torch.nonzero(torch.isin(part.experts, torch.tensor(groups))).squeeze(1))
-    probabilities = torch.sigmoid(predict_logits(model, chosen, batch_size)).numpy()
-    labels, ids = chosen.labels.numpy(), chosen.experts.numpy()
+    wanted = torch.tensor(groups)
+    labels, ids, probabilities = [], [], []
+    for chunk in part.chunks() if hasattr(part, "chunks") else [part]:  # a part on disk, a chunk at a time
+        chosen = chunk.select(torch.nonzero(torch.isin(chunk.experts, wanted)).squeeze(1))
+        probabilities.append(torch.sigmoid(predict_logits(model, chosen, batch_size)).numpy())
+        labels.append(chosen.labels.numpy())
+        ids.append(chosen.experts.numpy())
+    labels, ids, probabilities = np.concatenate(labels), np.concatenate(ids), np.concatenate(probabilities)
     scores = {}
     for group in groups:
         y, p = labels[ids == group], probabilities[ids == group]

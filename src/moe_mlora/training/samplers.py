@@ -46,7 +46,12 @@ def epoch_batches(part: TensorPart, batch_size: int, order: BatchOrder, generato
 def group_batches(
     part: TensorPart, groups: torch.Tensor, active: torch.Tensor, batch_size: int, generator: torch.Generator
 ) -> Iterator[TensorPart]:
-    """Iteration i holds the i-th batch (up to batch_size rows) of every active group."""
+    """Iteration i holds the i-th batch (up to batch_size rows) of every active group (of each chunk, for a
+    part on disk: the chunks in random order)."""
+    if hasattr(part, "chunks"):
+        for chunk in part.chunks(generator):
+            yield from group_batches(chunk, chunk.experts, active, batch_size, generator)
+        return
     noise = torch.rand(len(part), generator=generator)  # drawn for every row, whatever is active
     chosen = torch.nonzero(active[groups]).squeeze(1)
     grouped = chosen[torch.argsort(groups[chosen].double() * 2 + noise[chosen].double())]  # by group, shuffled within
