@@ -86,3 +86,16 @@ def test_the_authors_code_schedule_needs_rows_in_memory(parquet, tmp_path):
 def test_streaming_refuses_what_needs_the_whole_table(parquet, tmp_path, options, message):
     with pytest.raises(ConfigError, match=message):
         prepare_dataset(config(parquet, out_of_core=True, **options), cache_dir=tmp_path / "cache")
+
+
+def test_a_folder_of_parquet_files_streams_as_one_table(parquet, tmp_path):
+    frame = pd.read_parquet(parquet)
+    folder = tmp_path / "parts"
+    folder.mkdir()
+    frame.iloc[:400].to_parquet(folder / "a.parquet", index=False)
+    frame.iloc[400:].to_parquet(folder / "b.parquet", index=False)
+    whole = prepare_dataset(config(parquet, out_of_core=True, split="column:part"), cache_dir=tmp_path / "one")
+    split = prepare_dataset(config(folder, out_of_core=True, split="column:part"), cache_dir=tmp_path / "two")
+    assert split.part_rows == whole.part_rows and split.encoding == whole.encoding
+    assert torch.equal(torch.cat([c.codes for c in split.part("train").chunks()]),
+                       torch.cat([c.codes for c in whole.part("train").chunks()]))
