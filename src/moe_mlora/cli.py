@@ -297,8 +297,12 @@ def _split_list(text: str | None, data_dir: Path | None) -> list[str]:
     return splits
 
 
-def _sweep(configs, results_dir: Path, workers, backend: str, retry_failed: bool, data_dir: Path | None) -> None:
-    """Run a grid (resumable), then print Table 1 and write the report."""
+def _sweep(configs, results_dir: Path, workers, backend: str, retry_failed: bool, data_dir: Path | None,
+           config_file: Path | None = None) -> None:
+    """Run a grid (on a config file's data, model_config and train settings, if given; resumable), then
+    print Table 1 and write the report."""
+    if config_file:
+        configs = with_config_file(configs, load_config_file(config_file), str(config_file))
     summary = run_sweep(configs, results_dir, workers=workers, backend=backend, retry_failed=retry_failed,
                         data_dir=data_dir, console=console)
     console.print(f"sweep: {summary.finished} finished, {summary.skipped} already recorded, "
@@ -336,9 +340,7 @@ def reproduce_table1(
                         threads=threads)
     configs = table1_configs(_split_list(datasets, data_dir), [m.strip() for m in models.split(",")],
                              seed_list(seeds), train, moe_variants=[moe_variant] if moe_variant else [])
-    if config_file:
-        configs = with_config_file(configs, load_config_file(config_file), str(config_file))
-    _sweep(configs, results_dir, workers, backend, retry_failed, data_dir)
+    _sweep(configs, results_dir, workers, backend, retry_failed, data_dir, config_file)
 
 
 @reproduce_app.command("experts")
@@ -364,9 +366,7 @@ def reproduce_experts(
                         threads=threads)
     configs = experts_configs(split, [m.strip() for m in models.split(",")], seed_list(seeds),
                               int_list(experts_per_domain, "--experts-per-domain"), train)
-    if config_file:
-        configs = with_config_file(configs, load_config_file(config_file), str(config_file))
-    _sweep(configs, results_dir, workers, backend, retry_failed, data_dir)
+    _sweep(configs, results_dir, workers, backend, retry_failed, data_dir, config_file)
 
 
 @reproduce_app.command("ablation")
@@ -393,9 +393,7 @@ def reproduce_ablation(
                         threads=threads)
     configs = ablation_configs(_split_list(datasets, data_dir), [m.strip() for m in models.split(",")],
                                seed_list(seeds), train, [v.strip() for v in variants.split(";") if v.strip()])
-    if config_file:
-        configs = with_config_file(configs, load_config_file(config_file), str(config_file))
-    _sweep(configs, results_dir, workers, backend, retry_failed, data_dir)
+    _sweep(configs, results_dir, workers, backend, retry_failed, data_dir, config_file)
 
 
 @app.command()

@@ -7,6 +7,7 @@ leaves half a file, and the result gets the usual permissions (0666 less the uma
 from __future__ import annotations
 
 import os
+import re
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -34,6 +35,12 @@ def atomic_path(path: Path, keep_suffix: bool = False) -> Iterator[Path]:
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
+
+
+def safe_name(text: str) -> str:
+    """`text` as one file or folder name: every run of other characters than letters, digits, '.', '_'
+    and '-' (a '/' above all) becomes one '_'."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", text)
 
 
 def write_text_atomic(path: Path, text: str) -> Path:

@@ -6,6 +6,7 @@ import hashlib
 import json
 import logging
 import os
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
@@ -138,6 +139,11 @@ class TensorPart:
     def model_inputs(self) -> tuple:
         """What the model's forward takes: codes, routing ids, dense features, bags."""
         return self.codes, self.routing_ids, self.dense, self.bags
+
+    def chunks(self, generator: torch.Generator | None = None) -> Iterator["TensorPart"]:
+        """The part as chunks to go through one at a time: itself, in memory (a part on disk,
+        moe_mlora.data.streaming, yields many, in an order drawn from `generator`)."""
+        yield self
 
     def map_tensors(self, function) -> "TensorPart":
         """The same part with `function` applied to each of its tensors."""

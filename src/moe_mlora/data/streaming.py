@@ -28,7 +28,7 @@ import pyarrow.compute as pc
 import pyarrow.dataset as ds
 import torch
 
-from moe_mlora.data.feature_types import PAD, Encoding, NumericColumn
+from moe_mlora.data.feature_types import PAD, Encoding, NumericColumn, parse_numbers
 from moe_mlora.data.prepare import SPLIT_NAMES, DatasetConfig, TensorPart
 from moe_mlora.data.split import PART_NAMES
 from moe_mlora.data.table import DOMAIN
@@ -97,14 +97,6 @@ class ShardedPart:
     def labels(self) -> torch.Tensor:
         return self._whole("labels", np.float32)
 
-    @property
-    def experts(self) -> None:
-        return None
-
-    @property
-    def routing_ids(self) -> torch.Tensor:
-        return self.domains
-
     def expert_view(self, view, copies: int) -> "ShardedView":
         """The part as `view` sees it (e.g. MoE-MLoRA's expert view, `copies` rows per row), chunk by chunk."""
         return ShardedView(self, view, copies)
@@ -113,12 +105,12 @@ class ShardedPart:
 @dataclass
 class ShardedView:
     """A ShardedPart seen through a per-chunk view that repeats each row `copies` times (the expert view):
-    chunks are the viewed chunks; `experts`, `domains` and `labels` hold every viewed row's (in chunk order)."""
+    chunks are the viewed chunks; `experts` holds every viewed row's expert id (in chunk order)."""
 
     part: ShardedPart
     view: object  # TensorPart -> TensorPart
     copies: int
-    _whole: TensorPart | None = field(default=None, repr=False)
+    _experts: torch.Tensor | None = field(default=None, repr=False)
 
     def __len__(self) -> int:
         return len(self.part) * self.copies
@@ -127,30 +119,16 @@ class ShardedView:
         for chunk in self.part.chunks(generator):
             yield self.view(chunk)
 
-    def _ids(self) -> TensorPart:
-        if self._whole is None:  # the view of the ids alone: no feature is read
-            rows = [(self.part._array("domains", a, b), self.part._array("labels", a, b)) for a, b in self.part.bounds()]
-            parts = [self.view(TensorPart(torch.empty(len(d), 0, dtype=torch.int64), torch.from_numpy(d.astype(np.int64)),
-                                          torch.from_numpy(y.astype(np.float32)))) for d, y in rows]
-            self._whole = TensorPart(torch.empty(0, 0, dtype=torch.int64), torch.cat([p.domains for p in parts]),
-                                     torch.cat([p.labels for p in parts]), torch.cat([p.experts for p in parts]))
-        return self._whole
-
     @property
     def experts(self) -> torch.Tensor:
-        return self._ids().experts
-
-    @property
-    def domains(self) -> torch.Tensor:
-        return self._ids().domains
-
-    @property
-    def labels(self) -> torch.Tensor:
-        return self._ids().labels
-
-    @property
-    def routing_ids(self) -> torch.Tensor:
-        return self.experts
+        if self._experts is None:  # the view of the domain ids alone: no feature is read
+            viewed = []
+            for start, stop in self.part.bounds():
+                domains = torch.from_numpy(self.part._array("domains", start, stop).astype(np.int64))
+                ids = TensorPart(torch.empty(len(domains), 0, dtype=torch.int64), domains, torch.zeros(len(domains)))
+                viewed.append(self.view(ids).experts)
+            self._experts = torch.cat(viewed)
+        return self._experts
 
 
 @dataclass
@@ -173,10 +151,6 @@ class StreamedDataset:
     @property
     def display_name(self) -> str:
         return self.name
-
-    @property
-    def vocabularies(self) -> tuple[Vocabulary, ...]:
-        return self.encoding.fields
 
     def training_domain_counts(self) -> np.ndarray:
         return np.array(self.training_domain_rows)
@@ -228,8 +202,7 @@ def stream_dataset(config: DatasetConfig, folder: Path) -> StreamedDataset:
                 bag_length = max(bag_length, int(np.bincount(parents).max()))
             counts[name].update(_value_counts(pc.filter(tokens, pa.array(training[parents]))))
     domains = sorted(domain_counts)
-    vocabularies = [Vocabulary(tuple(sorted(v for v, c in counts[name].items() if c >= config.min_count)), oov=True)
-                    for name in categorical]
+    vocabularies = [_frequent(counts[name], config.min_count) for name in categorical]
     if config.domain_as_feature:
         vocabularies.append(Vocabulary(tuple(domains), oov=False))
     numeric_columns = []
@@ -239,8 +212,7 @@ def stream_dataset(config: DatasetConfig, folder: Path) -> StreamedDataset:
             raise DataError(f"{source}, column '{name}': no numeric value in the training rows")
         mean = total / n
         numeric_columns.append(NumericColumn(name, float(mean), float(np.sqrt(max(squares / n - mean ** 2, 0))) or 1.0))
-    bag_vocabularies = [Vocabulary(tuple(sorted(v for v, c in counts[name].items() if c >= config.min_count)), oov=True)
-                        for name in bags]
+    bag_vocabularies = [_frequent(counts[name], config.min_count) for name in bags]
     encoding = Encoding(tuple(vocabularies), tuple(numeric_columns), tuple(bag_vocabularies),
                         bag_length if bags else 0, config.multi_separator)
     names = [*categorical, *([DOMAIN] if config.domain_as_feature else [])]
@@ -271,6 +243,11 @@ def stream_dataset(config: DatasetConfig, folder: Path) -> StreamedDataset:
             "part_rows": rows, "training_domain_rows": training_domains.tolist(), "domain_column": config.split_by}
     write_text_atomic(folder / META_FILE, json.dumps(meta))  # last: a folder without it is unfinished
     return _read_meta(folder)
+
+
+def _frequent(counts: Counter, min_count: int) -> Vocabulary:
+    """Values counted at least `min_count` times, sorted as strings; the rest share the OOV code 0."""
+    return Vocabulary(tuple(sorted(value for value, count in counts.items() if count >= min_count)), oov=True)
 
 
 def _read_meta(folder: Path) -> StreamedDataset:
@@ -323,8 +300,6 @@ def _value_counts(array: pa.Array) -> dict:
 def _numbers(column: pa.Array, name: str, source: Path, offset: int) -> np.ndarray:
     if pa.types.is_integer(column.type) or pa.types.is_floating(column.type):
         return pc.cast(column, pa.float64()).to_numpy(zero_copy_only=False)
-    from moe_mlora.data.feature_types import parse_numbers
-
     return parse_numbers(column.to_pandas(), name, lambda row: f"{source}, row {offset + row}")
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from moe_mlora.data import DatasetConfig
 from moe_mlora.errors import ConfigError
+from moe_mlora.files import safe_name
 from moe_mlora.models import ModelConfig
 from moe_mlora.training.approaches import ApproachConfig
 from moe_mlora.training.config import TrainConfig
@@ -102,7 +103,7 @@ class RunConfig:
             approach += f"-k{self.approach.experts_per_domain}"
         if self.approach.variant:
             approach += "-" + re.sub(r"[^A-Za-z0-9.]+", "-", self.approach.variant)
-        split_by = re.sub(r"[^A-Za-z0-9._-]+", "_", self.data.split_by)  # a table's column name may hold '/'
+        split_by = safe_name(self.data.split_by)  # a table's column name may hold '/'
         return f"{self.data.dataset}-{split_by}-{self.model}-{approach}-s{self.train.seed}"
 
     def run_dir(self, runs_root: Path) -> Path:

@@ -35,7 +35,7 @@ from moe_mlora.data.tabular import binary_labels
 from moe_mlora.data.table import DOMAIN
 from moe_mlora.data.vocabulary import Vocabulary, as_strings
 from moe_mlora.errors import ConfigError, DataError
-from moe_mlora.files import write_text_atomic
+from moe_mlora.files import safe_name, write_text_atomic
 from moe_mlora.models import CTRModel, build_model
 from moe_mlora.serving.manifest import save_run_weights, write_manifest
 from moe_mlora.serving.predictor import Predictor
@@ -83,7 +83,7 @@ def add_domain(
         raise ConfigError(f"domain '{domain}' is already one of the run's domains")
     if not domain.strip():
         raise ConfigError("the new domain needs a name")
-    output = Path(output) if output is not None else run.parent / f"{run.name}+{_safe(domain)}"
+    output = Path(output) if output is not None else run.parent / f"{run.name}+{safe_name(domain)}"
     if (output / "manifest.json").exists():
         raise ConfigError(f"{output}: already holds a run; name another --output")
     data_config = manifest.run_config["data"]
@@ -165,10 +165,6 @@ def _read_rows(path: Path, source: Predictor, label: str, domain: str) -> tuple[
 def _auc(part: TensorPart, logits: np.ndarray) -> float | None:
     labels = part.labels.numpy()
     return float(roc_auc_score(labels, logits)) if 0 < labels.sum() < len(labels) else None
-
-
-def _safe(text: str) -> str:
-    return "".join(c if c.isalnum() or c in "-_." else "_" for c in text)
 
 
 # -- growing the model ---------------------------------------------------------------------------------------

@@ -33,7 +33,7 @@ from torch import nn
 
 from moe_mlora.adapters import adapters_of, merge_domain
 from moe_mlora.errors import ConfigError, DataError
-from moe_mlora.files import atomic_path
+from moe_mlora.files import atomic_path, safe_name
 from moe_mlora.models import CTRModel
 from moe_mlora.serving.manifest import load_run
 
@@ -151,13 +151,9 @@ def export_run(folder: Path, fmt: ExportFormat | str, domain: str | None = None,
         if domain not in manifest.domain_names:
             raise ConfigError(f"--domain '{domain}' is not one of the run's domains {list(manifest.domain_names)}")
         domain_id = manifest.domain_names.index(domain)
-    name = "model" if domain is None else f"model-{_safe(domain)}"
+    name = "model" if domain is None else f"model-{safe_name(domain)}"
     path = output or Path(folder) / "export" / f"{name}{fmt.suffix}"
     return export_model(model, path, fmt, domain_id)
-
-
-def _safe(text: str) -> str:
-    return "".join(c if c.isalnum() or c in "-_." else "_" for c in text)
 
 
 def _require_onnx() -> None:

@@ -59,6 +59,7 @@ def read_chunks(path: Path, columns: list[str], rows: int, optional: tuple[str, 
     if not path.is_file():
         raise DataError(f"{path}: file not found")
     present = header_columns(path)
+    _missing(path, columns, present)
     wanted = [*columns, *(c for c in optional if c in present and c not in columns)]
     if table_format(path) == "parquet":
         yield from _parquet_chunks(path, wanted, rows)
@@ -106,7 +107,6 @@ def _parquet_chunks(path: Path, columns: list[str], rows: int) -> Iterator[Chunk
     except Exception as exc:  # pyarrow raises several unrelated types for a bad file
         raise DataError(f"{path}: not a readable Parquet file ({exc})") from None
     schema = handle.schema_arrow
-    _missing(path, columns, schema.names)
     for column in columns:
         kind = schema.field(column).type
         if pa.types.is_nested(kind):

@@ -166,7 +166,7 @@ class TrainingReport:
 
 def expert_view(part: TensorPart, config: AdapterConfig) -> TensorPart:
     """Each row once per expert of its domain, with `experts` set: what phase 2 trains and selects on."""
-    if hasattr(part, "expert_view"):  # a part on disk: the view is taken chunk by chunk
+    if not isinstance(part, TensorPart):  # a part on disk: the view is taken chunk by chunk
         return part.expert_view(lambda chunk: expert_view(chunk, config), config.experts_per_domain)
     k = config.experts_per_domain
     replica = torch.arange(k).repeat_interleave(len(part))
@@ -201,7 +201,7 @@ def train_approach(
     """
     started = time.perf_counter()
     one_domain = [p.name.value for p in approach.schedule_phases if p.rows is Rows.EACH_EXPERTS_DOMAIN]
-    if one_domain and hasattr(train, "chunks"):
+    if one_domain and not isinstance(train, TensorPart):
         raise ConfigError(f"{one_domain[0]} selects one domain's rows at a time, which needs the rows in memory; "
                           "--out-of-core data trains the paper's schedule")
     report = TrainingReport(approach.approach)

@@ -22,11 +22,10 @@ def predict_logits(model: nn.Module, part: TensorPart, batch_size: int = 8192) -
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
-    chunks = part.chunks() if hasattr(part, "chunks") else [part]  # a part on disk, a chunk at a time
     try:
         with merged_adapters(model):
             out = [model(*chunk.select(slice(s, s + batch_size)).to(device).model_inputs()).cpu()
-                   for chunk in chunks for s in range(0, len(chunk), batch_size)]
+                   for chunk in part.chunks() for s in range(0, len(chunk), batch_size)]
     finally:
         model.train(was_training)
     return torch.cat(out) if out else torch.empty(0)
@@ -43,7 +42,7 @@ def group_scores(model: nn.Module, part: TensorPart, groups: list[int], batch_si
         return {}
     wanted = torch.tensor(groups)
     labels, ids, probabilities = [], [], []
-    for chunk in part.chunks() if hasattr(part, "chunks") else [part]:  # a part on disk, a chunk at a time
+    for chunk in part.chunks():  # one in memory; a part on disk, a chunk at a time
         chosen = chunk.select(torch.nonzero(torch.isin(chunk.experts, wanted)).squeeze(1))
         probabilities.append(torch.sigmoid(predict_logits(model, chosen, batch_size)).numpy())
         labels.append(chosen.labels.numpy())

@@ -119,6 +119,8 @@ def fit(
     """
     label = label or phase.name.value
     trainable = enter_phase(model, phase)
+    # Under torchrun, gradients are averaged over the processes; the wrapper covers this phase's trainables.
+    network = data_parallel(model, find_unused=phase.trains in (Trains.ALL, Trains.ALL_BUT_GATE_EMBEDDING))
     seed = derive_seed(config.seed, phase.seed_key)
     torch.manual_seed(seed)  # dropout masks
     generator = torch.Generator().manual_seed(seed)  # batch order
@@ -162,7 +164,7 @@ def fit(
         epoch += 1
         epoch_start = time.perf_counter()
         train_loss, n_rows = train_epoch(model, phase, train, optimizer, config, generator, active=active,
-                                         description=f"{label} epoch {epoch}")
+                                         description=f"{label} epoch {epoch}", network=network)
         if not np.isfinite(train_loss):
             raise TrainingDiverged(f"{label}: training loss became {train_loss} in epoch {epoch}")
         seconds = time.perf_counter() - epoch_start
@@ -211,9 +213,11 @@ def train_epoch(
     *,
     active: torch.Tensor | None = None,
     description: str = "epoch",
+    network: nn.Module | None = None,
 ) -> tuple[float, int]:
     """One pass over the phase's rows (per-expert phases: the `active` experts' rows); returns the mean
-    training loss per row and the number of rows seen."""
+    training loss per row and the number of rows seen. `network` is what the forward runs through: the
+    model, or under torchrun its DistributedDataParallel wrapper (made once per phase by `fit`)."""
     n_groups = len(active) if active is not None else 1
     if phase.per_expert and active is None:
         raise ValueError("a per-expert phase trains the experts marked in `active`")
@@ -221,9 +225,10 @@ def train_epoch(
     device = next(model.parameters()).device
     total, n_rows = torch.zeros((), device=device), 0
     processes = world_size()
-    network = data_parallel(model, find_unused=phase.trains in (Trains.ALL, Trains.ALL_BUT_GATE_EMBEDDING))
+    network = network or model
     if phase.per_expert:
-        batches = group_batches(train, train.experts, active, config.batch_size, generator)
+        batches = (batch for chunk in train.chunks(generator)  # one chunk in memory; many for a part on disk
+                   for batch in group_batches(chunk, chunk.experts, active, config.batch_size, generator))
         size = int(active[train.experts].sum())
     else:
         batches = epoch_batches(train, config.batch_size, config.batch_order, generator)

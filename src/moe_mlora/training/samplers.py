@@ -27,13 +27,13 @@ class BatchOrder(str, Enum):
 
 
 def epoch_batches(part: TensorPart, batch_size: int, order: BatchOrder, generator: torch.Generator) -> Iterator[TensorPart]:
-    """One epoch over `part` in the given order (one gather per epoch, batches are slices). A part on disk
+    """One epoch over `part` in the given order (one gather per chunk, batches are slices). A part on disk
     (moe_mlora.data.streaming) goes chunk by chunk, the chunks in random order, each in the given order."""
-    if hasattr(part, "chunks"):
-        for chunk in part.chunks(generator):
-            yield from epoch_batches(chunk, batch_size, order, generator)
-        return
-    order = BatchOrder(order)
+    for chunk in part.chunks(generator):
+        yield from _chunk_batches(chunk, batch_size, BatchOrder(order), generator)
+
+
+def _chunk_batches(part: TensorPart, batch_size: int, order: BatchOrder, generator: torch.Generator) -> Iterator[TensorPart]:
     n = len(part)
     if order is BatchOrder.SHUFFLED:
         permuted = part.select(torch.randperm(n, generator=generator))
@@ -46,12 +46,7 @@ def epoch_batches(part: TensorPart, batch_size: int, order: BatchOrder, generato
 def group_batches(
     part: TensorPart, groups: torch.Tensor, active: torch.Tensor, batch_size: int, generator: torch.Generator
 ) -> Iterator[TensorPart]:
-    """Iteration i holds the i-th batch (up to batch_size rows) of every active group (of each chunk, for a
-    part on disk: the chunks in random order)."""
-    if hasattr(part, "chunks"):
-        for chunk in part.chunks(generator):
-            yield from group_batches(chunk, chunk.experts, active, batch_size, generator)
-        return
+    """Iteration i holds the i-th batch (up to batch_size rows) of every active group."""
     noise = torch.rand(len(part), generator=generator)  # drawn for every row, whatever is active
     chosen = torch.nonzero(active[groups]).squeeze(1)
     grouped = chosen[torch.argsort(groups[chosen].double() * 2 + noise[chosen].double())]  # by group, shuffled within
