@@ -67,7 +67,7 @@ def main() -> None:
     # rows with unseen users (the held-out occupation's users never appear in training), items and domain
     new_rows = held.head(2000)
     scored = predictor.predict(new_rows, unknown_domain="backbone")
-    vocabulary_user = set(predictor.vocabularies[0].values)
+    vocabulary_user = set(predictor.encoding.fields[0].values)
     unseen_users = int((~new_rows.user.isin(vocabulary_user)).sum())
 
     exports = {fmt: export_run(run, fmt) for fmt in ("torch-export", "onnx")}
