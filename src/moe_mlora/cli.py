@@ -136,7 +136,7 @@ def train(
     experts_per_domain: Annotated[int, typer.Option(help="MoE-MLoRA: experts per domain (k).")] = 1,
     phase2_schedule: Annotated[str, typer.Option(help="MoE-MLoRA phase 2: parallel (all experts in one pass) | sequential.")] = "parallel",
     schedule: Annotated[str, typer.Option(help="MoE-MLoRA: paper (the method as described) | authors-code (what the authors' TF code does: all parameters in every phase, fixed gate embedding, non-improving epochs undone).")] = "paper",
-    gate_init: Annotated[str, typer.Option(help="MoE-MLoRA phase 3 starts from: uniform (the gate as initialised) | own-domain (each domain routed to its own experts).")] = "uniform",
+    gate_init: Annotated[str, typer.Option(help="MoE-MLoRA phase 3 starts from: uniform (every expert the same weight) | random (torch's default initialisation, not uniform) | own-domain (each domain routed to its own experts).")] = "uniform",
     gate_input: Annotated[str, typer.Option(help="MoE-MLoRA gate input: domain | features (the domain and the row's tower input; per-row, not foldable per domain).")] = "domain",
     gate_learning_rate: Annotated[Optional[float], typer.Option(help="MoE-MLoRA phase 3 learning rate (default: --learning-rate).")] = None,
     lora_reduce: Annotated[Optional[int], typer.Option(help="Adapter rank = layer width // this (default: per-model).")] = None,

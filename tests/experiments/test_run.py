@@ -62,6 +62,22 @@ def test_the_record_holds_every_phases_chosen_and_restored_scores_and_the_settin
         assert phase["restored_valid_score"] == pytest.approx(phase["best_valid_score"], abs=1e-6)
     record = RunRecord.read(run.run_dir(tmp_path))
     assert record.config == run and record.test.wauc == data["test"]["wauc"] and record.current
+    gate = data["diagnostics"]
+    assert gate["gate_chosen_epoch"] == data["phases"][-1]["best_epoch"]
+    n_domains = data["n_domains"]
+    assert all(g["start_own_weight"] == pytest.approx(1 / n_domains, abs=1e-6) for g in gate["gate"])  # uniform start
+    assert gate["mean_own_weight"] == pytest.approx(sum(g["own_weight"] for g in gate["gate"]) / n_domains)
+    assert {"cpu_model", "cpu_flags", "blas", "onednn", "threads"} <= set(data["machine"]["numerics"])
+
+
+def test_a_schema_change_of_moe_mlora_alone_keeps_base_and_mlora_records_current(tmp_path):
+    from moe_mlora.experiments.sweep import pending_configs
+
+    runs = [config(approach) for approach in ("base", "mlora", "moe-mlora")]
+    for run in runs:
+        record = RunRecord("ok", run, schema=3)
+        record.write(run.run_dir(tmp_path))
+    assert pending_configs(runs, tmp_path) == [runs[2]]  # only MoE-MLoRA's meaning changed in schema 4
 
 
 def test_records_of_an_older_schema_are_recognised_as_such(tmp_path):

@@ -22,12 +22,13 @@ def snapshot(params):
     return [p.detach().clone() for p in params]
 
 
-def one_step(model, codes, routing_ids, labels, trainable):
+def one_step(model, codes, routing_ids, labels, trainable, steps=1):
     optimizer = ModelAdam(model, trainable, FAST.learning_rate)
-    loss = torch.nn.functional.binary_cross_entropy_with_logits(model(codes, routing_ids), labels)
-    optimizer.zero_grad()
-    loss.backward()
-    optimizer.step()
+    for _ in range(steps):
+        loss = torch.nn.functional.binary_cross_entropy_with_logits(model(codes, routing_ids), labels)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
 
 
 @pytest.fixture
@@ -73,7 +74,9 @@ def test_phase3_trains_only_the_gate(moe_model):
     model, train = moe_model
     backbone, experts, gate = split_params(model)
     before = snapshot(backbone), snapshot(experts), snapshot(gate)
-    one_step(model, train.codes[:512], train.domains[:512], train.labels[:512], enter_phase(model, MOE_GATE))
+    # Two steps: the gate's output layer starts at zero (an exactly uniform gate), so the domain embedding
+    # below it gets its first nonzero gradient in the second step.
+    one_step(model, train.codes[:512], train.domains[:512], train.labels[:512], enter_phase(model, MOE_GATE), steps=2)
     assert all(torch.equal(a, b) for a, b in zip(before[0] + before[1], snapshot(backbone) + snapshot(experts)))
     assert all(not torch.equal(a, b) for a, b in zip(before[2], snapshot(gate)))
 

@@ -59,6 +59,8 @@ def test_own_experts_routing_is_each_domains_experts_one_over_k_each():
 def test_a_feature_gate_gives_rows_of_one_domain_different_weights_and_is_never_merged():
     spec, model, train, _, _ = adapted(gate_input="features")
     adapter = adapters_of(model)[0]
+    with torch.no_grad():  # a trained gate (it starts uniform)
+        adapter.gate.to_experts.weight.copy_(torch.randn(adapter.gate.to_experts.weight.shape) * 0.5)
     rows = train.select(torch.nonzero(train.domains == 1).squeeze(1)[:50])
     weights = adapter.routing(rows.domains, model.embedding(rows.codes).flatten(1))
     assert weights.shape == (50, 6) and torch.allclose(weights.sum(1), torch.ones(50))
@@ -135,6 +137,39 @@ def test_authors_schedule_end_to_end_changes_everything_and_never_keeps_a_worse_
     assert evaluate(model, valid, spec.domain_names).wauc == pytest.approx(report.phases[-1].best_valid_score, abs=1e-9)
 
 
+@pytest.mark.parametrize("k, gate_input", [(1, "domain"), (3, "domain"), (2, "features")])
+def test_a_uniform_gate_gives_every_expert_the_same_weight_when_phase3_starts(k, gate_input):
+    spec, train, valid, _ = toy_parts()
+    set_seed(0)
+    model = build_model("deepfm", spec)
+    report = train_approach(model, train, valid, spec.domain_names,
+                            ApproachConfig("moe-mlora", k, gate_input=gate_input), FAST)
+    n_experts = k * spec.n_domains
+    assert report.gate_start.shape == (spec.n_domains, n_experts)
+    assert (report.gate_start - 1 / n_experts).abs().max() < 1e-6
+
+
+def test_a_random_gate_is_torchs_default_start_and_not_uniform():
+    spec, train, valid, _ = toy_parts()
+    set_seed(0)
+    model = build_model("wdl", spec)
+    report = train_approach(model, train, valid, spec.domain_names, ApproachConfig("moe-mlora", gate_init="random"), FAST)
+    assert (report.gate_start - 1 / spec.n_domains).abs().max() > 1e-2
+
+
+def test_the_authors_gate_is_drawn_as_keras_draws_it_and_starts_nearly_domain_blind():
+    spec, _, _, _ = toy_parts()
+    model = build_model("wdl", spec)
+    config = ApproachConfig("moe-mlora", 2, schedule="authors-code").adapter_config("wdl", spec.n_domains, 1)
+    (adapter,) = attach_adapters(model, config)
+    embedding, dense = adapter.gate.domain_embedding.weight, adapter.gate.to_experts
+    assert embedding.abs().max() <= 0.05 and torch.equal(dense.bias, torch.zeros_like(dense.bias))
+    limit = (6 / sum(dense.weight.shape)) ** 0.5  # Glorot uniform
+    assert dense.weight.abs().max() <= limit and dense.weight.abs().max() > limit / 2
+    weights = adapter.gate(torch.arange(spec.n_domains))
+    assert (weights - 1 / weights.shape[1]).abs().max() < 0.02  # tiny inputs: close to uniform for every domain
+
+
 def test_diagnostics_report_the_gate_and_the_three_paths():
     spec, train, valid, test = toy_parts()
     set_seed(0)
@@ -152,8 +187,8 @@ def test_diagnostics_report_the_gate_and_the_three_paths():
 def test_variant_options_apply_to_moe_mlora_only():
     with pytest.raises(ConfigError, match="--gate-init applies to moe-mlora only"):
         ApproachConfig("mlora", gate_init="own-domain")
-    with pytest.raises(ConfigError, match="gate init must be one of uniform, own-domain"):
-        ApproachConfig("moe-mlora", gate_init="random")
+    with pytest.raises(ConfigError, match="gate init must be one of uniform, random, own-domain"):
+        ApproachConfig("moe-mlora", gate_init="bogus")
     with pytest.raises(ConfigError, match="authors-code schedule has no gate phase"):
         ApproachConfig("moe-mlora", schedule="authors-code", gate_learning_rate=0.1)
     assert ApproachConfig("moe-mlora", gate_init="own-domain", gate_learning_rate=0.01).arm == \

@@ -1,7 +1,7 @@
 """MLoRA and MoE-MLoRA for any backbone's tower: config, layer, merge and files kept apart (as PEFT's LoRA)."""
 
 from moe_mlora.adapters.config import (
-    ADAPTER_KINDS, DEFAULT_LORA_REDUCE, AdapterConfig, AdapterMode, GateInit, GateInput,
+    ADAPTER_KINDS, DEFAULT_LORA_REDUCE, AdapterConfig, AdapterMode, GateInit, GateInput, GateWeights,
 )
 from moe_mlora.adapters.io import ADAPTER_CONFIG, ADAPTER_WEIGHTS, load_adapters, save_adapters
 from moe_mlora.adapters.layer import (
@@ -12,7 +12,7 @@ from moe_mlora.adapters.merge import MergedTower, merge_adapters, merge_domain, 
 
 __all__ = [
     "ADAPTER_CONFIG", "ADAPTER_KINDS", "ADAPTER_WEIGHTS", "DEFAULT_LORA_REDUCE", "AdapterConfig", "AdapterMode",
-    "DomainGate", "GateInit", "GateInput", "LowRankExperts", "MergedTower", "TowerAdapter", "adapters_of", "attach_adapters",
+    "DomainGate", "GateInit", "GateInput", "GateWeights", "LowRankExperts", "MergedTower", "TowerAdapter", "adapters_of", "attach_adapters",
     "backbone_parameters", "load_adapters", "merge_adapters", "merge_domain", "merged_adapters", "save_adapters",
     "set_adapter_mode", "towers_of", "unmerge_adapters",
 ]

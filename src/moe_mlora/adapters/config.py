@@ -36,8 +36,20 @@ class GateInput(str, Enum):
 
 
 class GateInit(str, Enum):
-    UNIFORM = "uniform"  # the gate as initialised: close to uniform over all experts
+    """Where MoE-MLoRA's phase 3 starts (an approach setting)."""
+
+    UNIFORM = "uniform"  # exactly uniform over all experts: the gate's output layer starts at zero
+    RANDOM = "random"  # torch's default initialisation (embedding N(0,1), a Linear with a random bias): not uniform
     OWN_DOMAIN = "own-domain"  # phase 3 starts routed (almost) entirely to each domain's own experts
+
+
+class GateWeights(str, Enum):
+    """How the gate's weights are drawn when the adapter is built (an adapter setting)."""
+
+    ZERO_OUTPUT = "zero-output"  # embedding N(0,1), output layer zero: softmax exactly uniform, gradients still flow
+    TORCH_DEFAULT = "torch-default"  # nn.Embedding N(0,1), nn.Linear kaiming-uniform weight and uniform bias
+    KERAS_DEFAULT = "keras-default"  # the authors' TF/Keras defaults: embedding U(-0.05, 0.05), glorot-uniform kernel,
+    # zero bias (their gate is then nearly domain-blind: the logits' spread is tiny)
 
 
 @dataclass(frozen=True)
@@ -49,6 +61,7 @@ class AdapterConfig:
     rank: int | None = None  # ... unless a fixed rank is given
     gate_embedding_dim: int = 4
     gate_input: str = GateInput.DOMAIN.value
+    gate_weights: str = GateWeights.ZERO_OUTPUT.value
     init_seed: int = 0  # adapters draw their init from their own generator, not the global one
 
     def __post_init__(self) -> None:
@@ -64,11 +77,12 @@ class AdapterConfig:
             raise ConfigError(f"adapter rank must be at least 1, got {self.rank}")
         if self.lora_reduce is not None and self.lora_reduce < 1:
             raise ConfigError(f"lora_reduce must be at least 1, got {self.lora_reduce}")
-        try:
-            GateInput(self.gate_input)
-        except ValueError:
-            raise ConfigError(f"gate input must be one of {', '.join(g.value for g in GateInput)}, "
-                              f"got '{self.gate_input}'") from None
+        for name, kind in (("gate_input", GateInput), ("gate_weights", GateWeights)):
+            try:
+                kind(getattr(self, name))
+            except ValueError:
+                raise ConfigError(f"{name.replace('_', ' ')} must be one of {', '.join(g.value for g in kind)}, "
+                                  f"got '{getattr(self, name)}'") from None
 
     @property
     def n_experts(self) -> int:

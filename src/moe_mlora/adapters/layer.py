@@ -24,7 +24,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from moe_mlora.adapters.config import AdapterConfig, AdapterMode, GateInput
+from moe_mlora.adapters.config import AdapterConfig, AdapterMode, GateInput, GateWeights
 from moe_mlora.errors import ConfigError
 from moe_mlora.layers.mlp import Tower
 
@@ -61,14 +61,24 @@ class DomainGate(nn.Module):
 
     The prior (zero unless `route_to_own_experts` set it) lets phase 3 start from the phase-2 routing.
     With `feature_dim`, the linear layer also sees the row's features (the tower's input): a per-row gate.
+    `weights` (GateWeights) says how the weights are drawn; the default starts exactly uniform.
     """
 
-    def __init__(self, n_domains: int, n_experts: int, embedding_dim: int = 4, feature_dim: int = 0) -> None:
+    def __init__(self, n_domains: int, n_experts: int, embedding_dim: int = 4, feature_dim: int = 0,
+                 weights: str = GateWeights.ZERO_OUTPUT.value) -> None:
         super().__init__()
         self.feature_dim = feature_dim
         self.domain_embedding = nn.Embedding(n_domains, embedding_dim)
         self.to_experts = nn.Linear(embedding_dim + feature_dim, n_experts)
         self.register_buffer("prior", torch.zeros(n_domains, n_experts))
+        with torch.no_grad():
+            if weights == GateWeights.ZERO_OUTPUT.value:  # like LoRA's B = 0: uniform now, learns from step one
+                self.to_experts.weight.zero_()
+                self.to_experts.bias.zero_()
+            elif weights == GateWeights.KERAS_DEFAULT.value:
+                nn.init.uniform_(self.domain_embedding.weight, -0.05, 0.05)
+                nn.init.xavier_uniform_(self.to_experts.weight)
+                self.to_experts.bias.zero_()
 
     def forward(self, domains: torch.Tensor, features: torch.Tensor | None = None) -> torch.Tensor:
         gate_input = self.domain_embedding(domains)
@@ -99,8 +109,8 @@ class TowerAdapter(nn.Module):
             torch.manual_seed(config.init_seed)
             self.experts = LowRankExperts(config.n_experts, layer_shapes, ranks)
             feature_dim = layer_shapes[0][0] if config.gate_input == GateInput.FEATURES.value else 0
-            self.gate = (DomainGate(config.n_domains, config.n_experts, config.gate_embedding_dim, feature_dim)
-                         if config.kind == "moe-mlora" else None)
+            self.gate = (DomainGate(config.n_domains, config.n_experts, config.gate_embedding_dim, feature_dim,
+                                    config.gate_weights) if config.kind == "moe-mlora" else None)
         self.mode = AdapterMode.DOMAIN if config.kind == "mlora" else AdapterMode.MIXTURE
         self.merged = None  # a MergedTower while merged for inference (moe_mlora.adapters.merge)
         # Ids are checked on every forward (a clear error instead of an index error deep inside); an exported

@@ -11,6 +11,7 @@ import json
 import math
 import os
 import platform
+import re
 import subprocess
 from dataclasses import asdict, dataclass, field
 from functools import lru_cache
@@ -25,8 +26,13 @@ from moe_mlora.training.diagnostics import Diagnostics
 from moe_mlora.training.loop import PhaseResult
 from moe_mlora.training.metrics import Evaluation
 
-SCHEMA_VERSION = 3  # 3: MoE-MLoRA diagnostics, gate variants and schedules in the approach
+SCHEMA_VERSION = 4  # 4: MoE-MLoRA's "uniform" gate starts exactly uniform, the authors-code gate is drawn as
+# Keras draws it, and MoE records carry the gate's start/end own-expert weight and the gate phase's chosen epoch
+# 3: MoE-MLoRA diagnostics, gate variants and schedules in the approach
 RESULT_FILE = "result.json"
+# The oldest schema whose records still mean what today's code computes, per approach: what changed in schema 4
+# touches MoE-MLoRA alone, so Base and MLoRA records of schema 3 stay current (and a sweep keeps them).
+CURRENT_SINCE = {"base": 3, "mlora": 3, "moe-mlora": 4}
 
 
 @lru_cache(maxsize=1)
@@ -57,9 +63,42 @@ def library_versions() -> dict:
             "numpy": numpy.__version__, "pandas": pandas.__version__, "scikit-learn": sklearn.__version__}
 
 
+# CPU flags that select different kernels (and so can change the last digits of a float result).
+_KERNEL_FLAGS = ("avx2", "fma", "avx512f", "avx512bw", "avx512vl", "avx512_vnni", "avx512_bf16", "amx_bf16",
+                 "amx_tile", "avx_vnni")
+
+
+@lru_cache(maxsize=1)
+def _cpu() -> tuple[str, list[str]]:
+    model, flags = platform.processor() or platform.machine(), []
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() == "model name" and model in ("", platform.machine(), platform.processor()):
+                model = value.strip()
+            elif key.strip() == "flags" and not flags:
+                present = set(value.split())
+                flags = [flag for flag in _KERNEL_FLAGS if flag in present]
+    except OSError:
+        pass
+    return model, flags
+
+
+def numerics_description() -> dict:
+    """What can change a run's last digits besides the code: the CPU and its kernel-selecting flags, the
+    kernels torch dispatches to, its BLAS and oneDNN builds, and the thread count."""
+    model, flags = _cpu()
+    config = torch.__config__.show()
+    blas = re.search(r"BLAS_INFO=([^,\s]+)", config)
+    onednn = next((line.strip().lstrip("- ") for line in config.splitlines() if "MKL-DNN" in line or "oneDNN" in line),
+                  "none")
+    return {"cpu_model": model, "cpu_flags": flags, "torch_cpu_capability": torch.backends.cpu.get_cpu_capability(),
+            "blas": blas.group(1) if blas else "unknown", "onednn": onednn, "threads": torch.get_num_threads()}
+
+
 def machine_description() -> dict:
     return {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
-            "cpus": os.cpu_count(), "threads": torch.get_num_threads()}
+            "cpus": os.cpu_count(), "threads": torch.get_num_threads(), "numerics": numerics_description()}
 
 
 @dataclass
@@ -94,7 +133,8 @@ class RunRecord:
 
     @property
     def current(self) -> bool:
-        return self.schema == SCHEMA_VERSION
+        """Whether the record means what today's code would compute (see CURRENT_SINCE)."""
+        return CURRENT_SINCE.get(self.config.approach.approach, SCHEMA_VERSION) <= self.schema <= SCHEMA_VERSION
 
     def to_dict(self) -> dict:
         data = {name: getattr(self, name) for name in self.__dataclass_fields__}
@@ -109,7 +149,8 @@ class RunRecord:
     def from_dict(cls, data: dict) -> "RunRecord":
         """A record of the current schema; older ones keep only what identifies them (status, key, config)."""
         schema = data.get("schema", 1)
-        if schema != SCHEMA_VERSION:
+        approach = (data.get("config") or {}).get("approach", {}).get("approach")
+        if not CURRENT_SINCE.get(approach, SCHEMA_VERSION) <= schema <= SCHEMA_VERSION:
             return cls(status=data.get("status", "unknown"), config=_old_config(data["config"]),
                        key=data.get("key", ""), label=data.get("label", ""), schema=schema,
                        code={}, versions={}, machine={})

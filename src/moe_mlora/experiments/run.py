@@ -66,7 +66,8 @@ def _execute_run(config, runs_root, dataset, data_dir, on_epoch, reuse_base) -> 
     report = train_approach(model, train, valid, dataset.spec.domain_names, config.approach, config.train, on_epoch,
                             trained_backbone=reused)
     report.test = evaluate(model, test, dataset.spec.domain_names, config.train.eval_batch_size)
-    diagnostics = (moe_diagnostics(model, valid, test, dataset.spec.domain_names, config.train.eval_batch_size)
+    diagnostics = (moe_diagnostics(model, valid, test, dataset.spec.domain_names, config.train.eval_batch_size,
+                                   report.gate_start, report.phases[-1].best_epoch)
                    if config.approach.approach == "moe-mlora" else None)
     record = RunRecord("ok", config, dataset=dataset.display_name, synthetic=dataset.synthetic,
                        n_domains=dataset.spec.n_domains, test=report.test, valid=report.valid, phases=report.phases,

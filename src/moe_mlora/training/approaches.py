@@ -37,13 +37,14 @@ from enum import Enum
 import torch
 
 from moe_mlora.adapters import (
-    DEFAULT_LORA_REDUCE, AdapterConfig, AdapterMode, GateInit, GateInput, adapters_of, attach_adapters,
+    DEFAULT_LORA_REDUCE, AdapterConfig, AdapterMode, GateInit, GateInput, GateWeights, adapters_of, attach_adapters,
     set_adapter_mode,
 )
 from moe_mlora.data.prepare import TensorPart
 from moe_mlora.errors import ConfigError, DataError
 from moe_mlora.models import CTRModel
 from moe_mlora.training.config import TrainConfig, derive_seed
+from moe_mlora.training.diagnostics import gate_routing
 from moe_mlora.training.evaluation import evaluate
 from moe_mlora.training.loop import EpochCallback, PhaseResult, fit, fit_one_group_at_a_time
 from moe_mlora.training.metrics import Evaluation
@@ -80,6 +81,7 @@ SCHEDULES: dict[str, tuple[Phase, ...]] = {
     "moe-mlora/authors-code": (AUTHORS_ALL, AUTHORS_DOMAINS, AUTHORS_GATE),
 }
 FINAL_MODE = {"mlora": AdapterMode.DOMAIN, "moe-mlora": AdapterMode.MIXTURE}
+GATE_PHASES = (PhaseName.GATE, PhaseName.AUTHORS_GATE)  # the last phase of each MoE-MLoRA schedule
 
 
 @dataclass(frozen=True)
@@ -149,10 +151,21 @@ class ApproachConfig:
         """The approach with its variant: 'moe-mlora', 'moe-mlora[gate-init=own-domain]', ..."""
         return f"{self.approach}[{self.variant}]" if self.variant else self.approach
 
+    @property
+    def gate_weights(self) -> str:
+        """How the gate is drawn: the authors' Keras defaults for their schedule, torch's for gate_init=random,
+        else an exactly uniform start (own-domain then overwrites it with its prior)."""
+        if self.schedule == Schedule.AUTHORS_CODE.value:
+            return GateWeights.KERAS_DEFAULT.value
+        if self.gate_init == GateInit.RANDOM.value:
+            return GateWeights.TORCH_DEFAULT.value
+        return GateWeights.ZERO_OUTPUT.value
+
     def adapter_config(self, model_name: str, n_domains: int, run_seed: int) -> AdapterConfig:
         reduce = self.lora_reduce or DEFAULT_LORA_REDUCE.get(model_name, 16)
         return AdapterConfig(self.approach, n_domains, self.experts_per_domain, reduce, self.rank,
-                             gate_input=self.gate_input, init_seed=derive_seed(run_seed, "adapters"))
+                             gate_input=self.gate_input, gate_weights=self.gate_weights,
+                             init_seed=derive_seed(run_seed, "adapters"))
 
 
 @dataclass
@@ -162,6 +175,7 @@ class TrainingReport:
     valid: Evaluation | None = None
     test: Evaluation | None = None
     seconds: float = 0.0
+    gate_start: torch.Tensor | None = None  # MoE-MLoRA: (n_domains, E) routing when the last phase began
 
 
 def expert_view(part: TensorPart, config: AdapterConfig) -> TensorPart:
@@ -223,6 +237,9 @@ def train_approach(
             if approach.gate_init == GateInit.OWN_DOMAIN.value:
                 for adapter in adapters_of(model):
                     adapter.gate.route_to_own_experts(adapter.config.ownership())
+        if phase.name in GATE_PHASES:
+            set_adapter_mode(model, AdapterMode.MIXTURE)
+            report.gate_start = gate_routing(model, valid).cpu()
         if phase.rows is Rows.OWN_DOMAIN:
             rows, valid_rows = expert_view(train, adapter_config), expert_view(valid, adapter_config)
             run = fit_one_group_at_a_time if approach.phase2_schedule == Phase2Schedule.SEQUENTIAL.value else fit
