@@ -71,7 +71,73 @@ def test_delta_is_paired_by_seed_with_a_t_test():
     p_base = stats.ttest_rel([80.5, 81.2, 79.9], [80.0, 80.0, 80.0]).pvalue
     assert delta.p_value == pytest.approx(p_mlora)
     assert table.comparisons == [VS_BASE, VS_MLORA] and table.tests == 2
-    assert delta.p_holm == pytest.approx(holm([p_base, p_mlora])[1])
+    assert table.primary == VS_MLORA
+    assert delta.p_holm == pytest.approx(p_mlora)  # its family (MoE-MLoRA − MLoRA) holds this one cell
+    assert delta.p_holm_pooled == pytest.approx(holm([p_base, p_mlora])[1])  # secondary: pooled over both
+
+
+def _rows(model, seed, values, **extra):
+    return [{"split": "s", "dataset": "d", "model": model, "approach": arm, "arm": arm, "k": 1, "seed": seed,
+             "status": "ok", "wauc": value, **extra} for arm, value in values.items()]
+
+
+def test_the_primary_family_is_corrected_over_its_own_cells_only():
+    rng = np.random.default_rng(0)
+    rows = []
+    for model in ("wdl", "dcn", "nfm"):
+        for seed in (1, 2, 3):
+            base = 80 + rng.normal()
+            rows += _rows(model, seed, {"base": base, "mlora": base - 0.1 + rng.normal(0, 0.05),
+                                        "moe-mlora": base + rng.normal(0, 0.05)})
+    table = build_table1(pd.DataFrame(rows))
+    family = [table.deltas[("s", VS_MLORA, m)] for m in table.models]
+    assert [c.p_holm for c in family] == pytest.approx(holm([c.p_value for c in family]))
+    every = [table.deltas[("s", c, m)] for c in table.comparisons for m in table.models]
+    assert [c.p_holm_pooled for c in every] == pytest.approx(holm([c.p_value for c in every]))
+    assert table.family_tests(VS_MLORA) == 3 and table.tests == 6
+
+
+def test_runs_under_other_conditions_are_other_cells_never_extra_seeds():
+    rows = []
+    for seed in (1, 2):
+        rows += _rows("wdl", seed, {"base": 80.0 + seed, "mlora": 80.0, "moe-mlora": 80.0},
+                      conditions="shuffled batches, selection by wauc, 1 thread")
+        rows += _rows("wdl", seed, {"base": 70.0, "mlora": 70.0, "moe-mlora": 70.0},
+                      conditions="shuffled batches, selection by wauc, 2 threads")
+    records = pd.DataFrame(rows)
+    main = build_table1(records)
+    assert main.cells[("s", "base", "wdl")].n == 2 and main.cells[("s", "base", "wdl")].mean == pytest.approx(81.5)
+    other = build_table1(records, conditions="shuffled batches, selection by wauc, 2 threads")
+    assert other.cells[("s", "base", "wdl")].mean == pytest.approx(70.0)
+
+
+def test_figure2_compares_every_k_on_the_same_seeds_with_paired_deltas():
+    from moe_mlora.experiments.report import experts_frame
+
+    rows = []
+    for seed in (1, 2, 3, 4, 5):
+        rows.append({"split": "g", "model": "wdl", "arm": "moe-mlora", "k": 1, "seed": seed, "status": "ok",
+                     "wauc": 80.0 + seed, "n_domains": 2})
+    for seed in (1, 2, 3):
+        rows.append({"split": "g", "model": "wdl", "arm": "moe-mlora", "k": 2, "seed": seed, "status": "ok",
+                     "wauc": 80.1 + seed, "n_domains": 2})
+    frame = experts_frame(pd.DataFrame(rows)).set_index("k")
+    assert frame.loc[1, "wauc"] == pytest.approx(82.0)  # seeds 1-3 only, not 1-5
+    assert frame.loc[2, "delta"] == pytest.approx(0.1) and frame.loc[1, "delta"] == pytest.approx(0.0)
+    assert set(frame.seed_list) == {"1,2,3"}
+
+
+def test_a_backbone_the_paper_does_not_have_gets_a_column_but_no_paper_number():
+    from moe_mlora.experiments.report import paper_comparison_markdown
+
+    rows = []
+    for model in ("wdl", "zzz-ninth"):
+        rows += _rows(model, 1, {"base": 80.0, "mlora": 80.0, "moe-mlora": 80.0})
+    records = pd.DataFrame(rows).assign(split="movielens-1m-gender", dataset="movielens-1m")
+    table = build_table1(records)
+    assert table.models == ["wdl", "zzz-ninth"]
+    text = paper_comparison_markdown(table)
+    assert "| | paper | 80.25 | 80.25 |" in text and "zzz-ninth" not in text
 
 
 def test_holm_adjusts_step_down_and_keeps_the_order():
@@ -105,5 +171,5 @@ def test_markdown_tables_need_no_extra_dependency():
 def test_markdown_has_the_papers_layout():
     text = table1_markdown(build_table1(paper_records()))
     assert "| Dataset | Arm | wdl | nfm | autoint | pnn | dcn | fibinet | deepfm | xdeepfm | Avg |" in text
-    assert "| | Δ MoE-MLoRA − MLoRA | +0.05 | -0.13 |" in text
+    assert "| | Δ MoE-MLoRA − MLoRA | +0.05 | -0.13 |" in text and "p (Holm, primary family)" not in text
     assert text.strip().splitlines()[-1].startswith("| – | Avg(Δ MoE-MLoRA − MLoRA) | +0.73 | +0.21 |")

@@ -22,10 +22,11 @@ from scipy import stats
 
 from moe_mlora.experiments.grids import split_label
 from moe_mlora.experiments.records import RESULT_FILE, SCHEMA_VERSION, RunRecord
-from moe_mlora.models import MODELS
+from moe_mlora.training.diagnostics import path_meaning
 
 ARM_NAMES = {"base": "Base", "mlora": "MLoRA", "moe-mlora": "MoE-MLoRA"}
 PAPER_ARMS = ("base", "mlora", "moe-mlora")
+AUTHORS_ARM = "moe-mlora[authors-code]"
 
 # The paper's Table 1 (WAUC %, ML-1M and real Taobao), for side-by-side comparison.
 PAPER_TABLE1 = {
@@ -45,7 +46,8 @@ PAPER_TABLE1 = {
                         "MLoRA": [75.16, 78.06, 79.09, 78.17, 74.02, 79.22, 76.38, 76.87],
                         "MoE-MLoRA": [77.00, 78.22, 79.66, 80.71, 76.35, 79.75, 78.93, 77.92]},
 }
-PAPER_MODELS = list(MODELS)  # the paper's column order: WDL NFM AutoInt PNN DCN FiBiNET DeepFM xDeepFM
+# The paper's eight columns, in its order (a backbone registered later has no paper number).
+PAPER_MODELS = ["wdl", "nfm", "autoint", "pnn", "dcn", "fibinet", "deepfm", "xdeepfm"]
 
 
 def arm_name(arm: str) -> str:
@@ -83,6 +85,7 @@ def load_records(results_dir: Path) -> pd.DataFrame:
             "approach": config.approach.approach, "arm": config.approach.arm,
             "k": config.approach.experts_per_domain, "seed": config.train.seed,
             "batch_order": config.train.batch_order, "select_by": config.train.select_by,
+            "threads": config.train.threads, "conditions": conditions_label(config),
             "status": record.status, "wauc": record.test.wauc * 100 if record.ok else np.nan,
             "valid_wauc": record.valid.wauc * 100 if record.ok else np.nan,
             **_diagnostic_columns(record),
@@ -96,11 +99,23 @@ def load_records(results_dir: Path) -> pd.DataFrame:
     return frame
 
 
+DEFAULT_CONDITIONS = "shuffled batches, selection by wauc, 1 thread"
+
+
+def conditions_label(config) -> str:
+    """The training conditions a cell holds fixed: batch order, selection metric and threads (the thread count
+    can change the last digits). Runs under other conditions are other cells, never extra seeds."""
+    train = config.train
+    threads = f"{train.threads} thread" + ("s" if train.threads != 1 else "")
+    return f"{train.batch_order} batches, selection by {train.select_by}, {threads}"
+
+
 def _diagnostic_columns(record: RunRecord) -> dict:
     diagnostics = record.diagnostics
     if diagnostics is None:
         return {}
-    columns = {"own_weight": diagnostics.mean_own_weight, "uniform_own_weight": diagnostics.uniform_own_weight}
+    columns = {"own_weight": diagnostics.mean_own_weight, "uniform_own_weight": diagnostics.uniform_own_weight,
+               "start_own_weight": diagnostics.mean_start_own_weight, "gate_chosen_epoch": diagnostics.gate_chosen_epoch}
     for path, scores in diagnostics.paths.items():
         columns[f"{path}_valid"] = scores["valid"] * 100
         columns[f"{path}_test"] = scores["test"] * 100
@@ -113,7 +128,8 @@ class Cell:
     ci95: float | None  # half-width; None with one seed
     n: int
     p_value: float | None = None  # paired t-test over seeds (Delta cells only), uncorrected
-    p_holm: float | None = None  # the same, Holm-corrected across the table
+    p_holm: float | None = None  # the same, Holm-corrected within its comparison's family (all its cells)
+    p_holm_pooled: float | None = None  # the same, Holm-corrected across every Delta cell of the table
 
     def text(self, signed: bool = False) -> str:
         if math.isnan(self.mean):
@@ -134,6 +150,7 @@ def summarise(values: np.ndarray) -> Cell:
 
 
 Comparison = tuple[str, str]  # (arm, reference arm): Delta = arm - reference
+PRIMARY: Comparison = ("moe-mlora", "mlora")  # the paper's own Delta row: the primary family
 
 
 @dataclass
@@ -150,10 +167,29 @@ class Table1:
     dataset_of: dict[str, str] = field(default_factory=dict)
     valid_average: dict[str, float] = field(default_factory=dict)  # arm -> mean validation WAUC, common cells
     valid_cells: int = 0  # the (split, model, seed) cells every arm has
+    untested: list[str] = field(default_factory=list)  # arms left out for lacking seeds (the ablation)
+
+    conditions: str = ""
 
     @property
     def tests(self) -> int:
         return sum(cell.p_value is not None for cell in self.deltas.values())
+
+    @property
+    def primary(self) -> Comparison | None:
+        """The family that decides the headline, named in advance: the paper's MoE-MLoRA − MLoRA where the
+        table has it, else its first comparison."""
+        if PRIMARY in self.comparisons:
+            return PRIMARY
+        return self.comparisons[0] if self.comparisons else None
+
+    def family_tests(self, comparison: Comparison) -> int:
+        return sum(cell.p_value is not None for key, cell in self.deltas.items() if key[1] == comparison)
+
+    def significant(self, comparison: Comparison, pooled: bool = False, alpha: float = 0.05) -> list[tuple[str, str, Cell]]:
+        return [(split, model, cell) for (split, c, model), cell in self.deltas.items() if c == comparison
+                and (cell.p_holm_pooled if pooled else cell.p_holm) is not None
+                and (cell.p_holm_pooled if pooled else cell.p_holm) < alpha]
 
 
 def default_comparisons(arms: list[str]) -> list[Comparison]:
@@ -171,18 +207,32 @@ def complete_arms(ok: pd.DataFrame, splits: list[str], models: list[str]) -> lis
     return [a for a in PAPER_ARMS if a in present] + sorted(a for a in present if a not in PAPER_ARMS)
 
 
+def main_conditions(records: pd.DataFrame) -> str | None:
+    """The conditions of the headline table: ours (shuffled batches, WAUC selection, 1 thread) where recorded,
+    else the most common."""
+    if "conditions" not in records or records.empty:
+        return None
+    counts = records["conditions"].value_counts()
+    return DEFAULT_CONDITIONS if DEFAULT_CONDITIONS in counts else str(counts.index[0])
+
+
 def build_table1(records: pd.DataFrame, arms: list[str] | None = None, models: list[str] | None = None,
-                 comparisons: list[Comparison] | None = None) -> Table1:
+                 comparisons: list[Comparison] | None = None, conditions: str | None = None) -> Table1:
+    """Table 1 of the records under one set of training conditions (default: main_conditions)."""
     ok = records[(records["status"] == "ok") & (records["k"] == 1)]
     if "arm" not in ok:
         ok = ok.assign(arm=ok["approach"])
+    conditions = conditions or main_conditions(ok)
+    if conditions is not None and "conditions" in ok:
+        ok = ok[ok["conditions"] == conditions]
     if models is not None:
         ok = ok[ok.model.isin(models)]
     splits = sorted(dict.fromkeys(ok["split"]), key=_paper_order)
-    models = [m for m in PAPER_MODELS if m in set(ok["model"])]
+    models = model_order(set(ok["model"]))
     arms = arms if arms is not None else complete_arms(ok, splits, models)
     comparisons = comparisons if comparisons is not None else default_comparisons(arms)
-    table = Table1(splits, models, arms, comparisons, dataset_of=dict(zip(ok["split"], ok["dataset"])))
+    table = Table1(splits, models, arms, comparisons, dataset_of=dict(zip(ok["split"], ok["dataset"])),
+                   conditions=conditions or "")
     for split in splits:
         for arm in arms:
             for model in models:
@@ -212,6 +262,12 @@ def build_table1(records: pd.DataFrame, arms: list[str] | None = None, models: l
             table.valid_average[arm] = _mean(rows["valid_wauc"].tolist())
         table.valid_cells = len(common)
     return table
+
+
+def model_order(models) -> list[str]:
+    """The paper's column order for its eight backbones, then any other recorded backbone by name."""
+    models = set(models)
+    return [m for m in PAPER_MODELS if m in models] + sorted(models - set(PAPER_MODELS))
 
 
 def _paper_order(split: str) -> tuple:
@@ -251,10 +307,16 @@ def holm(p_values: list[float]) -> list[float]:
 
 
 def _holm_correct(deltas: dict) -> None:
-    keys = [key for key, cell in deltas.items() if cell.p_value is not None]
-    for key, adjusted in zip(keys, holm([deltas[key].p_value for key in keys])):
-        cell = deltas[key]
-        deltas[key] = Cell(cell.mean, cell.ci95, cell.n, cell.p_value, adjusted)
+    """Each comparison is its own family (its cells, e.g. the paper's MoE-MLoRA − MLoRA over every split and
+    model: the primary family, named before the results); the pooled correction over every Delta cell of the
+    table is reported beside it as secondary."""
+    tested = [key for key, cell in deltas.items() if cell.p_value is not None]
+    pooled = dict(zip(tested, holm([deltas[key].p_value for key in tested]))) if tested else {}
+    for comparison in dict.fromkeys(key[1] for key in tested):
+        family = [key for key in tested if key[1] == comparison]
+        for key, adjusted in zip(family, holm([deltas[key].p_value for key in family])):
+            cell = deltas[key]
+            deltas[key] = Cell(cell.mean, cell.ci95, cell.n, cell.p_value, adjusted, pooled[key])
 
 
 def _mean(values: list[float]) -> float:
@@ -281,7 +343,8 @@ def table1_markdown(table: Table1) -> str:
             lines.append(f"| | {comparison_name(comparison)} | " + " | ".join(d.text(signed=True) + _stars(d) for d in deltas)
                          + f" | {table.row_average[(split, comparison)]:+.2f} |")
             if any(d.p_holm is not None for d in deltas):
-                lines.append("| | p (Holm) | " + " | ".join(_p_text(d.p_holm) for d in deltas) + " | |")
+                family = "primary" if comparison == table.primary else "secondary"
+                lines.append(f"| | p (Holm, {family} family) | " + " | ".join(_p_text(d.p_holm) for d in deltas) + " | |")
     for comparison in table.comparisons:
         lines.append(f"| – | Avg({comparison_name(comparison)}) | "
                      + " | ".join(_signed(table.avg_delta[(comparison, m)]) for m in table.models)
@@ -306,42 +369,96 @@ def significant_deltas(table: Table1, alpha: float = 0.05) -> list[tuple[str, Co
             if cell.p_holm is not None and cell.p_holm < alpha]
 
 
+def paper_value(split_key: str, arm: str, model: str) -> float:
+    """The paper's Table-1 number for (its row, one of its arms, a backbone), NaN where it has none."""
+    if arm not in ARM_NAMES or model not in PAPER_MODELS or split_key not in PAPER_TABLE1:
+        return float("nan")
+    return PAPER_TABLE1[split_key][ARM_NAMES[arm]][PAPER_MODELS.index(model)]
+
+
 def paper_comparison_markdown(table: Table1) -> str:
-    """Our means beside the paper's values ('ours / paper'). Ours: ML-100K; the paper: ML-1M and real Taobao."""
+    """Every cell beside the paper's number: ours (mean ± 95% CI), the paper's, and ours − paper; then the
+    paper's Delta rows beside ours. Backbones the paper does not have get no paper column."""
     lines = []
     arms = [arm for arm in PAPER_ARMS if arm in table.arms]
+    models = [m for m in table.models if m in PAPER_MODELS]
     for split in table.splits:
         key = paper_key(split)
-        if not key:
+        if not key or not models:
             continue
         synthetic = " — ours on SYNTHETIC data" if table.dataset_of[split].endswith("synthetic") else ""
         lines += [f"**{split} (ours)** vs the paper's **{key}**{synthetic}", "",
-                  "| Arm | " + " | ".join(table.models) + " | Avg |", "|" + " --- |" * (len(table.models) + 2)]
-        paper = PAPER_TABLE1[key]
+                  "| Arm | | " + " | ".join(models) + " | Avg |", "|" + " --- |" * (len(models) + 3)]
         for arm in arms:
-            ours = [table.cells[(split, arm, m)].mean for m in table.models]
-            theirs = [paper[ARM_NAMES[arm]][PAPER_MODELS.index(m)] for m in table.models]
-            lines.append(f"| {ARM_NAMES[arm]} | " + " | ".join(f"{o:.2f} / {t:.2f}" for o, t in zip(ours, theirs))
-                         + f" | {_mean(ours):.2f} / {_mean(theirs):.2f} |")
+            ours = [table.cells[(split, arm, m)] for m in models]
+            theirs = [paper_value(key, arm, m) for m in models]
+            gaps = [o.mean - t for o, t in zip(ours, theirs)]
+            lines += [f"| {ARM_NAMES[arm]} | ours | " + " | ".join(o.text() for o in ours)
+                      + f" | {_mean([o.mean for o in ours]):.2f} |",
+                      "| | paper | " + " | ".join(f"{t:.2f}" for t in theirs) + f" | {_mean(theirs):.2f} |",
+                      "| | ours − paper | " + " | ".join(_signed(g) for g in gaps) + f" | {_signed(_mean(gaps))} |"]
         for comparison in [c for c in table.comparisons if c in (("moe-mlora", "base"), ("moe-mlora", "mlora"))]:
-            reference = ARM_NAMES[comparison[1]]
-            ours_delta = [table.deltas[(split, comparison, m)].mean for m in table.models]
-            theirs_delta = [paper["MoE-MLoRA"][PAPER_MODELS.index(m)] - paper[reference][PAPER_MODELS.index(m)]
-                            for m in table.models]
-            lines.append(f"| {comparison_name(comparison)} | " + " | ".join(f"{o:+.2f} / {t:+.2f}" for o, t in zip(ours_delta, theirs_delta))
-                         + f" | {_mean(ours_delta):+.2f} / {_mean(theirs_delta):+.2f} |")
+            ours = [table.deltas[(split, comparison, m)] for m in models]
+            theirs = [paper_value(key, comparison[0], m) - paper_value(key, comparison[1], m) for m in models]
+            lines += [f"| {comparison_name(comparison)} | ours | " + " | ".join(o.text(signed=True) + _stars(o) for o in ours)
+                      + f" | {_signed(_mean([o.mean for o in ours]))} |",
+                      "| | paper | " + " | ".join(_signed(t) for t in theirs) + f" | {_signed(_mean(theirs))} |"]
         lines.append("")
     return "\n".join(lines)
 
 
+def conditions_gap_markdown(main: Table1, other: Table1) -> str:
+    """How much of each gap to the paper the paper's conditions explain: per cell both tables have, ours − paper
+    under our conditions and under the paper's, and the part of the first that the second removes."""
+    lines = ["| split | arm | model | ours − paper (" + main.conditions + ") | ours − paper (" + other.conditions
+             + ") | gap closed |", "| --- | --- | --- | --- | --- | --- |"]
+    closed_all = []
+    for split in main.splits:
+        key = paper_key(split)
+        if not key or split not in other.splits:
+            continue
+        for arm in [a for a in PAPER_ARMS if a in main.arms]:
+            # under the paper's conditions its MoE-MLoRA is the authors' code, where that arm was run
+            other_arm = AUTHORS_ARM if arm == "moe-mlora" and AUTHORS_ARM in other.arms else arm
+            if other_arm not in other.arms:
+                continue
+            for model in [m for m in other.models if m in main.models and m in PAPER_MODELS]:
+                paper = paper_value(key, arm, model)
+                ours = main.cells[(split, arm, model)].mean - paper
+                theirs = other.cells[(split, other_arm, model)].mean - paper
+                if math.isnan(ours) or math.isnan(theirs):
+                    continue
+                closed = abs(ours) - abs(theirs)
+                closed_all.append(closed)
+                lines.append(f"| {split} | {arm_name(other_arm)} | {model} | {ours:+.2f} | {theirs:+.2f} | {closed:+.2f} |")
+    if not closed_all:
+        return ""
+    lines.append(f"| all | | | | | {_mean(closed_all):+.2f} (mean) |")
+    return "\n".join(lines)
+
+
 def experts_frame(records: pd.DataFrame) -> pd.DataFrame:
-    """Figure 2 data: mean and CI of the paper's MoE-MLoRA test WAUC per model and total number of experts."""
+    """Figure 2 data, on matched seeds: per (split, model), only the seeds every value of k has. Per k: the mean
+    test WAUC with its CI, and the paired difference against k = 1 (same seed, so the same backbone) with its
+    95% t-interval."""
     moe = records[(records.status == "ok") & (records.arm == "moe-mlora")]
+    if "conditions" in moe and not moe.empty:
+        moe = moe[moe["conditions"] == main_conditions(moe)]
     rows = []
-    for (split, model, k), group in moe.groupby(["split", "model", "k"]):
-        cell = summarise(group["wauc"].to_numpy())
-        rows.append({"split": split, "model": model, "k": k, "total_experts": int(k * group["n_domains"].iloc[0]),
-                     "wauc": cell.mean, "ci95": cell.ci95, "seeds": cell.n})
+    for (split, model), group in moe.groupby(["split", "model"]):
+        ks = sorted(group["k"].unique())
+        seeds = sorted(set.intersection(*(set(group[group.k == k].seed) for k in ks)))
+        if not seeds:
+            continue
+        matched = group[group.seed.isin(seeds)]
+        first = matched[matched.k == ks[0]].set_index("seed")["wauc"]
+        for k in ks:
+            values = matched[matched.k == k].set_index("seed")["wauc"]
+            cell, delta = summarise(values.to_numpy()), summarise((values - first.loc[values.index]).to_numpy())
+            rows.append({"split": split, "model": model, "k": int(k),
+                         "total_experts": int(k * group["n_domains"].iloc[0]), "wauc": cell.mean, "ci95": cell.ci95,
+                         "delta": delta.mean, "delta_ci95": delta.ci95, "seeds": len(seeds),
+                         "seed_list": ",".join(str(s) for s in seeds)})
     return pd.DataFrame(rows)
 
 
@@ -350,8 +467,9 @@ def experts_split(frame: pd.DataFrame) -> str:
     return frame.groupby("split")["k"].nunique().idxmax()
 
 
-def plot_experts(frame: pd.DataFrame, base_wauc: float, path: Path) -> Path | None:
-    """The paper's Figure 2: WAUC vs total experts, one line per model, error bars dodged, Base for reference."""
+def plot_experts(frame: pd.DataFrame, path: Path) -> Path | None:
+    """Figure 2 on matched seeds: left, test WAUC vs the total number of experts; right, the paired difference
+    against k = 1 with its 95% interval (one line per model, points dodged sideways)."""
     if frame.empty:
         return None
     split = experts_split(frame)
@@ -363,24 +481,27 @@ def plot_experts(frame: pd.DataFrame, base_wauc: float, path: Path) -> Path | No
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    models = [m for m in PAPER_MODELS if m in set(data.model)]
-    figure, axis = plt.subplots(figsize=(9, 4.8))
+    models = model_order(set(data.model))
+    figure, (left, right) = plt.subplots(1, 2, figsize=(12, 4.8))
     step = min(0.8, 0.6 * min(np.diff(sorted(data.total_experts.unique())))) / max(len(models), 1)
     for index, model in enumerate(models):
         line = data[data.model == model].sort_values("total_experts")
         offset = (index - (len(models) - 1) / 2) * step
-        axis.errorbar(line.total_experts + offset, line.wauc, yerr=line.ci95.fillna(0), marker="o", markersize=4,
+        left.errorbar(line.total_experts + offset, line.wauc, yerr=line.ci95.fillna(0), marker="o", markersize=4,
                       capsize=2, linewidth=1, label=model)
-    if not math.isnan(base_wauc):
-        axis.axhline(base_wauc, color="black", linestyle="--", linewidth=1, label="Base (mean of models)")
-    seeds = int(data.seeds.min())
-    axis.set_xlabel("total number of experts (k per domain × domains)")
-    axis.set_ylabel("test WAUC (%)")
-    axis.set_xticks(sorted(data.total_experts.unique()))
-    axis.set_title(f"MoE-MLoRA test WAUC vs number of experts, {split}\n"
-                   f"mean over {seeds}+ seeds; bars: 95% CI (t); points dodged sideways per model", fontsize=10)
-    axis.grid(alpha=0.3)
-    axis.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5))
+        right.errorbar(line.total_experts + offset, line.delta, yerr=line.delta_ci95.fillna(0), marker="o",
+                       markersize=4, capsize=2, linewidth=1, label=model)
+    right.axhline(0, color="black", linewidth=1)
+    seeds = sorted(set(data.seed_list))
+    for axis in (left, right):
+        axis.set_xlabel("total number of experts (k per domain × domains)")
+        axis.set_xticks(sorted(data.total_experts.unique()))
+        axis.grid(alpha=0.3)
+    left.set_ylabel("test WAUC (%)")
+    right.set_ylabel("Δ test WAUC vs k = 1 (points, paired by seed)")
+    left.set_title(f"MoE-MLoRA, {split}: mean ± 95% CI", fontsize=10)
+    right.set_title(f"paired Δ against k = 1 ± 95% CI; seeds {' / '.join(seeds)}", fontsize=10)
+    right.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5))
     figure.tight_layout()
     figure.savefig(path, dpi=120)
     plt.close(figure)
@@ -399,32 +520,77 @@ def markdown_table(frame: pd.DataFrame, digits: int = 2) -> str:
 
 
 def ablation_table(records: pd.DataFrame) -> Table1 | None:
-    """Every MoE-MLoRA arm (k = 1) against Base, on the models that have more than one such arm."""
+    """Every MoE-MLoRA arm (k = 1) against Base, on the models that have more than one such arm, under the main
+    conditions. An arm that lacks any of Base's seeds in any (split, model) cell is left out and listed in the
+    table's `untested` (an underpowered variant is not compared)."""
     ok = records[(records.status == "ok") & (records.k == 1)]
+    if "conditions" in ok and not ok.empty:
+        ok = ok[ok["conditions"] == main_conditions(ok)]
     moe = ok[ok.approach == "moe-mlora"]
     arms_per_model = moe.groupby("model")["arm"].nunique()
     if arms_per_model.empty or arms_per_model.max() < 2:
         return None
-    models = [m for m in PAPER_MODELS if arms_per_model.get(m, 0) == arms_per_model.max()]
-    arms = ["base"] + [a for a in ["moe-mlora"] + sorted(set(moe.arm) - {"moe-mlora"})
-                       if (ok[ok.model.isin(models)].arm == a).any()]
-    return build_table1(ok[ok.arm.isin(arms)], arms=arms, models=models,
-                        comparisons=[(arm, "base") for arm in arms if arm != "base"])
+    models = [m for m in model_order(arms_per_model.index) if arms_per_model.get(m, 0) == arms_per_model.max()]
+    candidates = ["moe-mlora"] + sorted(set(moe.arm) - {"moe-mlora"})
+    scope = ok[ok.model.isin(models)]
+    base = scope[scope.arm == "base"]
+    full = {cell: set(group.seed) for cell, group in base.groupby(["split", "model"])}
+    arms, untested = ["base"], []
+    for arm in candidates:
+        rows = scope[scope.arm == arm]
+        if rows.empty:
+            continue
+        has = {cell: set(group.seed) for cell, group in rows.groupby(["split", "model"])}
+        (arms if all(seeds <= has.get(cell, set()) for cell, seeds in full.items()) else untested).append(arm)
+    table = build_table1(ok[ok.arm.isin(arms)], arms=arms, models=models,
+                         comparisons=[(arm, "base") for arm in arms if arm != "base"])
+    table.untested = untested
+    return table
 
 
 def diagnostics_frame(records: pd.DataFrame) -> pd.DataFrame:
-    """Per split and MoE-MLoRA arm (k = 1), averaged over models and seeds: the gate's weight on own experts
-    (and what uniform gives) and the three forward paths' validation and test WAUC."""
+    """Per split and MoE-MLoRA arm (k = 1), averaged over models and seeds: the gate's weight on own experts at
+    the start and the end of the gate phase (and what uniform gives), how often the gate phase kept its
+    starting gate (chosen epoch 0), and the three forward paths' validation and test WAUC."""
     moe = records[(records.status == "ok") & (records.k == 1) & (records.approach == "moe-mlora")]
     if moe.empty or "own_weight" not in moe:
         return pd.DataFrame()
-    columns = ["own_weight", "uniform_own_weight"] + [f"{p}_{part}" for p in ("backbone", "own-experts", "mixture")
-                                                      for part in ("valid", "test")]
-    frame = moe.groupby(["split", "arm"])[columns].mean()
+    moe = moe.assign(kept_start=(moe["gate_chosen_epoch"] == 0).astype(float)
+                     if "gate_chosen_epoch" in moe else np.nan)
+    columns = ["uniform_own_weight", "start_own_weight", "own_weight", "kept_start"] + [
+        f"{p}_{part}" for p in ("backbone", "own-experts", "mixture") for part in ("valid", "test")]
+    frame = moe.reindex(columns=["split", "arm"] + columns).groupby(["split", "arm"])[columns].mean()
     frame["runs"] = moe.groupby(["split", "arm"]).size()
     frame.index = [f"{split} · {arm_name(arm)}" for split, arm in frame.index]
     frame.index.name = "split · arm"
     return frame
+
+
+def path_labels(records: pd.DataFrame) -> list[str]:
+    """What the forward paths of each MoE-MLoRA arm in the records are (they differ per schedule and k)."""
+    moe = records[(records.status == "ok") & (records.approach == "moe-mlora")]
+    lines = []
+    for arm in sorted(set(moe.arm)):
+        schedule = "authors-code" if "authors-code" in arm else "paper"
+        for k in sorted(set(moe[moe.arm == arm].k)):
+            meaning = path_meaning(schedule, int(k))
+            lines.append(f"- {arm_name(arm)}, k = {k}: backbone = {meaning['backbone']}; own-experts = "
+                         f"{meaning['own-experts']}; mixture = {meaning['mixture']}")
+    return lines
+
+
+def families_summary(table: Table1) -> str:
+    """The headline decided by the primary family, and the pooled correction beside it."""
+    if table.primary is None or not table.tests:
+        return ""
+    parts = []
+    for comparison in table.comparisons:
+        tests = table.family_tests(comparison)
+        own, pooled = len(table.significant(comparison)), len(table.significant(comparison, pooled=True))
+        role = "primary" if comparison == table.primary else "secondary"
+        parts.append(f"- {comparison_name(comparison)} ({role} family, {tests} cells): {own} significant after Holm "
+                     f"within the family; {pooled} after Holm pooled over all {table.tests} Δ cells")
+    return "\n".join(parts)
 
 
 def write_report(results_dir: Path, out_dir: Path | None = None) -> dict[str, Path]:
@@ -442,19 +608,33 @@ def write_report(results_dir: Path, out_dir: Path | None = None) -> dict[str, Pa
     sections = [f"# moe-mlora results ({results_dir.name})", ""]
     sections += _provenance(results_dir, records)
     ok = records[records.status == "ok"]
-    if not ok[ok.k == 1].empty:
-        table = build_table1(records)
-        seeds = sorted(ok.seed.unique().tolist())
-        sections += [f"## Table 1: test WAUC (%), mean ± 95% CI over seeds {seeds}", "", table1_markdown(table), "",
-                     STATISTICS_NOTE.format(tests=table.tests), "",
-                     "## Beside the paper (ours on ML-100K / the paper's ML-1M or Taobao)", "",
-                     paper_comparison_markdown(table)]
-        long = [{"split": s, "arm": a, "model": m, "wauc": c.mean, "ci95": c.ci95, "seeds": c.n}
-                for (s, a, m), c in table.cells.items()]
+    single = ok[ok.k == 1]
+    if not single.empty:
+        main = main_conditions(single)
+        tables = [build_table1(records, conditions=c) for c in
+                  [main] + sorted(set(single["conditions"]) - {main})]
+        long = []
+        for index, table in enumerate(tables):
+            seeds = sorted(single[single.conditions == table.conditions].seed.unique().tolist())
+            title = "Table 1" if index == 0 else "Table 1 under other conditions"
+            sections += [f"## {title}: {table.conditions}; test WAUC (%), mean ± 95% CI over seeds {seeds}", "",
+                         table1_markdown(table), "", STATISTICS_NOTE.format(tests=table.tests), "",
+                         families_summary(table), "",
+                         f"### Beside the paper ({table.conditions})", "", paper_comparison_markdown(table)]
+            if index:
+                gap = conditions_gap_markdown(tables[0], table)
+                if gap:
+                    sections += ["### How much of the gap to the paper these conditions explain", "",
+                                 "Per cell both tables have: ours − paper under the main conditions and under these; "
+                                 "gap closed = |first| − |second| (positive: these conditions bring us nearer the "
+                                 "paper).", "", gap, ""]
+            long += [{"conditions": table.conditions, "split": s, "arm": a, "model": m, "wauc": c.mean,
+                      "ci95": c.ci95, "seeds": c.n, "paper": paper_value(paper_key(s), a, m)}
+                     for (s, a, m), c in table.cells.items()]
         pd.DataFrame(long).to_csv(out_dir / "table1.csv", index=False)
         written["table1"] = out_dir / "table1.csv"
     ablation = ablation_table(records)
-    if ablation is not None and len(ablation.arms) > 2:
+    if ablation is not None and (len(ablation.arms) > 2 or ablation.untested):
         validation = pd.DataFrame({"mean validation WAUC (%)": ablation.valid_average}).rename(index=arm_name)
         validation.index.name = "arm"
         sections += ["## Ablation: MoE-MLoRA variants against Base, test WAUC (%)", "", table1_markdown(ablation), "",
@@ -462,28 +642,39 @@ def write_report(results_dir: Path, out_dir: Path | None = None) -> dict[str, Pa
                      f"Mean validation WAUC per arm over the {ablation.valid_cells} (split, model, seed) cells that every arm "
                      "has (what a variant is chosen by; never test):", "",
                      markdown_table(validation), ""]
+        if ablation.untested:
+            sections += ["Untested (lack some of Base's seeds, so not compared): "
+                         + ", ".join(arm_name(a) for a in ablation.untested), ""]
     diagnostics = diagnostics_frame(records)
     if not diagnostics.empty:
         sections += ["## What the gate does (MoE-MLoRA, k = 1; means over models and seeds)", "",
-                     "own_weight: the gate's weight on a domain's own expert, averaged over domains (uniform_own_weight: "
-                     "what a uniform gate gives). Then WAUC (%) of three forward paths of the final model: the "
-                     "backbone alone, own-experts routing (the phase-2 model) and the gated mixture.", "",
-                     markdown_table(diagnostics, digits=3), ""]
+                     "uniform_own_weight: what a uniform gate puts on a domain's own expert; start_own_weight and "
+                     "own_weight: the gate's weight on it when the gate phase began and at the end, averaged over "
+                     "domains; kept_start: the share of runs whose gate phase chose epoch 0 (kept its starting gate). "
+                     "Then WAUC (%) of three forward paths of the final model, which are per arm:", "",
+                     *path_labels(records[records.k == 1]), "", markdown_table(diagnostics, digits=3), ""]
     experts = experts_frame(records)
     if not experts.empty:
         split = experts_split(experts)
-        base = ok[(ok.split == split) & (ok.arm == "base") & ok.model.isin(set(experts.model))]
-        figure = plot_experts(experts, float(base.wauc.mean()) if len(base) else float("nan"), out_dir / "figure2.png")
+        figure = plot_experts(experts, out_dir / "figure2.png")
         if figure:
             written["figure2"] = figure
-            pivot = experts[experts.split == split].pivot_table(index="model", columns="total_experts", values="wauc")
-            pivot = pivot.reindex([m for m in PAPER_MODELS if m in pivot.index])
+            data = experts[experts.split == split]
+            pivot = data.pivot_table(index="model", columns="total_experts", values="wauc")
+            deltas = data.assign(text=[f"{d:+.2f} ± {c:.2f}" if c == c and c is not None else f"{d:+.2f}"
+                                       for d, c in zip(data.delta, data.delta_ci95)])
+            delta_pivot = deltas.pivot(index="model", columns="total_experts", values="text")
+            order = [m for m in model_order(pivot.index)]
+            pivot, delta_pivot = pivot.reindex(order), delta_pivot.reindex(order)
             pivot.columns = [f"{c} experts" for c in pivot.columns]
-            if len(base):
-                pivot["Base"] = base.groupby("model")["wauc"].mean()
-            pivot.index.name = "model"
-            sections += [f"## Figure 2: MoE-MLoRA test WAUC (%) vs total experts ({split})", "",
-                         "![Figure 2](figure2.png)", "", markdown_table(pivot), ""]
+            delta_pivot.columns = [f"{c} experts" for c in delta_pivot.columns]
+            pivot.index.name = delta_pivot.index.name = "model"
+            pivot["seeds"] = data.groupby("model")["seed_list"].first()
+            sections += [f"## Figure 2: MoE-MLoRA vs total experts ({split}), matched seeds", "",
+                         "![Figure 2](figure2.png)", "",
+                         "Every point of a model uses the same seeds (those every k has). Test WAUC (%):", "",
+                         markdown_table(pivot), "", "Paired Δ against k = 1 (points, ± 95% t-interval over seeds):",
+                         "", markdown_table(delta_pivot), ""]
     failed = records[records.status == "failed"]
     if not failed.empty:
         sections += ["## Failed runs", ""] + [f"- {r.split} {r.model} {r.arm} seed {r.seed}: {r.error}"
@@ -496,7 +687,9 @@ def write_report(results_dir: Path, out_dir: Path | None = None) -> dict[str, Pa
 STATISTICS_NOTE = (
     "Cells: mean ± half-width of the 95% t-interval over seeds. Δ rows: mean of per-seed paired differences "
     "(same split, model and seed) ± its 95% t-interval; p (Holm): a two-sided paired t-test over seeds, "
-    "Holm-corrected across all {tests} Δ cells of this table (family-wise error 5%); * marks p < 0.05 after "
+    "Holm-corrected within its family: each comparison's cells over every split and model form one family, and "
+    "the primary family, named before any result, is the paper's own Δ MoE-MLoRA − MLoRA (the correction pooled "
+    "over all {tests} Δ cells of the table is given below as secondary). * marks p < 0.05 after the family's "
     "correction. The intervals are per cell and not corrected. They cover the seed-to-seed variation of "
     "training (initialisation, batch order, dropout) on one fixed data split (seed 123), not the variation "
     "between data splits or datasets. Avg rows average each dataset's splits, then the datasets, as the paper.")
@@ -513,9 +706,9 @@ def _provenance(results_dir: Path, records: pd.DataFrame) -> list[str]:
     commits = records.groupby(["commit", "dirty"]).size()
     lines.append("- code: " + "; ".join(f"commit {commit[:12]}{' (with uncommitted changes)' if dirty else ''}: "
                                         f"{count} runs" for (commit, dirty), count in commits.items()))
-    settings = records.groupby(["batch_order", "select_by"]).size()
-    lines.append("- training: " + "; ".join(f"batch order {order}, selection by {select}: {count} runs"
-                                            for (order, select), count in settings.items()))
+    settings = records.groupby("conditions").size()
+    lines.append("- training conditions (each its own table; a cell never pools conditions): "
+                 + "; ".join(f"{conditions}: {count} runs" for conditions, count in settings.items()))
     for machine in machines:
         lines.append(f"- machine: {machine}")
     numerics = records.groupby("numerics").size()
