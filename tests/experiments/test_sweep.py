@@ -99,7 +99,9 @@ def alive(pid: int) -> bool:
 
 
 def start_sweep(results: Path) -> subprocess.Popen:
-    command = [sys.executable, "-m", "moe_mlora.cli", *reproduce_args(results, "--workers", "2")]
+    """A sweep whose runs after the first two hold until they are killed (held_sweep.py): it is still running
+    whenever the test stops it, on any machine."""
+    command = [sys.executable, str(Path(__file__).with_name("held_sweep.py")), *reproduce_args(results, "--workers", "2")]
     return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=os.environ.copy(),
                             start_new_session=True, text=True)
 
