@@ -167,17 +167,25 @@ def _run_locked(configs, results_dir, workers, backend, retry_failed, data_dir, 
                 describe(running)
         except KeyboardInterrupt:
             recorded = summary.skipped + summary.finished + len(summary.failed)
+            summary.seconds = time.perf_counter() - started
+            _log_sweep(results_dir, summary, len(todo), workers, backend, interrupted=True)
             raise SweepInterrupted(f"{recorded} of {summary.total} runs are recorded in {results_dir}; "
                                    "run the same command again to resume") from None
         finally:
             if in_main_thread:
                 signal.signal(signal.SIGTERM, previous)
     summary.seconds = time.perf_counter() - started
+    _log_sweep(results_dir, summary, len(todo), workers, backend)
+    return summary
+
+
+def _log_sweep(results_dir: Path, summary: SweepSummary, runs: int, workers: int, backend: str,
+               interrupted: bool = False) -> None:
+    """One line per sweep (also a stopped one) in sweeps.jsonl: the report sums their wall time."""
     with (results_dir / "sweeps.jsonl").open("a") as log:
         log.write(json.dumps({"ended": time.strftime("%Y-%m-%dT%H:%M:%S"), "seconds": summary.seconds,
-                              "runs": len(todo), "finished": summary.finished, "failed": len(summary.failed),
-                              "workers": workers, "backend": backend}) + "\n")
-    return summary
+                              "runs": runs, "finished": summary.finished, "failed": len(summary.failed),
+                              "workers": workers, "backend": backend, "interrupted": interrupted}) + "\n")
 
 
 def _process_results(todo, results_dir, data_dir, workers, threads) -> Iterator[tuple[str, str, str, int]]:
