@@ -57,7 +57,7 @@ def peak_rss_mb() -> float:
 
 
 def worker_ours(task: dict) -> dict:
-    from moe_mlora.data.prepare import TensorPart
+    from moe_mlora.batches import TensorPart
     from moe_mlora.features import FeatureSpec
     from moe_mlora.models import build_model
     from moe_mlora.training.approaches import BASE_PHASE
@@ -115,7 +115,7 @@ def worker_moe_forward(task: dict) -> dict:
     """Inference time per row of DeepFM, Base vs MoE-MLoRA (the gate mixing all k * domains experts),
     interleaving the variants over `repeats` rounds in one process."""
     from moe_mlora.adapters import AdapterConfig, attach_adapters
-    from moe_mlora.data.prepare import TensorPart
+    from moe_mlora.batches import TensorPart
     from moe_mlora.features import FeatureSpec
     from moe_mlora.models import build_model
     from moe_mlora.training.evaluation import predict_logits

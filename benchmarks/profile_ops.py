@@ -19,7 +19,7 @@ TOP_OPERATORS = 12
 
 
 def tensor_part(codes, labels):
-    from moe_mlora.data.prepare import TensorPart
+    from moe_mlora.batches import TensorPart
 
     return TensorPart(torch.from_numpy(codes), torch.from_numpy(codes[:, 2].copy()), torch.from_numpy(labels))
 

@@ -7,7 +7,7 @@ def toy_parts(n_rows: int = 4000, n_domains: int = 3, seed: int = 0):
     """A small learnable multi-domain problem as (spec, train, valid, test) tensor parts."""
     import torch
 
-    from moe_mlora.data.prepare import TensorPart
+    from moe_mlora.batches import TensorPart
     from moe_mlora.features import FeatureSpec
 
     rng = np.random.default_rng(seed)

@@ -165,7 +165,7 @@ def test_inference_with_per_domain_merged_layers_matches_the_two_gemm_path(name,
 def test_evaluation_sees_every_in_place_update(flavour):
     """Whatever changes the weights in place (any optimizer, a manual edit), the next evaluation scores them."""
     from moe_mlora.training.evaluation import predict_logits
-    from moe_mlora.data.prepare import TensorPart
+    from moe_mlora.batches import TensorPart
 
     torch.manual_seed(0)
     model = build_model("deepfm", SPEC)

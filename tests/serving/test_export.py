@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 from helpers import with_random_adapters
 from moe_mlora.adapters import AdapterConfig
 from moe_mlora.cli import app
-from moe_mlora.data.prepare import TensorPart
+from moe_mlora.batches import TensorPart
 from moe_mlora.features import FeatureSpec
 from moe_mlora.models import MODELS, build_model
 from moe_mlora.serving.export import export_model

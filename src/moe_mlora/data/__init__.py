@@ -1,6 +1,8 @@
 """Data sources, encoding, splitting and caching."""
 
-from moe_mlora.data.prepare import DATASETS, DatasetConfig, EncodedDataset, TensorPart, load_interactions, prepare_dataset
+from moe_mlora.batches import TensorPart
+from moe_mlora.data.config import DATASETS, DatasetConfig
+from moe_mlora.data.prepare import EncodedDataset, load_interactions, prepare_dataset
 from moe_mlora.data.table import InteractionTable
 
 __all__ = [

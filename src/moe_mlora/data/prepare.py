@@ -6,17 +6,21 @@ import hashlib
 import json
 import logging
 import os
-from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
 
+from moe_mlora.batches import TensorPart
+from moe_mlora.data.config import (
+    SPLIT_NAMES, DatasetConfig,
+)
 from moe_mlora.data.movielens import ML_1M, ML_100K, load_movielens_1m, load_movielens_100k
 from moe_mlora.data.feature_types import PAD, Encoding, NumericColumn, encode_bags, fit_bag_vocabulary, fit_numeric
 from moe_mlora.data.split import PART_NAMES, stratified_domain_split, time_split
+from moe_mlora.data.streaming import stream_dataset
 from moe_mlora.data.synthetic import SyntheticTaobaoConfig, generate_synthetic_taobao
 from moe_mlora.data.table import DOMAIN, LABEL, InteractionTable
 from moe_mlora.data.tabular import load_table
@@ -28,134 +32,7 @@ from moe_mlora.paths import resolve_cache_dir, resolve_data_dir
 
 log = logging.getLogger(__name__)
 
-DATASETS = ("movielens-100k", "movielens-1m", "taobao", "taobao-synthetic", "table")
-# The paper's protocol (vocabulary over all rows) for its datasets; a user table gets a trained OOV row.
-DEFAULT_MIN_COUNT = {"table": 2}
-DEFAULT_SPLIT_BY = {"movielens-100k": "gender", "movielens-1m": "gender", "taobao": "theme", "taobao-synthetic": "theme"}
-CACHE_FORMAT = 2  # 2: vocabularies saved with the codes
 MIN_DOMAIN_ROWS = 50
-
-
-@dataclass(frozen=True)
-class DatasetConfig:
-    """Everything that decides the encoded rows; its hash keys the cache and the run records."""
-
-    dataset: str = "movielens-100k"
-    split_by: str | None = None  # gender | age | occupation (MovieLens), theme (Taobao), a column (table)
-    features: tuple[str, ...] = ("user_id", "item_id")
-    domain_as_feature: bool = True  # the paper feeds the domain id to the model as a categorical field
-    n_themes: int = 10
-    theme_selection: str = "first"
-    split_seed: int = 123
-    sampling_seed: int = 123
-    table_path: str | None = None
-    label_column: str = "label"
-    verify_checksums: bool = True
-    # 0: vocabulary over all rows (the paper's); n >= 1: fitted on training rows, values seen < n times there
-    # share a trained out-of-vocabulary row (moe_mlora.data.vocabulary). Default: 0, or 2 for a user table.
-    min_count: int | None = None
-    # A user table's other feature types (moe_mlora.data.feature_types) and its split.
-    numeric: tuple[str, ...] = ()  # standardised with the training rows' statistics
-    multi_valued: tuple[str, ...] = ()  # e.g. genres "Action|Comedy", mean-pooled embeddings
-    multi_separator: str = "|"
-    split: str = "random"  # random (stratified 60/20/20) | time:COLUMN[:global] | column:COLUMN (train/valid/test)
-    out_of_core: bool = False  # a Parquet file or folder larger than memory (moe_mlora.data.streaming)
-
-    def __post_init__(self) -> None:
-        if self.dataset not in DATASETS:
-            raise ConfigError(f"unknown dataset '{self.dataset}'; choose one of {', '.join(DATASETS)}")
-        if self.n_themes < 1:
-            raise ConfigError(f"--n-themes must be at least 1, got {self.n_themes}")
-        if self.dataset == "table" and not (self.table_path and self.split_by):
-            raise ConfigError("dataset 'table' needs a table path and --split-by naming its domain column")
-        if self.split_by is None:
-            object.__setattr__(self, "split_by", DEFAULT_SPLIT_BY[self.dataset])
-        if self.min_count is None:
-            object.__setattr__(self, "min_count", DEFAULT_MIN_COUNT.get(self.dataset, 0))
-        if self.min_count < 0:
-            raise ConfigError(f"--min-count must be 0 (vocabulary over all rows) or more, got {self.min_count}")
-        for name in ("numeric", "multi_valued"):
-            object.__setattr__(self, name, tuple(getattr(self, name)))
-            if getattr(self, name) and self.dataset != "table":
-                raise ConfigError(f"--{name.replace('_', '-')} applies to dataset 'table' (a user's own columns)")
-        if self.out_of_core and self.dataset != "table":
-            raise ConfigError("--out-of-core applies to dataset 'table' (a Parquet file or folder)")
-        if not self.multi_separator:
-            raise ConfigError("--multi-separator must not be empty")
-        kind, column, scope = self.split_parts
-        if kind not in ("random", "time", "column") or (kind != "random" and not column) or \
-                (kind == "random" and column) or scope not in ("", "global", "domain") or (scope and kind != "time"):
-            raise ConfigError(f"--split must be random, time:COLUMN, time:COLUMN:global or column:COLUMN, got '{self.split}'")
-        if kind != "random" and self.dataset != "table":
-            raise ConfigError(f"--split {self.split} applies to dataset 'table'; the paper's datasets use the random split")
-        columns = [*self.features, *self.numeric, *self.multi_valued, self.label_column, self.split_by]
-        if self.dataset == "table" and (len(set(columns)) != len(columns) or (column and column in columns)):
-            raise ConfigError(f"feature, numeric, multi-valued, label, domain and split columns must be distinct, "
-                              f"got {[*columns, *([column] if column else [])]}")
-        object.__setattr__(self, "features", tuple(self.features))
-
-    @property
-    def split_parts(self) -> tuple[str, str, str]:
-        """(kind, column, scope): ('random', '', ''), ('time', 'ts', '' or 'global'), ('column', 'part', '')."""
-        kind, _, rest = self.split.partition(":")
-        column, _, scope = rest.partition(":")
-        return kind, column, scope
-
-    def cache_key(self) -> str:
-        payload = json.dumps({"config": asdict(self), "format": CACHE_FORMAT}, sort_keys=True)
-        return hashlib.sha256(payload.encode()).hexdigest()[:16]
-
-    def to_dict(self) -> dict:
-        data = asdict(self)
-        for name in ("features", "numeric", "multi_valued"):
-            data[name] = list(getattr(self, name))
-        return data
-
-
-@dataclass
-class TensorPart:
-    """One split held as tensors: batches are index slices of these.
-
-    `experts` is set only in an expert view (MoE-MLoRA phase 2), where every row appears once per expert
-    of its domain; the tower then routes by expert id instead of domain id (see `routing_ids`).
-    `dense` and `bags` hold a user table's numeric and multi-valued features, when it has any.
-    """
-
-    codes: torch.Tensor  # (N, F) int64
-    domains: torch.Tensor  # (N,) int64
-    labels: torch.Tensor  # (N,) float32
-    experts: torch.Tensor | None = None  # (N,) int64 expert ids, in an expert view
-    dense: torch.Tensor | None = None  # (N, 2 * numeric columns) float32
-    bags: torch.Tensor | None = None  # (N, bags, length) int64 codes, -1 pads
-
-    def __len__(self) -> int:
-        return len(self.labels)
-
-    @property
-    def routing_ids(self) -> torch.Tensor:
-        """What the tower routes each row by: its expert in an expert view, else its domain."""
-        return self.domains if self.experts is None else self.experts
-
-    def model_inputs(self) -> tuple:
-        """What the model's forward takes: codes, routing ids, dense features, bags."""
-        return self.codes, self.routing_ids, self.dense, self.bags
-
-    def chunks(self, generator: torch.Generator | None = None) -> Iterator["TensorPart"]:
-        """The part as chunks to go through one at a time: itself, in memory (a part on disk,
-        moe_mlora.data.streaming, yields many, in an order drawn from `generator`)."""
-        yield self
-
-    def map_tensors(self, function) -> "TensorPart":
-        """The same part with `function` applied to each of its tensors."""
-        return TensorPart(**{f.name: None if getattr(self, f.name) is None else function(getattr(self, f.name))
-                             for f in fields(self)})
-
-    def to(self, device: torch.device | str) -> "TensorPart":
-        return self.map_tensors(lambda tensor: tensor.to(device))
-
-    def select(self, index: torch.Tensor | slice) -> "TensorPart":
-        return self.map_tensors(lambda tensor: tensor[index])
-
 
 @dataclass
 class EncodedDataset:
@@ -288,8 +165,6 @@ def assign_split(table: InteractionTable, config: DatasetConfig) -> np.ndarray:
     return parts.to_numpy(dtype=np.int8)
 
 
-SPLIT_NAMES = {"train": PART_NAMES["train"], "valid": PART_NAMES["valid"], "validation": PART_NAMES["valid"],
-               "test": PART_NAMES["test"]}
 
 
 def parse_times(column: pd.Series, name: str, where) -> np.ndarray:
@@ -332,7 +207,6 @@ def prepare_dataset(
     """Encoded and split dataset, from the cache when this exact config was prepared before."""
     cache_dir = resolve_cache_dir(cache_dir)
     if config.out_of_core:
-        from moe_mlora.data.streaming import stream_dataset
 
         return stream_dataset(config, cache_dir / f"stream-{_table_identity(config)}")
     path = _cache_path(config, data_dir, cache_dir)

@@ -29,7 +29,8 @@ import pyarrow.dataset as ds
 import torch
 
 from moe_mlora.data.feature_types import PAD, Encoding, NumericColumn, parse_numbers
-from moe_mlora.data.prepare import SPLIT_NAMES, DatasetConfig, TensorPart
+from moe_mlora.batches import TensorPart
+from moe_mlora.data.config import SPLIT_NAMES, DatasetConfig
 from moe_mlora.data.split import PART_NAMES
 from moe_mlora.data.table import DOMAIN
 from moe_mlora.data.tabular import binary_labels

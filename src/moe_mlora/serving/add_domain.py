@@ -29,7 +29,7 @@ from sklearn.metrics import roc_auc_score
 from torch import nn
 
 from moe_mlora.adapters import AdapterConfig, AdapterMode, adapters_of, attach_adapters, set_adapter_mode
-from moe_mlora.data.prepare import TensorPart
+from moe_mlora.batches import TensorPart
 from moe_mlora.data.split import PART_NAMES, stratified_domain_split
 from moe_mlora.data.tabular import binary_labels
 from moe_mlora.data.table import DOMAIN

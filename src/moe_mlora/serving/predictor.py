@@ -24,7 +24,7 @@ import torch
 from tqdm.auto import tqdm
 
 from moe_mlora.adapters import AdapterMode, adapters_of, set_adapter_mode
-from moe_mlora.data.prepare import TensorPart
+from moe_mlora.batches import TensorPart
 from moe_mlora.data.feature_types import Encoding, encode_bags
 from moe_mlora.data.vocabulary import as_strings
 from moe_mlora.errors import ConfigError, DataError

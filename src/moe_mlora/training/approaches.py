@@ -40,7 +40,7 @@ from moe_mlora.adapters import (
     DEFAULT_LORA_REDUCE, AdapterConfig, AdapterMode, GateInit, GateInput, GateWeights, adapters_of, attach_adapters,
     set_adapter_mode,
 )
-from moe_mlora.data.prepare import TensorPart
+from moe_mlora.batches import TensorPart
 from moe_mlora.errors import ConfigError, DataError
 from moe_mlora.models import CTRModel
 from moe_mlora.training.config import TrainConfig, derive_seed

@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from moe_mlora.adapters import AdapterMode, adapters_of, set_adapter_mode
-from moe_mlora.data.prepare import TensorPart
+from moe_mlora.batches import TensorPart
 from moe_mlora.training.evaluation import evaluate, predict_logits
 
 PATHS = {"backbone": AdapterMode.BACKBONE, "own-experts": AdapterMode.OWN_EXPERTS, "mixture": AdapterMode.MIXTURE}

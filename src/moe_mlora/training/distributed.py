@@ -22,7 +22,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from moe_mlora.data.prepare import TensorPart
+from moe_mlora.batches import TensorPart
 
 
 def rank() -> int:

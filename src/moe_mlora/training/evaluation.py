@@ -12,7 +12,7 @@ from sklearn.metrics import log_loss, roc_auc_score
 from torch import nn
 
 from moe_mlora.adapters import merged_adapters
-from moe_mlora.data.prepare import TensorPart
+from moe_mlora.batches import TensorPart
 from moe_mlora.training.metrics import Evaluation, evaluate_predictions
 
 

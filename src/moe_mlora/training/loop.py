@@ -20,7 +20,7 @@ from torch import nn
 from tqdm import tqdm
 
 from moe_mlora.adapters import adapters_of, set_adapter_mode
-from moe_mlora.data.prepare import TensorPart
+from moe_mlora.batches import TensorPart
 from moe_mlora.errors import MoeMloraError
 from moe_mlora.training.config import TrainConfig, derive_seed
 from moe_mlora.training.evaluation import evaluate, group_scores

@@ -18,7 +18,7 @@ from enum import Enum
 
 import torch
 
-from moe_mlora.data.prepare import TensorPart
+from moe_mlora.batches import TensorPart
 
 
 class BatchOrder(str, Enum):

@@ -1,0 +1,56 @@
+"""The batch type every layer may import: one split of a dataset held as tensors (no dataset loader here).
+
+A part on disk (moe_mlora.data.streaming.ShardedPart) offers the same interface chunk by chunk.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, fields
+
+import torch
+
+
+@dataclass
+class TensorPart:
+    """One split held as tensors: batches are index slices of these.
+
+    `experts` is set only in an expert view (MoE-MLoRA phase 2), where every row appears once per expert
+    of its domain; the tower then routes by expert id instead of domain id (see `routing_ids`).
+    `dense` and `bags` hold a user table's numeric and multi-valued features, when it has any.
+    """
+
+    codes: torch.Tensor  # (N, F) int64
+    domains: torch.Tensor  # (N,) int64
+    labels: torch.Tensor  # (N,) float32
+    experts: torch.Tensor | None = None  # (N,) int64 expert ids, in an expert view
+    dense: torch.Tensor | None = None  # (N, 2 * numeric columns) float32
+    bags: torch.Tensor | None = None  # (N, bags, length) int64 codes, -1 pads
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    @property
+    def routing_ids(self) -> torch.Tensor:
+        """What the tower routes each row by: its expert in an expert view, else its domain."""
+        return self.domains if self.experts is None else self.experts
+
+    def model_inputs(self) -> tuple:
+        """What the model's forward takes: codes, routing ids, dense features, bags."""
+        return self.codes, self.routing_ids, self.dense, self.bags
+
+    def chunks(self, generator: torch.Generator | None = None) -> Iterator["TensorPart"]:
+        """The part as chunks to go through one at a time: itself, in memory (a part on disk,
+        moe_mlora.data.streaming, yields many, in an order drawn from `generator`)."""
+        yield self
+
+    def map_tensors(self, function) -> "TensorPart":
+        """The same part with `function` applied to each of its tensors."""
+        return TensorPart(**{f.name: None if getattr(self, f.name) is None else function(getattr(self, f.name))
+                             for f in fields(self)})
+
+    def to(self, device: torch.device | str) -> "TensorPart":
+        return self.map_tensors(lambda tensor: tensor.to(device))
+
+    def select(self, index: torch.Tensor | slice) -> "TensorPart":
+        return self.map_tensors(lambda tensor: tensor[index])
