@@ -49,6 +49,15 @@ def write_text_atomic(path: Path, text: str) -> Path:
     return path
 
 
+def probe_output_file(path: Path) -> None:
+    """Check before the work that `path` can be written as a file: not a folder, in a writable folder."""
+    from moe_mlora.errors import ConfigError
+
+    if Path(path).is_dir():
+        raise ConfigError(f"{path}: is a folder; name the output file")
+    probe_writable(Path(path).parent)
+
+
 def probe_writable(folder: Path) -> None:
     """Create `folder` and check a file can be written there, so a run fails before its training, not after."""
     from moe_mlora.errors import ConfigError
@@ -59,3 +68,19 @@ def probe_writable(folder: Path) -> None:
             pass
     except OSError as exc:
         raise ConfigError(f"{folder}: cannot write there ({exc.strerror or exc})") from None
+
+
+def read_safetensors(path: Path) -> dict:
+    """The tensors of a .safetensors file; a missing, truncated or otherwise damaged file is a one-line
+    DataError naming it (never safetensors' own traceback)."""
+    from safetensors.torch import load_file
+
+    from moe_mlora.errors import DataError
+
+    try:
+        return load_file(str(path))
+    except FileNotFoundError:
+        raise DataError(f"{path}: missing") from None
+    except Exception as exc:  # noqa: BLE001 - SafetensorError and OSError alike mean the file cannot be used
+        detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise DataError(f"{path}: damaged, not a readable safetensors file ({detail})") from None

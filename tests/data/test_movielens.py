@@ -107,3 +107,18 @@ def test_extra_features_are_encoded_as_fields(real_data_dir):
     dataset = prepare_dataset(config, real_data_dir)
     assert dataset.spec.field_names == ("user_id", "item_id", "age", "occupation", "genre", "domain")
     assert dataset.spec.cardinalities[2] == 7 and dataset.spec.cardinalities[3] == 21
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda lines: lines[:4] + ["1::2::7::3"] + lines[5:], r"ratings line 5: rating 7 is outside 1\.\.5"),
+    (lambda lines: lines[:4] + ["1::2::0::3"] + lines[5:], r"ratings line 5: rating 0 is outside 1\.\.5"),
+    (lambda lines: lines + [lines[10]], r"ratings line \d+: user \d+ rates movie \d+ a second time"),
+    (lambda lines: [], "the ratings file has no rows"),
+    (lambda lines: lines[:-1] + [lines[-1][:5]], r"ratings\.dat, line \d+"),  # cut mid-row
+], ids=["rating-7", "rating-0", "duplicate", "empty", "truncated"])
+def test_unchecksummed_movielens_files_are_held_to_their_format(ml1m_dir, edit, message):
+    ratings = ml1m_dir / "ml-1m" / "ratings.dat"
+    lines = edit(ratings.read_text().splitlines())
+    ratings.write_text("".join(line + "\n" for line in lines))
+    with pytest.raises(DataError, match=message):
+        load_interactions(DatasetConfig("movielens-1m", "gender", verify_checksums=False), ml1m_dir)

@@ -9,13 +9,13 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 from torch import nn
 
 from moe_mlora.adapters.config import AdapterConfig, AdapterMode
 from moe_mlora.adapters.layer import adapters_of, attach_adapters, set_adapter_mode, TowerAdapter
 from moe_mlora.errors import ConfigError, DataError
-from moe_mlora.files import atomic_path, write_text_atomic
+from moe_mlora.files import atomic_path, write_text_atomic, read_safetensors
 
 ADAPTER_WEIGHTS, ADAPTER_CONFIG = "adapter.safetensors", "adapter.json"
 ADAPTER_FORMAT = 2  # 2: the gate has a per-domain prior and an optional feature input
@@ -51,7 +51,7 @@ def load_adapters(model: nn.Module, folder: Path, backbone_sha256: str | None = 
     adapters = attach_adapters(model, AdapterConfig(**meta["config"]))
     if len(adapters) != meta["towers"]:
         raise DataError(f"{folder}: saved for {meta['towers']} tower(s), the model has {len(adapters)}")
-    state = load_file(str(folder / ADAPTER_WEIGHTS))
+    state = read_safetensors(folder / ADAPTER_WEIGHTS)
     for index, adapter in enumerate(adapters):
         try:
             adapter.load_state_dict({k.split(".", 1)[1]: v for k, v in state.items() if k.split(".", 1)[0] == str(index)})

@@ -134,6 +134,7 @@ def _assemble(
     unknown = [f for f in features if f not in FEATURE_FIELDS]
     if unknown:
         raise ConfigError(f"{name}: unknown feature(s) {unknown}; available: {', '.join(FEATURE_FIELDS)}")
+    _check_ratings(ratings, folder)
     _check_ids(ratings, users, "user_id", folder, "users")
     _check_ids(ratings, items, "item_id", folder, "items")
     frame = ratings.merge(users, on="user_id", how="left", validate="many_to_one")
@@ -148,6 +149,22 @@ def _assemble(
         name=name, frame=frame[[*features, LABEL, DOMAIN]].reset_index(drop=True),
         feature_columns=list(features), domain_field=split_by, domain_order=order,
     )
+
+
+def _check_ratings(ratings: pd.DataFrame, folder: Path) -> None:
+    """What the format promises, checked even where checksums are not (a truncated or edited file): at least
+    one rating, whole-star ratings 1..5, and each user rates a movie at most once."""
+    if ratings.empty:
+        raise DataError(f"{folder}: the ratings file has no rows (empty or truncated)")
+    bad = ~ratings["rating"].between(1, 5)
+    if bad.any():
+        row = int(np.argmax(bad.to_numpy()))
+        raise DataError(f"{folder}: ratings line {row + 1}: rating {ratings['rating'].iloc[row]} is outside 1..5")
+    repeated = ratings.duplicated(["user_id", "item_id"])
+    if repeated.any():
+        row = int(np.argmax(repeated.to_numpy()))
+        raise DataError(f"{folder}: ratings line {row + 1}: user {ratings['user_id'].iloc[row]} rates movie "
+                        f"{ratings['item_id'].iloc[row]} a second time")
 
 
 def _check_ids(ratings: pd.DataFrame, side: pd.DataFrame, column: str, folder: Path, what: str) -> None:

@@ -6,7 +6,6 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from safetensors.torch import load_file
 
 from moe_mlora.data import EncodedDataset, prepare_dataset
 from moe_mlora.experiments.config import RunConfig
@@ -16,7 +15,7 @@ from moe_mlora.models import build_model
 from moe_mlora.training.approaches import ApproachConfig, train_approach
 from moe_mlora.serving.manifest import save_run_weights, write_run_files
 from moe_mlora.training.checkpoint import MODEL_WEIGHTS
-from moe_mlora.files import probe_writable
+from moe_mlora.files import probe_writable, read_safetensors
 from moe_mlora.training.config import resolve_device, set_seed, torch_threads
 from moe_mlora.training.distributed import is_main_process
 from moe_mlora.training.diagnostics import moe_diagnostics
@@ -91,4 +90,4 @@ def finished_base_backbone(config: RunConfig, runs_root: Path) -> tuple[dict, Ph
     record = RunRecord.read(folder)
     if record is None or not record.ok or not record.current or not (folder / MODEL_WEIGHTS).is_file():
         return None
-    return load_file(str(folder / MODEL_WEIGHTS)), record.phases[0], folder.name
+    return read_safetensors(folder / MODEL_WEIGHTS), record.phases[0], folder.name

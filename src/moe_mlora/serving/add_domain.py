@@ -35,7 +35,7 @@ from moe_mlora.data.tabular import binary_labels
 from moe_mlora.data.table import DOMAIN
 from moe_mlora.data.vocabulary import Vocabulary, as_strings
 from moe_mlora.errors import ConfigError, DataError
-from moe_mlora.files import safe_name, write_text_atomic
+from moe_mlora.files import probe_writable, safe_name, write_text_atomic
 from moe_mlora.models import CTRModel, build_model
 from moe_mlora.serving.manifest import save_run_weights, write_manifest
 from moe_mlora.serving.predictor import Predictor
@@ -86,6 +86,9 @@ def add_domain(
     output = Path(output) if output is not None else run.parent / f"{run.name}+{safe_name(domain)}"
     if (output / "manifest.json").exists():
         raise ConfigError(f"{output}: already holds a run; name another --output")
+    if output.exists() and not output.is_dir():
+        raise ConfigError(f"{output}: is a file; name a folder for the new run")
+    probe_writable(output)  # before the training, not after it
     data_config = manifest.run_config["data"]
     train = train or TrainConfig(**{**manifest.run_config["train"], "progress": False})
 

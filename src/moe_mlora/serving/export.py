@@ -33,7 +33,7 @@ from torch import nn
 
 from moe_mlora.adapters import adapters_of, merge_domain
 from moe_mlora.errors import ConfigError, DataError
-from moe_mlora.files import atomic_path, safe_name
+from moe_mlora.files import atomic_path, probe_output_file, safe_name
 from moe_mlora.models import CTRModel
 from moe_mlora.serving.manifest import load_run
 
@@ -153,6 +153,7 @@ def export_run(folder: Path, fmt: ExportFormat | str, domain: str | None = None,
         domain_id = manifest.domain_names.index(domain)
     name = "model" if domain is None else f"model-{safe_name(domain)}"
     path = output or Path(folder) / "export" / f"{name}{fmt.suffix}"
+    probe_output_file(path)
     return export_model(model, path, fmt, domain_id)
 
 

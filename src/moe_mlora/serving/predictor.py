@@ -28,6 +28,7 @@ from moe_mlora.batches import TensorPart
 from moe_mlora.data.feature_types import Encoding, encode_bags
 from moe_mlora.data.vocabulary import as_strings
 from moe_mlora.errors import ConfigError, DataError
+from moe_mlora.files import probe_output_file
 from moe_mlora.models import CTRModel
 from moe_mlora.serving.manifest import RunManifest, load_run, read_encoding
 from moe_mlora.serving.stream import Chunk, chunk_writer, count_rows, read_chunks
@@ -168,6 +169,7 @@ class Predictor:
             raise ConfigError(f"chunk rows must be at least 1, got {chunk_rows}")
         if source.resolve() == output.resolve():
             raise ConfigError(f"{output}: the output would overwrite the input")
+        probe_output_file(output)
         columns = [self.manifest.domain_column, PROBABILITY]
         rows = 0
         with chunk_writer(output, columns) as writer, tqdm(total=count_rows(source), unit="rows", disable=not progress,

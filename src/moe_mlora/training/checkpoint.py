@@ -10,10 +10,10 @@ import hashlib
 import json
 from pathlib import Path
 
-from safetensors.torch import load_file, save, save_file
+from safetensors.torch import save, save_file
 
 from moe_mlora.errors import DataError
-from moe_mlora.files import atomic_path, write_text_atomic
+from moe_mlora.files import atomic_path, write_text_atomic, read_safetensors
 from moe_mlora.features import FeatureSpec
 from moe_mlora.models import CTRModel, ModelConfig, build_model
 
@@ -41,7 +41,7 @@ def load_backbone(folder: Path) -> CTRModel:
         raise DataError(f"{folder}: no {MODEL_CONFIG}; not a saved model folder")
     meta = json.loads((folder / MODEL_CONFIG).read_text())
     model = build_model(meta["model"], FeatureSpec.from_dict(meta["spec"]), ModelConfig(**meta["config"]))
-    missing, unexpected = model.load_state_dict(load_file(str(folder / MODEL_WEIGHTS)), strict=False)
+    missing, unexpected = model.load_state_dict(read_safetensors(folder / MODEL_WEIGHTS), strict=False)
     if unexpected or [k for k in missing if ".adapter." not in f".{k}"]:
         raise DataError(f"{folder / MODEL_WEIGHTS}: weights do not match the model (missing {missing}, unexpected {unexpected})")
     return model
