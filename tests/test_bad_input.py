@@ -47,6 +47,8 @@ CASES = [
     (["train", "--config", "no-such.yaml"], "no-such.yaml: cannot read the config"),
     (["reproduce", "table1", "--config", "no-such.yaml"], "no-such.yaml: cannot read the config"),
     (["train", "--log-dir", "tb", "--max-epochs", "0"], "max epochs must be at least 1"),
+    (["train", "--model", "../../outside/deepfm"], "unknown model '../../outside/deepfm'"),
+    (["train", "--model", "deep/fm", "--runs-dir", "runs"], "unknown model 'deep/fm'"),
 ]
 
 

@@ -96,6 +96,9 @@ def test_a_global_time_split_and_a_given_split_column(csv):
 @pytest.mark.parametrize("change, message", [
     (lambda f: f.assign(ts=f.ts.astype(str).where(f.index != 4, "yesterday-ish")), r"line 6, column 'ts': 'yesterday-ish' is neither"),
     (lambda f: f.assign(part=f.part.where(f.index != 2, "holdout")), r"line 4, column 'part': 'holdout' is not a part"),
+    (lambda f: f.assign(ts=1_600_000_000), r"line 2, column 'ts': every row has the same time"),
+    (lambda f: f.assign(part=f.part.replace("test", "valid")), r"t\.csv, column 'part': no row is labelled test"),
+    (lambda f: f.assign(part="train"), r"column 'part': no row is labelled valid or test"),
 ])
 def test_split_columns_that_do_not_parse_name_the_cell(tmp_path, change, message):
     change(table()).to_csv(tmp_path / "t.csv", index=False)

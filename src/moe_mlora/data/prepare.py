@@ -155,6 +155,10 @@ def assign_split(table: InteractionTable, config: DatasetConfig) -> np.ndarray:
         return stratified_domain_split(domains, table.frame[LABEL].to_numpy(dtype=np.int8), seed=config.split_seed)
     if kind == "time":
         times = parse_times(table.frame[column], column, table.where)
+        if len(times) and times.min() == times.max():
+            raise DataError(f"{table.where(0)}, column '{column}': every row has the same time "
+                            f"('{table.frame[column].iloc[0]}'), so a time split would follow the file's order; "
+                            "use --split random or column:COLUMN")
         return time_split(times, np.zeros_like(domains) if scope == "global" else domains)
     parts = as_strings(table.frame[column]).str.strip().str.lower().map(SPLIT_NAMES)
     unknown = parts.isna().to_numpy()
@@ -162,7 +166,12 @@ def assign_split(table: InteractionTable, config: DatasetConfig) -> np.ndarray:
         row = int(np.argmax(unknown))
         raise DataError(f"{table.where(row)}, column '{column}': '{table.frame[column].iloc[row]}' is not a part; "
                         "use train, valid (or validation) or test")
-    return parts.to_numpy(dtype=np.int8)
+    assignment = parts.to_numpy(dtype=np.int8)
+    missing = [name for name, index in PART_NAMES.items() if not (assignment == index).any()]
+    if missing:
+        raise DataError(f"{table.source or table.name}, column '{column}': no row is labelled {' or '.join(missing)}; "
+                        "a column split needs train, valid and test rows")
+    return assignment
 
 
 

@@ -5,13 +5,16 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import types
+import typing
 from dataclasses import asdict, dataclass, field, fields, replace
+from functools import lru_cache
 from pathlib import Path
 
 from moe_mlora.data import DatasetConfig
 from moe_mlora.errors import ConfigError
 from moe_mlora.files import safe_name
-from moe_mlora.models import ModelConfig
+from moe_mlora.models import MODELS, ModelConfig
 from moe_mlora.training.approaches import ApproachConfig
 from moe_mlora.training.config import TrainConfig
 
@@ -46,6 +49,39 @@ def load_config_file(path: Path) -> dict:
     return data
 
 
+@lru_cache(maxsize=None)
+def hints_of(kind: type) -> dict:
+    return typing.get_type_hints(kind)
+
+
+def check_type(value, hint, where: str) -> None:
+    """A config file's value against its dataclass field's annotation: a one-line error naming the key, with
+    no silent coercion (true is not a number, "0.01" is not a float, 2.5 is not a whole number)."""
+    origin, arguments = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in arguments:
+            return
+        errors = []
+        for option in (a for a in arguments if a is not type(None)):
+            try:
+                return check_type(value, option, where)
+            except ConfigError as exc:
+                errors.append(exc)
+        raise errors[0]
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{where} must be a list, got {value!r}")
+        for item in value:
+            check_type(item, arguments[0], where)
+        return
+    expected = {bool: (bool,), int: (int,), float: (int, float), str: (str,)}.get(hint)
+    if expected is None:
+        return
+    if isinstance(value, bool) and hint is not bool or not isinstance(value, expected):
+        what = {bool: "true or false", int: "a whole number", float: "a number", str: "text"}[hint]
+        raise ConfigError(f"{where} must be {what}, got {value!r}")
+
+
 @dataclass(frozen=True)
 class RunConfig:
     data: DatasetConfig = field(default_factory=DatasetConfig)
@@ -53,6 +89,11 @@ class RunConfig:
     model_config: ModelConfig = field(default_factory=ModelConfig)
     approach: ApproachConfig = field(default_factory=ApproachConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+
+    def __post_init__(self) -> None:
+        # before anything touches the filesystem: the model's name becomes part of the run folder's name
+        if self.model not in MODELS:
+            raise ConfigError(f"unknown model '{self.model}'; choose one of {', '.join(MODELS)}")
 
     def to_dict(self) -> dict:
         return {"data": self.data.to_dict(), "model": self.model, "model_config": self.model_config.to_dict(),
@@ -79,12 +120,16 @@ class RunConfig:
             bad = sorted(set(values) - known)
             if bad:
                 raise ConfigError(f"{source}: unknown key '{section}.{bad[0]}'; {section} has {', '.join(sorted(known))}")
+            for name, value in values.items():
+                check_type(value, hints_of(kind)[name], f"{source}: '{section}.{name}'")
             try:
                 built[section] = kind(**values)
             except TypeError as exc:
                 raise ConfigError(f"{source}: bad value in '{section}' ({exc})") from None
-        return cls(built["data"], str(data.get("model", "deepfm")).lower(), built["model_config"], built["approach"],
-                   built["train"])
+        model = data.get("model", "deepfm")
+        if not isinstance(model, str):
+            raise ConfigError(f"{source}: 'model' must be a backbone name, got {model!r}")
+        return cls(built["data"], model.lower(), built["model_config"], built["approach"], built["train"])
 
     def key(self) -> str:
         """Identity of the run: everything that can change its numbers."""
