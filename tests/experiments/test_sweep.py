@@ -192,3 +192,18 @@ def test_the_ray_backend_on_a_local_ray_instance_records_what_the_process_backen
     for config in configs:
         a, b = (json.loads((config.run_dir(tmp_path / name) / "result.json").read_text()) for name in ("ray", "processes"))
         assert a["status"] == "ok" and a["test"]["wauc"] == b["test"]["wauc"]
+
+
+def test_a_ninth_registered_backbone_goes_through_reproduce_and_report(tiny_taobao, tmp_path):
+    script = str(Path(__file__).with_name("ninth_backbone.py"))
+    results = tmp_path / "ninth"
+    args = ["reproduce", "table1", "--datasets", "taobao-synthetic:3", "--models", "wdl,ninth", "--seeds", "2",
+            "--max-epochs", "1", "--results-dir", str(results), "--workers", "2"]
+    swept = subprocess.run([sys.executable, script, *args], capture_output=True, text=True, env=os.environ.copy())
+    assert swept.returncode == 0 and "Traceback" not in swept.stdout + swept.stderr, swept.stdout + swept.stderr
+    assert len(list(results.glob("*ninth*/result.json"))) == 6
+    reported = subprocess.run([sys.executable, script, "report", str(results), "--out", str(tmp_path / "report")],
+                              capture_output=True, text=True, env=os.environ.copy())
+    assert reported.returncode == 0, reported.stdout + reported.stderr
+    text = (tmp_path / "report" / "report.md").read_text()
+    assert "| Dataset | Arm | wdl | ninth | Avg |" in text
