@@ -605,7 +605,7 @@ def write_report(results_dir: Path, out_dir: Path | None = None) -> dict[str, Pa
                                 + (f"; {older} of an older schema: rerun the sweep to replace them" if older else ""))
     records.drop(columns=["machine"]).to_csv(out_dir / "records.csv", index=False)
     written["records"] = out_dir / "records.csv"
-    sections = [f"# moe-mlora results ({results_dir.name})", ""]
+    sections = [f"# moe-mlora results ({out_dir.name})", ""]
     sections += _provenance(results_dir, records)
     ok = records[records.status == "ok"]
     single = ok[ok.k == 1]
