@@ -46,7 +46,7 @@ def main() -> int:
             copied += name == "result.json"
     if (args.results / "sweeps.jsonl").is_file():
         shutil.copyfile(args.results / "sweeps.jsonl", records / "sweeps.jsonl")
-    written = write_report(records, args.dest)
+    written = write_report(records, args.dest, title=args.dest.name)
     print(f"{copied} new records in {records}; wrote " + ", ".join(str(p) for p in written.values()))
     return 0
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import functools
 import json
 import logging
@@ -158,7 +160,7 @@ def train(
     learning_rate: float = 1e-3,
     batch_order: BatchOrderOption = BatchOrder.SHUFFLED.value,
     select_by: SelectByOption = SelectBy.WAUC.value,
-    threads: ThreadsOption = 1,
+    threads: Annotated[Optional[int], typer.Option(help="CPU threads (default: the config file's, else all of this machine's cores, shared out among torchrun's processes). Part of a run's identity: the thread count changes the last digits of the results.")] = None,
     device: Annotated[str, typer.Option(help="cpu, cuda, ... (CPU is the default; no GPU is required).")] = "cpu",
     runs_dir: Annotated[Path, typer.Option(help="Where run folders (weights, result.json) are written.")] = Path("runs"),
     data_dir: DataDirOption = None,
@@ -205,6 +207,13 @@ CONFIG_OPTIONS = {
 }
 
 
+def default_threads() -> int:
+    """One run on its own gets the machine's cores (shared out among torchrun's processes); sweeps keep one
+    thread per worker."""
+    processes = int(os.environ.get("WORLD_SIZE", "1") or 1)
+    return max(1, (os.cpu_count() or 1) // max(1, processes))
+
+
 def command_line_config(context: typer.Context, config_file: Path | None) -> RunConfig:
     """The run config of `train`: the config file (if any), then every option given on the command line
     (without a file, every option, defaults included)."""
@@ -213,9 +222,14 @@ def command_line_config(context: typer.Context, config_file: Path | None) -> Run
     for name, (section, convert) in CONFIG_OPTIONS.items():
         source = context.get_parameter_source(name)
         given = source is not None and source.name not in ("DEFAULT", "DEFAULT_MAP")
-        if config_file and not given:
-            continue
         value = context.params[name]
+        if name == "threads" and value is None:
+            section_given = data.get("train")
+            if section_given is not None and (not isinstance(section_given, dict) or "threads" in section_given):
+                continue  # the config file's (or a bad section, which from_partial names)
+            value = default_threads()  # not given anywhere: this machine's cores
+        elif config_file and not given:
+            continue
         value = convert(value) if convert else value
         if section == "model":
             data["model"] = value

@@ -183,3 +183,17 @@ def test_the_issue_run_movielens_joined_numeric_age_genres_time_split_from_yaml(
     assert again.exit_code == 0, again.output
     wauc = [json.loads((only_run(tmp_path / name) / "result.json").read_text())["test"]["wauc"] for name in "ab"]
     assert wauc[0] == wauc[1]
+
+
+def test_one_train_gets_the_machines_cores_unless_told_and_a_config_keeps_its_threads(setup):
+    import os
+
+    alone = train("--config", setup / "run.yaml", "--runs-dir", setup / "cores")
+    assert alone.exit_code == 0, alone.output
+    record = json.loads((only_run(setup / "cores") / "result.json").read_text())
+    assert record["config"]["train"]["threads"] == os.cpu_count() == record["machine"]["threads"]
+    text = (setup / "run.yaml").read_text().replace("  seed: 3\n", "  seed: 3\n  threads: 1\n")
+    (setup / "one.yaml").write_text(text)
+    told = train("--config", setup / "one.yaml", "--runs-dir", setup / "one")
+    assert told.exit_code == 0, told.output
+    assert json.loads((only_run(setup / "one") / "result.json").read_text())["config"]["train"]["threads"] == 1

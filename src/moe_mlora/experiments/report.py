@@ -593,8 +593,9 @@ def families_summary(table: Table1) -> str:
     return "\n".join(parts)
 
 
-def write_report(results_dir: Path, out_dir: Path | None = None) -> dict[str, Path]:
-    """report.md (+ table1.csv, figure2.png, records.csv) from every run recorded under results_dir."""
+def write_report(results_dir: Path, out_dir: Path | None = None, title: str | None = None) -> dict[str, Path]:
+    """report.md (+ table1.csv, figure2.png, records.csv) from every run recorded under results_dir (titled
+    by the folder's name unless `title` is given)."""
     out_dir = out_dir or results_dir
     out_dir.mkdir(parents=True, exist_ok=True)
     records = load_records(results_dir)
@@ -605,7 +606,7 @@ def write_report(results_dir: Path, out_dir: Path | None = None) -> dict[str, Pa
                                 + (f"; {older} of an older schema: rerun the sweep to replace them" if older else ""))
     records.drop(columns=["machine"]).to_csv(out_dir / "records.csv", index=False)
     written["records"] = out_dir / "records.csv"
-    sections = [f"# moe-mlora results ({out_dir.name})", ""]
+    sections = [f"# moe-mlora results ({title or results_dir.name})", ""]
     sections += _provenance(results_dir, records)
     ok = records[records.status == "ok"]
     single = ok[ok.k == 1]
