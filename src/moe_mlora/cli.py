@@ -58,6 +58,7 @@ FeaturesOption = Annotated[str, typer.Option(help="Comma-separated categorical f
 MaxEpochsOption = Annotated[int, typer.Option(help="Epoch cap per phase (early stopping ends sooner; the record says if the cap ended a phase).")]
 BatchOrderOption = Annotated[str, typer.Option(help="shuffled (mixed-domain batches) | by-domain (single-domain batches, domains in shuffled order, as the authors' code); the same for every approach and phase.")]
 ReproduceConfigOption = Annotated[Optional[Path], typer.Option("--config", help="A YAML/JSON config whose data (e.g. your own table), model_config and train sections replace the grid's defaults.")]
+PrecisionOption = Annotated[str, typer.Option(help="fp32 | bf16 (bfloat16 autocast of the forward passes where the CPU has the instructions, and on GPUs; weights, optimizer and loss stay fp32). Part of a run's identity.")]
 ThreadsOption = Annotated[int, typer.Option(help="CPU threads per run (default 1). Part of a run's identity: the thread count changes the last digits of the results.")]
 SelectByOption = Annotated[str, typer.Option(help="Validation score for early stopping and selection: wauc | mean-auc (unweighted mean of per-domain AUCs, as the authors' code).")]
 
@@ -191,6 +192,7 @@ def train(
     batch_order: BatchOrderOption = BatchOrder.SHUFFLED.value,
     select_by: SelectByOption = SelectBy.WAUC.value,
     threads: Annotated[Optional[int], typer.Option(help="CPU threads (default: the config file's, else all of this machine's cores, shared out among torchrun's processes). Part of a run's identity: the thread count changes the last digits of the results.")] = None,
+    precision: PrecisionOption = "fp32",
     device: Annotated[str, typer.Option(help="cpu, cuda, ... (CPU is the default; no GPU is required).")] = "cpu",
     runs_dir: Annotated[Path, typer.Option(help="Where run folders (weights, result.json) are written.")] = Path("runs"),
     data_dir: DataDirOption = None,
@@ -233,7 +235,8 @@ CONFIG_OPTIONS = {
     **{name: ("approach", None) for name in ("approach", "experts_per_domain", "phase2_schedule", "schedule",
                                              "gate_init", "gate_input", "gate_learning_rate", "lora_reduce", "rank")},
     **{name: ("train", None) for name in ("seed", "max_epochs", "patience", "batch_size", "learning_rate",
-                                          "batch_order", "select_by", "threads", "device", "progress")},
+                                          "batch_order", "select_by", "threads", "precision", "device",
+                                          "progress")},
 }
 
 
@@ -377,11 +380,12 @@ def reproduce_table1(
     config_file: ReproduceConfigOption = None,
     retry_failed: Annotated[bool, typer.Option(help="Run again the runs recorded as failed.")] = False,
     moe_variant: Annotated[Optional[str], typer.Option(help="Also run this MoE-MLoRA variant as a fourth arm, e.g. gate-init=own-domain,gate-lr=0.01 or authors-code.")] = None,
+    precision: PrecisionOption = "fp32",
     data_dir: DataDirOption = None,
 ) -> None:
     """Table 1: Base / MLoRA / MoE-MLoRA x models x splits, resumable; prints the table and writes the report."""
     train = TrainConfig(max_epochs=max_epochs, batch_order=batch_order, select_by=select_by, progress=False,
-                        threads=threads)
+                        threads=threads, precision=precision)
     configs = table1_configs(_split_list(datasets, data_dir), [m.strip() for m in models.split(",")],
                              seed_list(seeds), train, moe_variants=[moe_variant] if moe_variant else [])
     _sweep(configs, results_dir, workers, backend, retry_failed, data_dir, config_file)

@@ -105,9 +105,10 @@ def test_threads_are_part_of_a_runs_identity_and_settings_added_later_keep_old_k
     from dataclasses import replace
 
     assert config("base", threads=2).key() != config("base").key()
-    # A record written before `threads` and `min_count` existed has the same key as today's defaults.
+    assert config("base", precision="bf16").key() != config("base").key()
+    # A record written before `threads`, `precision` and `min_count` existed has the same key as today's defaults.
     old = config("base").to_dict()
-    del old["train"]["threads"], old["data"]["min_count"]
+    del old["train"]["threads"], old["train"]["precision"], old["data"]["min_count"]
     assert RunConfig.from_dict(old).key() == config("base").key()
     assert replace(config("base"), data=DatasetConfig("movielens-100k", "age", min_count=2)).key() != config("base").key()
 

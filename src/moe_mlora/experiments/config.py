@@ -23,7 +23,8 @@ NOT_IN_KEY = ("progress", "device")
 # Settings added after runs were published, left out of the identity at the value those runs had, so that
 # their keys (and a sweep's resumption over them) stay valid.
 KEY_SINCE = {("data", "min_count"): 0, ("data", "numeric"): [], ("data", "multi_valued"): [],
-             ("data", "multi_separator"): "|", ("data", "split"): "random", ("data", "out_of_core"): False, ("train", "threads"): 1}
+             ("data", "multi_separator"): "|", ("data", "split"): "random", ("data", "out_of_core"): False, ("train", "threads"): 1,
+             ("train", "precision"): "fp32"}
 
 
 def load_config_file(path: Path) -> dict:

@@ -16,7 +16,7 @@ from moe_mlora.training.approaches import ApproachConfig, train_approach
 from moe_mlora.serving.manifest import save_run_weights, write_run_files
 from moe_mlora.training.checkpoint import MODEL_WEIGHTS
 from moe_mlora.files import probe_writable, read_safetensors
-from moe_mlora.training.config import resolve_device, set_seed, torch_threads
+from moe_mlora.training.config import forward_precision, resolve_device, set_seed, torch_threads
 from moe_mlora.training.distributed import is_main_process
 from moe_mlora.training.diagnostics import moe_diagnostics
 from moe_mlora.training.evaluation import evaluate
@@ -43,7 +43,7 @@ def execute_run(
     """
     board = TensorBoardLog(log_dir, config.run_dir(Path(".")).name) if log_dir is not None else None
     try:
-        with torch_threads(config.train.threads):
+        with torch_threads(config.train.threads), forward_precision(config.train.precision):
             return _execute_run(config, runs_root, dataset, data_dir, board.callback(on_epoch) if board else on_epoch,
                                 reuse_base)
     finally:

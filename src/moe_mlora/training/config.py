@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextvars
+
 import hashlib
 import math
 import random
@@ -34,6 +36,9 @@ class TrainConfig:
     # CPU threads of one run. Part of the run's identity: the thread count changes the order of float
     # reductions, hence the last digits of the results (1 is what the published sweeps used).
     threads: int = 1
+    # Arithmetic of the forward passes: fp32, or bf16 autocast (matrix products in bfloat16 where the CPU has
+    # the instructions, and on GPUs; weights, optimizer and loss stay fp32). Part of the run's identity.
+    precision: str = "fp32"
 
     def __post_init__(self) -> None:
         try:
@@ -48,9 +53,38 @@ class TrainConfig:
                               f"got '{self.select_by}'") from None
         if not (isinstance(self.learning_rate, (int, float)) and math.isfinite(self.learning_rate) and self.learning_rate > 0):
             raise ConfigError(f"learning rate must be a positive number, got {self.learning_rate}")
+        if self.precision not in PRECISIONS:
+            raise ConfigError(f"precision must be one of {', '.join(PRECISIONS)}, got '{self.precision}'")
         for name in ("batch_size", "eval_batch_size", "max_epochs", "patience", "threads"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name.replace('_', ' ')} must be at least 1, got {getattr(self, name)}")
+
+
+PRECISIONS = ("fp32", "bf16")
+
+
+def autocast(precision: str, device: torch.device | str = "cpu"):
+    """The arithmetic of one forward pass: a no-op for fp32, bfloat16 autocast for bf16. Only forward passes
+    run under it (as torch recommends): model building, backward and the optimizer step stay outside."""
+    device_type = torch.device(device).type
+    return torch.autocast(device_type=device_type, dtype=torch.bfloat16, enabled=precision == "bf16")
+
+
+_PRECISION: contextvars.ContextVar[str] = contextvars.ContextVar("forward_precision", default="fp32")
+
+
+@contextmanager
+def forward_precision(precision: str) -> Iterator[None]:
+    """The precision of the evaluation forwards inside the block (a run sets its own for all of them)."""
+    token = _PRECISION.set(precision)
+    try:
+        yield
+    finally:
+        _PRECISION.reset(token)
+
+
+def evaluation_autocast(device: torch.device | str = "cpu"):
+    return autocast(_PRECISION.get(), device)
 
 
 @contextmanager

@@ -80,7 +80,7 @@ def gate_routing(model: nn.Module, valid: TensorPart) -> torch.Tensor:
     over the domain's validation rows)."""
     adapter = adapters_of(model)[0]
     if adapter.gate.feature_dim == 0:
-        return adapter.gate(torch.arange(adapter.config.n_domains, device=adapter.gate.prior.device))
+        return adapter.gate(torch.arange(adapter.config.n_domains, device=adapter.gate.prior.device)).float()
     captured = []
     hook = adapter.gate.register_forward_hook(lambda module, args, output: captured.append(output.detach()))
     try:

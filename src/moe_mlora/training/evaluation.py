@@ -13,6 +13,7 @@ from torch import nn
 
 from moe_mlora.adapters import merged_adapters
 from moe_mlora.batches import TensorPart
+from moe_mlora.training.config import evaluation_autocast
 from moe_mlora.training.metrics import Evaluation, evaluate_predictions
 
 
@@ -23,8 +24,8 @@ def predict_logits(model: nn.Module, part: TensorPart, batch_size: int = 8192) -
     model.eval()
     device = next(model.parameters()).device
     try:
-        with merged_adapters(model):
-            out = [model(*chunk.select(slice(s, s + batch_size)).to(device).model_inputs()).cpu()
+        with merged_adapters(model), evaluation_autocast(device):
+            out = [model(*chunk.select(slice(s, s + batch_size)).to(device).model_inputs()).float().cpu()
                    for chunk in part.chunks() for s in range(0, len(chunk), batch_size)]
     finally:
         model.train(was_training)

@@ -22,7 +22,7 @@ from tqdm import tqdm
 from moe_mlora.adapters import adapters_of, set_adapter_mode
 from moe_mlora.batches import TensorPart
 from moe_mlora.errors import MoeMloraError
-from moe_mlora.training.config import TrainConfig, derive_seed
+from moe_mlora.training.config import TrainConfig, autocast, derive_seed
 from moe_mlora.training.evaluation import evaluate, group_scores
 from moe_mlora.training.metrics import combine_scores
 from moe_mlora.training.optim import ModelAdam, StackedExpertAdam
@@ -239,7 +239,8 @@ def train_epoch(
                 batch = batch.to(device)
             counts = torch.bincount(batch.experts, minlength=n_groups) if phase.per_expert else None
             if processes == 1:
-                logits = network(*batch.model_inputs())
+                with autocast(config.precision, device):  # the loss stays fp32 whatever the forward's precision
+                    logits = network(*batch.model_inputs()).float()
                 if phase.per_expert:
                     per_row = nn.functional.binary_cross_entropy_with_logits(logits, batch.labels, reduction="none")
                     loss = (per_row / counts[batch.experts]).sum()  # sum over experts of each one's batch mean
@@ -249,8 +250,9 @@ def train_epoch(
                     present, batch_loss = None, loss.detach() * len(batch)
             else:  # this process's slice; DDP averages the gradients over the processes (hence the factor)
                 mine = local_slice(batch)
-                per_row = nn.functional.binary_cross_entropy_with_logits(network(*mine.model_inputs()), mine.labels,
-                                                                         reduction="none")
+                with autocast(config.precision, device):
+                    logits = network(*mine.model_inputs()).float()
+                per_row = nn.functional.binary_cross_entropy_with_logits(logits, mine.labels, reduction="none")
                 weights = counts[mine.experts].to(per_row.dtype) if phase.per_expert else float(len(batch))
                 loss = (per_row / weights).sum() * processes
                 present, batch_loss = (counts > 0 if phase.per_expert else None), per_row.detach().sum()
