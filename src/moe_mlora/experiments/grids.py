@@ -59,6 +59,9 @@ def parse_split(text: str) -> DatasetConfig:
 def split_label(config: DatasetConfig) -> str:
     if config.dataset.startswith("taobao"):
         return f"{config.dataset}-theme-{config.n_themes}"
+    if config.dataset == "table" and config.table_path:  # one table, one split: tables are never pooled
+        path = Path(config.table_path)
+        return f"table-{path.parent.name if path.stem == 'table' else path.stem}-{config.split_by}"
     return f"{config.dataset}-{config.split_by}"
 
 

@@ -20,7 +20,9 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from moe_mlora.experiments.controlled import gains, map_markdown, plot_map
 from moe_mlora.experiments.grids import split_label
+from moe_mlora.experiments.statistics import Cell, holm, summarise
 from moe_mlora.experiments.records import RESULT_FILE, SCHEMA_VERSION, RunRecord
 from moe_mlora.training.diagnostics import path_meaning
 
@@ -86,6 +88,7 @@ def load_records(results_dir: Path) -> pd.DataFrame:
             "k": config.approach.experts_per_domain, "seed": config.train.seed,
             "batch_order": config.train.batch_order, "select_by": config.train.select_by,
             "threads": config.train.threads, "conditions": conditions_label(config),
+            "table_path": config.data.table_path,
             "status": record.status, "wauc": record.test.wauc * 100 if record.ok else np.nan,
             "valid_wauc": record.valid.wauc * 100 if record.ok else np.nan,
             **_diagnostic_columns(record),
@@ -120,33 +123,6 @@ def _diagnostic_columns(record: RunRecord) -> dict:
         columns[f"{path}_valid"] = scores["valid"] * 100
         columns[f"{path}_test"] = scores["test"] * 100
     return columns
-
-
-@dataclass(frozen=True)
-class Cell:
-    mean: float
-    ci95: float | None  # half-width; None with one seed
-    n: int
-    p_value: float | None = None  # paired t-test over seeds (Delta cells only), uncorrected
-    p_holm: float | None = None  # the same, Holm-corrected within its comparison's family (all its cells)
-    p_holm_pooled: float | None = None  # the same, Holm-corrected across every Delta cell of the table
-
-    def text(self, signed: bool = False) -> str:
-        if math.isnan(self.mean):
-            return "-"
-        value = f"{self.mean:+.2f}" if signed else f"{self.mean:.2f}"
-        return value + (f" ± {self.ci95:.2f}" if self.ci95 is not None else "")
-
-
-def summarise(values: np.ndarray) -> Cell:
-    values = np.asarray(values, dtype=float)
-    values = values[~np.isnan(values)]
-    if len(values) == 0:
-        return Cell(float("nan"), None, 0)
-    if len(values) == 1:
-        return Cell(float(values[0]), None, 1)
-    half = stats.t.ppf(0.975, len(values) - 1) * values.std(ddof=1) / math.sqrt(len(values))
-    return Cell(float(values.mean()), float(half), len(values))
 
 
 Comparison = tuple[str, str]  # (arm, reference arm): Delta = arm - reference
@@ -292,18 +268,6 @@ def paired_delta(rows: pd.DataFrame, arm: str = "moe-mlora", reference: str = "m
     if len(seeds) >= 2:
         p_value = float(stats.ttest_rel(ours.loc[seeds], theirs.loc[seeds]).pvalue) if np.std(differences) > 0 else 1.0
     return Cell(cell.mean, cell.ci95, cell.n, p_value)
-
-
-def holm(p_values: list[float]) -> list[float]:
-    """Holm's step-down adjustment: controls the family-wise error rate at any alpha, under any dependence."""
-    order = np.argsort(p_values)
-    m = len(p_values)
-    adjusted = np.empty(m)
-    running = 0.0
-    for rank, index in enumerate(order):
-        running = max(running, min(1.0, (m - rank) * p_values[index]))
-        adjusted[index] = running
-    return adjusted.tolist()
 
 
 def _holm_correct(deltas: dict) -> None:
@@ -676,6 +640,16 @@ def write_report(results_dir: Path, out_dir: Path | None = None, title: str | No
                          "Every point of a model uses the same seeds (those every k has). Test WAUC (%):", "",
                          markdown_table(pivot), "", "Paired Δ against k = 1 (points, ± 95% t-interval over seeds):",
                          "", markdown_table(delta_pivot), ""]
+    controlled = gains(records) if "table_path" in records else pd.DataFrame()
+    if not controlled.empty:
+        figure = plot_map(controlled, out_dir / "controlled.png")
+        written["controlled"] = figure
+        controlled.to_csv(out_dir / "controlled.csv", index=False)
+        sections += ["## When do domain adapters help? (controlled tables)", "", "![map](controlled.png)", "",
+                     "Gain over Base: test WAUC points, mean of per-seed paired differences ± 95% t-interval (not "
+                     "corrected for multiplicity). Oracle gap: the true per-domain model's test WAUC minus the true "
+                     "shared model's, on the same test rows (moe_mlora.data.controlled).", "",
+                     map_markdown(controlled), ""]
     failed = records[records.status == "failed"]
     if not failed.empty:
         sections += ["## Failed runs", ""] + [f"- {r.split} {r.model} {r.arm} seed {r.seed}: {r.error}"

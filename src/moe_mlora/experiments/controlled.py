@@ -1,0 +1,140 @@
+"""When do domain adapters help? Every approach on controlled multi-domain tables (moe_mlora.data.controlled)
+across knob settings that cross from "no domain signal" to "strong", and the map of each method's gain over
+Base against the oracle gap (what a perfect multi-domain method could gain).
+
+A setting is a ControlledConfig; its table is generated once into `<results>/tables/<name>/` (with its
+truth.json), and the grid's runs train on it as a user table. The report pairs every method with Base by
+seed (same table, same seed) and plots the mean gain with its 95% t-interval against the setting's oracle
+gap, one line per method and backbone; MoE-MLoRA also contributes its own-experts path (each domain
+through its own experts: the phase-2 model for k = 1), read from its diagnostics.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, replace
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from moe_mlora.data import DatasetConfig
+from moe_mlora.data.controlled import TABLE_FILE, TRUTH_FILE, ControlledConfig, write_controlled
+from moe_mlora.experiments.config import RunConfig
+from moe_mlora.experiments.statistics import summarise
+from moe_mlora.models import ModelConfig
+from moe_mlora.training.approaches import APPROACHES, ApproachConfig
+from moe_mlora.training.config import TrainConfig
+
+# The default knob settings: heterogeneity from none to full at the base density, then one knob at a time
+# moved at heterogeneity 0.5 (density, size imbalance, overlap, number of domains).
+BASE_SETTING = ControlledConfig()
+SETTINGS: dict[str, ControlledConfig] = {
+    **{f"h{h:g}": replace(BASE_SETTING, heterogeneity=h) for h in (0.0, 0.25, 0.5, 0.75, 1.0)},
+    "h0.5-sparse": replace(BASE_SETTING, rows=30_000),
+    "h0.5-dense": replace(BASE_SETTING, rows=300_000),
+    "h0.5-imbalanced": replace(BASE_SETTING, imbalance=1.5),
+    "h0.5-disjoint-users": replace(BASE_SETTING, user_overlap=0.2),
+    "h0.5-8-domains": replace(BASE_SETTING, n_domains=8, rows=200_000),
+}
+
+
+def write_tables(settings: dict[str, ControlledConfig], folder: Path) -> dict[str, Path]:
+    """Each setting's table (generated once: an existing one with the same knobs is kept)."""
+    tables = {}
+    for name, config in settings.items():
+        target = Path(folder) / name
+        truth = target / TRUTH_FILE
+        if not (truth.is_file() and json.loads(truth.read_text())["config"] == asdict(config)):
+            write_controlled(config, target)
+        tables[name] = target / TABLE_FILE
+    return tables
+
+
+def controlled_configs(tables: dict[str, Path], models: list[str], seeds: list[int], train: TrainConfig,
+                       model_config: ModelConfig = ModelConfig()) -> list[RunConfig]:
+    """Base, MLoRA and MoE-MLoRA for every table x model x seed (seeds outermost; Base first, for reuse)."""
+    return [RunConfig(DatasetConfig("table", split_by="domain", features=("user", "item"), table_path=str(path),
+                                    label_column="label"),
+                      model, model_config, ApproachConfig(approach), replace(train, seed=seed))
+            for seed in seeds for approach in APPROACHES for path in tables.values() for model in models]
+
+
+def truth_of(table_path: str) -> dict | None:
+    path = Path(table_path).parent / TRUTH_FILE
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def gains(records: pd.DataFrame) -> pd.DataFrame:
+    """Per setting x model x method: the mean paired gain over Base (test WAUC points) with its 95% CI and
+    the setting's oracle gap. Methods: MLoRA, MoE-MLoRA (gated mixture) and MoE-MLoRA's own-experts path."""
+    ok = records[(records.status == "ok") & records.table_path.notna()]
+    rows = []
+    for (table, model), group in ok.groupby(["table_path", "model"]):
+        truth = truth_of(table)
+        if truth is None:
+            continue
+        base = group[group.arm == "base"].set_index("seed")["wauc"]
+        methods = {"MLoRA": group[group.arm == "mlora"].set_index("seed")["wauc"],
+                   "MoE-MLoRA": group[group.arm == "moe-mlora"].set_index("seed")["wauc"]}
+        if "own-experts_test" in group:
+            methods["MoE-MLoRA own-experts"] = group[group.arm == "moe-mlora"].set_index("seed")["own-experts_test"]
+        for method, values in methods.items():
+            seeds = sorted(set(values.dropna().index) & set(base.index))
+            if not seeds:
+                continue
+            cell = summarise((values.loc[seeds] - base.loc[seeds]).to_numpy())
+            rows.append({"setting": Path(table).parent.name, "model": model, "method": method,
+                         "oracle_gap": truth["oracle_gap"] * 100, "gain": cell.mean, "ci95": cell.ci95,
+                         "seeds": len(seeds), "base_wauc": float(base.loc[seeds].mean()),
+                         **{k: truth["config"][k] for k in ("heterogeneity", "rows", "imbalance", "user_overlap",
+                                                             "n_domains")}})
+    return pd.DataFrame(rows)
+
+
+def plot_map(frame: pd.DataFrame, path: Path) -> Path | None:
+    """Gain over Base against the oracle gap, one line per method and backbone, with 95% intervals."""
+    if frame.empty:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axis = plt.subplots(figsize=(8, 5))
+    for (method, model), line in frame.groupby(["method", "model"]):
+        line = line.sort_values("oracle_gap")
+        axis.errorbar(line.oracle_gap, line.gain, yerr=line.ci95.fillna(0), marker="o", markersize=4, capsize=2,
+                      linewidth=1, label=f"{method} ({model})")
+    axis.axhline(0, color="black", linewidth=1)
+    top = float(frame.oracle_gap.max())
+    if math.isfinite(top) and top > 0:
+        axis.plot([0, top], [0, top], color="grey", linestyle=":", linewidth=1, label="the oracle gap itself")
+    axis.set_xlabel("oracle gap (test WAUC points a perfect per-domain model gains over a perfect shared one)")
+    axis.set_ylabel("gain over Base (test WAUC points, paired by seed)")
+    axis.set_title("When do domain adapters help? Controlled multi-domain data", fontsize=10)
+    axis.grid(alpha=0.3)
+    axis.legend(fontsize=7, loc="upper left")
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+    return path
+
+
+def map_markdown(frame: pd.DataFrame) -> str:
+    """One row per setting and backbone: the knobs, the oracle gap and each method's gain ± CI."""
+    lines = ["| setting | model | heterogeneity | rows | imbalance | user overlap | domains | oracle gap | Base WAUC | "
+             + " | ".join(sorted(set(frame.method))) + " |"]
+    lines.append("|" + " --- |" * (9 + frame.method.nunique()))
+    for (setting, model), group in frame.groupby(["setting", "model"], sort=False):
+        first = group.iloc[0]
+        cells = []
+        for method in sorted(set(frame.method)):
+            row = group[group.method == method]
+            cells.append("-" if row.empty else f"{row.gain.iloc[0]:+.2f}" + (
+                f" ± {row.ci95.iloc[0]:.2f}" if row.ci95.iloc[0] is not None and not np.isnan(row.ci95.iloc[0]) else ""))
+        lines.append(f"| {setting} | {model} | {first.heterogeneity:g} | {first.rows:,} | {first.imbalance:g} | "
+                     f"{first.user_overlap:g} | {first.n_domains} | {first.oracle_gap:.2f} | {first.base_wauc:.2f} | "
+                     + " | ".join(cells) + " |")
+    return "\n".join(lines)
