@@ -84,3 +84,24 @@ def test_a_download_that_trickles_stops_at_its_deadline_and_leaves_no_partial_fi
         download._fetch("https://example.invalid/big.zip", destination, deadline_seconds=0.3)
     assert time.monotonic() - started < 5
     assert not destination.exists() and not destination.with_suffix(".zip.part").exists()
+
+
+def test_a_download_that_stalls_in_the_handshake_stops_at_its_deadline(tmp_path, monkeypatch):
+    import threading
+    import time
+
+    from moe_mlora.data import download
+
+    never = threading.Event()
+
+    def stalled(url, timeout):
+        never.wait()  # a proxy that accepts the connection and never answers
+
+    monkeypatch.setattr(download.urllib.request, "urlopen", stalled)
+    destination = tmp_path / "big.zip"
+    started = time.monotonic()
+    with pytest.raises(TimeoutError, match="not finished within"):
+        download._fetch("https://example.invalid/big.zip", destination, deadline_seconds=0.3)
+    assert time.monotonic() - started < 5
+    never.set()
+    assert not destination.exists() and not destination.with_suffix(".zip.part").exists()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import shutil
-import time
+import threading
 import urllib.error
 import urllib.request
 import zipfile
@@ -85,20 +85,40 @@ DOWNLOAD_DEADLINE_SECONDS = 600.0  # the whole download, however slowly the byte
 
 
 def _fetch(url: str, destination: Path, deadline_seconds: float = DOWNLOAD_DEADLINE_SECONDS) -> None:
+    """Download `url` to `destination` within `deadline_seconds` in all, or leave nothing. The transfer runs in
+    a watched thread, so nothing can stretch it past the deadline: a server that stalls in the handshake, or
+    sends its body a byte at a time (each byte would reset a socket timeout), is abandoned at the deadline."""
     destination.parent.mkdir(parents=True, exist_ok=True)
     partial = destination.with_suffix(destination.suffix + ".part")
-    deadline = time.monotonic() + deadline_seconds
+    stop, failure = threading.Event(), []
+
+    def transfer() -> None:
+        try:
+            with urllib.request.urlopen(url, timeout=60) as response:  # noqa: S310 - fixed public URLs
+                total = int(response.headers.get("Content-Length") or 0) or None
+                if stop.is_set():  # the deadline passed during the handshake
+                    return
+                with partial.open("wb") as out, tqdm(
+                    total=total, unit="B", unit_scale=True, desc=f"download {destination.name}"
+                ) as bar:
+                    while not stop.is_set():
+                        chunk = response.read(1 << 16)
+                        if not chunk:
+                            return
+                        out.write(chunk)
+                        bar.update(len(chunk))
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread
+            failure.append(exc)
+
+    worker = threading.Thread(target=transfer, name=f"download {destination.name}", daemon=True)
+    worker.start()
     try:
-        with urllib.request.urlopen(url, timeout=60) as response:  # noqa: S310 - fixed public URLs
-            total = int(response.headers.get("Content-Length") or 0) or None
-            with partial.open("wb") as out, tqdm(
-                total=total, unit="B", unit_scale=True, desc=f"download {destination.name}"
-            ) as bar:
-                for chunk in iter(lambda: response.read(1 << 16), b""):
-                    out.write(chunk)
-                    bar.update(len(chunk))
-                    if time.monotonic() > deadline:
-                        raise TimeoutError(f"not finished within {deadline_seconds:.0f} s")
+        worker.join(deadline_seconds)
+        if worker.is_alive():
+            stop.set()  # the thread ends at its next read; a stalled one dies with the process
+            raise TimeoutError(f"{url}: not finished within {deadline_seconds:.0f} s")
+        if failure:
+            raise failure[0]
     except BaseException:
         partial.unlink(missing_ok=True)
         raise
