@@ -26,7 +26,7 @@ CASES = [
     (["train", "--dataset", "taobao-synthetic", "--n-themes", "0"], "--n-themes must be at least 1"),
     (["reproduce", "table1", "--seeds", "0"], "--seeds must be at least 1"),
     (["reproduce", "table1", "--seeds", "-1"], "--seeds must be at least 1"),
-    (["reproduce", "table1", "--datasets", "movielens-100k:gendr"], "MovieLens splits are gender, age, occupation"),
+    (["reproduce", "table1", "--datasets", "movielens-100k:gendr"], "movielens-100k splits are gender, age, occupation"),
     (["reproduce", "table1", "--models", "lr"], "unknown model(s) ['lr']"),
     (["reproduce", "table1", "--moe-variant", "gate-init=warm"], "gate init must be one of"),
     (["reproduce", "experts", "--experts-per-domain", "1,x"], "--experts-per-domain takes whole numbers"),

@@ -25,7 +25,8 @@ from moe_mlora.errors import ConfigError, MoeMloraError
 from moe_mlora.files import probe_writable
 from moe_mlora.experiments.controlled import SETTINGS, controlled_configs, write_tables
 from moe_mlora.experiments.grids import (
-    ABLATION_MODELS, ABLATION_VARIANTS, ablation_configs, available_table1_splits, check_models, experts_configs, int_list,
+    ABLATION_MODELS, ABLATION_VARIANTS, ablation_configs, available_table1_splits, check_models, expand_splits, experts_configs,
+    int_list,
     seed_list,
     table1_configs, with_config_file,
 )
@@ -335,15 +336,7 @@ ModelsOption = Annotated[str, typer.Option(help="Comma-separated backbones.")]
 def _split_list(text: str | None, data_dir: Path | None) -> list[str]:
     if not text:
         return available_table1_splits(data_dir)
-    splits = []
-    for item in (t.strip() for t in text.split(",") if t.strip()):
-        if ":" in item:
-            splits.append(item)
-        elif item.startswith("movielens") or item not in ("taobao", "taobao-synthetic"):
-            splits += [f"{item}:{field}" for field in ("gender", "age", "occupation")]
-        else:
-            splits += [f"{item}:10", f"{item}:20"]
-    return splits
+    return expand_splits([item.strip() for item in text.split(",") if item.strip()])
 
 
 def _sweep(configs, results_dir: Path, workers, backend: str, retry_failed: bool, data_dir: Path | None,

@@ -6,13 +6,11 @@ import hashlib
 import json
 from dataclasses import asdict, dataclass
 
+from moe_mlora.data.sources import SOURCES, source_of
 from moe_mlora.data.split import PART_NAMES
 from moe_mlora.errors import ConfigError
 
-DATASETS = ("movielens-100k", "movielens-1m", "taobao", "taobao-synthetic", "table")
-# The paper's protocol (vocabulary over all rows) for its datasets; a user table gets a trained OOV row.
-DEFAULT_MIN_COUNT = {"table": 2}
-DEFAULT_SPLIT_BY = {"movielens-100k": "gender", "movielens-1m": "gender", "taobao": "theme", "taobao-synthetic": "theme"}
+DATASETS = tuple(SOURCES)  # the registry (moe_mlora.data.sources) knows them
 CACHE_FORMAT = 2  # 2: vocabularies saved with the codes
 
 
@@ -42,16 +40,15 @@ class DatasetConfig:
     out_of_core: bool = False  # a Parquet file or folder larger than memory (moe_mlora.data.streaming)
 
     def __post_init__(self) -> None:
-        if self.dataset not in DATASETS:
-            raise ConfigError(f"unknown dataset '{self.dataset}'; choose one of {', '.join(DATASETS)}")
+        source = source_of(self.dataset)
         if self.n_themes < 1:
             raise ConfigError(f"--n-themes must be at least 1, got {self.n_themes}")
         if self.dataset == "table" and not (self.table_path and self.split_by):
             raise ConfigError("dataset 'table' needs a table path and --split-by naming its domain column")
         if self.split_by is None:
-            object.__setattr__(self, "split_by", DEFAULT_SPLIT_BY[self.dataset])
-        if self.min_count is None:
-            object.__setattr__(self, "min_count", DEFAULT_MIN_COUNT.get(self.dataset, 0))
+            object.__setattr__(self, "split_by", source.default_split_by)
+        if self.min_count is None:  # the paper's vocabulary over all rows for its datasets; a table's OOV row
+            object.__setattr__(self, "min_count", source.min_count)
         if self.min_count < 0:
             raise ConfigError(f"--min-count must be 0 (vocabulary over all rows) or more, got {self.min_count}")
         for name in ("numeric", "multi_valued"):

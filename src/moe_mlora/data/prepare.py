@@ -14,19 +14,16 @@ import pandas as pd
 import torch
 
 from moe_mlora.batches import TensorPart
+from moe_mlora.data.sources import source_of
 from moe_mlora.data.config import (
     SPLIT_NAMES, DatasetConfig,
 )
-from moe_mlora.data.movielens import ML_1M, ML_100K, load_movielens_1m, load_movielens_100k
 from moe_mlora.data.feature_types import PAD, Encoding, NumericColumn, encode_bags, fit_bag_vocabulary, fit_numeric
 from moe_mlora.data.split import PART_NAMES, stratified_domain_split, time_split
 from moe_mlora.data.streaming import stream_dataset
-from moe_mlora.data.synthetic import SyntheticTaobaoConfig, generate_synthetic_taobao
 from moe_mlora.data.table import DOMAIN, LABEL, InteractionTable
-from moe_mlora.data.tabular import load_table
-from moe_mlora.data.taobao import CLICK_LOG, ITEM_EMBEDDING, ITEM_POOL, USER_EMBEDDING, load_taobao
 from moe_mlora.data.vocabulary import Vocabulary, as_strings, fit_all_rows, fit_training_rows
-from moe_mlora.errors import ConfigError, DataError
+from moe_mlora.errors import DataError
 from moe_mlora.features import FeatureSpec
 from moe_mlora.paths import resolve_cache_dir, resolve_data_dir
 
@@ -77,28 +74,8 @@ class EncodedDataset:
 
 
 def load_interactions(config: DatasetConfig, data_dir: Path | None = None, cache_dir: Path | None = None) -> InteractionTable:
-    """The raw (unencoded) table a config describes."""
-    data_dir = resolve_data_dir(data_dir)
-    if config.dataset in ("movielens-100k", "movielens-1m"):
-        loader = load_movielens_100k if config.dataset == "movielens-100k" else load_movielens_1m
-        return loader(data_dir, config.split_by, config.features, verify=config.verify_checksums)
-    if config.dataset in ("taobao", "taobao-synthetic"):
-        if config.split_by != "theme":
-            raise ConfigError(f"{config.dataset} is split by theme, not '{config.split_by}'")
-        if config.dataset == "taobao":
-            folder, synthetic = data_dir / "taobao", False
-        else:
-            folder = resolve_cache_dir(cache_dir) / "taobao-synthetic"
-            if not (folder / "theme_click_log.csv").is_file():
-                generate_synthetic_taobao(folder, SyntheticTaobaoConfig())
-            synthetic = True
-        return load_taobao(
-            folder, n_themes=config.n_themes, features=config.features, theme_selection=config.theme_selection,
-            seed=config.sampling_seed, name=config.dataset, synthetic=synthetic,
-        )
-    kind, column, _ = config.split_parts
-    return load_table(Path(config.table_path), features=config.features, label=config.label_column, domain=config.split_by,
-                      numeric=config.numeric, multi_valued=config.multi_valued, extra=(column,) if column else ())
+    """The raw (unencoded) table a config describes, from its source (moe_mlora.data.sources)."""
+    return source_of(config.dataset).load(config, resolve_data_dir(data_dir), resolve_cache_dir(cache_dir))
 
 
 def encode(table: InteractionTable, config: DatasetConfig) -> EncodedDataset:
@@ -235,11 +212,6 @@ def prepare_dataset(
     return dataset
 
 
-SOURCE_FILES = {"movielens-100k": (ML_100K.folder, ML_100K.required_files),
-                "movielens-1m": (ML_1M.folder, ML_1M.required_files),
-                "taobao": ("taobao", (CLICK_LOG, ITEM_POOL, USER_EMBEDDING, ITEM_EMBEDDING))}
-
-
 def _table_identity(config: DatasetConfig) -> str:
     """The config and the table's files (each one's size and modification time): a changed file re-encodes."""
     source = Path(config.table_path)
@@ -252,10 +224,10 @@ def _cache_path(config: DatasetConfig, data_dir: Path | None, cache_dir: Path) -
     """The cache file of this config *and* these raw files: their size and modification time are part of
     the key, so replaced, corrupted or missing raw files are never hidden behind a warm cache."""
     identity = []
-    if config.dataset in SOURCE_FILES:
-        folder, names = SOURCE_FILES[config.dataset]
-        for name in names:
-            path = resolve_data_dir(data_dir) / folder / name
+    source = source_of(config.dataset)
+    if source.raw_folder:
+        for name in source.raw_files:
+            path = resolve_data_dir(data_dir) / source.raw_folder / name
             stat = path.stat() if path.is_file() else None
             identity.append([name, stat.st_size if stat else None, stat.st_mtime_ns if stat else None])
     digest = hashlib.sha256(json.dumps([config.cache_key(), identity]).encode()).hexdigest()[:16]

@@ -6,8 +6,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from moe_mlora.data import DatasetConfig
-from moe_mlora.data.movielens import ML_1M
-from moe_mlora.data.taobao import CLICK_LOG
+from moe_mlora.data.sources import SOURCES
 from moe_mlora.errors import ConfigError
 from moe_mlora.experiments.run import RunConfig
 from moe_mlora.models import MODELS, ModelConfig
@@ -15,7 +14,6 @@ from moe_mlora.paths import resolve_data_dir
 from moe_mlora.training.config import TrainConfig
 from moe_mlora.training.approaches import APPROACHES, ApproachConfig
 
-MOVIELENS_SPLITS = ("gender", "age", "occupation")
 # The ablation: MoE-MLoRA variants (ApproachConfig.variant strings) on three backbones of different kinds.
 ABLATION_VARIANTS = ("gate-init=own-domain", "gate-lr=0.01", "gate-input=features", "authors-code")
 ABLATION_MODELS = ("deepfm", "dcn", "autoint")
@@ -42,22 +40,34 @@ def parse_variant(text: str) -> dict:
 
 
 def parse_split(text: str) -> DatasetConfig:
-    """'movielens-100k:occupation', 'movielens-1m:gender', 'taobao:20', 'taobao-synthetic:10'."""
+    """'movielens-100k:occupation', 'movielens-1m:gender', 'taobao:20', 'taobao-synthetic:10': a source of the
+    registry (moe_mlora.data.sources) and one of its splits."""
     dataset, _, detail = text.partition(":")
-    if dataset.startswith("movielens"):
-        if detail and detail not in MOVIELENS_SPLITS:
-            raise ConfigError(f"'{text}': MovieLens splits are {', '.join(MOVIELENS_SPLITS)}")
-        return DatasetConfig(dataset, detail or "gender")
-    if dataset.startswith("taobao"):
-        try:
-            return DatasetConfig(dataset, "theme", n_themes=int(detail or 10))
-        except ValueError:
-            raise ConfigError(f"'{text}': a Taobao split is written taobao:<number of themes>") from None
-    raise ConfigError(f"'{text}': write splits as movielens-100k:<gender|age|occupation> or taobao:<themes>")
+    if dataset not in SOURCES or (not SOURCES[dataset].grid_splits and dataset != "table"):
+        grid = [name for name, source in SOURCES.items() if source.grid_splits]
+        raise ConfigError(f"'{text}': write splits as NAME:DETAIL with NAME one of {', '.join(grid)} "
+                          f"(e.g. movielens-100k:occupation, taobao:20)")
+    return DatasetConfig(dataset, **SOURCES[dataset].split_settings(detail, text))
+
+
+def expand_splits(names: list[str]) -> list[str]:
+    """Grid splits from names: NAME:DETAIL as given, a bare NAME as all of its source's splits."""
+    splits = []
+    for item in names:
+        if ":" in item:
+            splits.append(item)
+            continue
+        source = SOURCES.get(item)
+        if source is None or not source.grid_splits:
+            grid = [name for name, s in SOURCES.items() if s.grid_splits]
+            raise ConfigError(f"'{item}': not a dataset a grid runs; choose from {', '.join(grid)} "
+                              "(NAME for all its splits, NAME:DETAIL for one)")
+        splits += [f"{item}:{detail}" for detail in source.grid_splits]
+    return splits
 
 
 def split_label(config: DatasetConfig) -> str:
-    if config.dataset.startswith("taobao"):
+    if SOURCES[config.dataset].detail == "n_themes":
         return f"{config.dataset}-theme-{config.n_themes}"
     if config.dataset == "table" and config.table_path:  # one table, one split: tables are never pooled
         path = Path(config.table_path)
@@ -66,16 +76,19 @@ def split_label(config: DatasetConfig) -> str:
 
 
 def available_table1_splits(data_dir: Path | None = None) -> list[str]:
-    """What this machine can run: ML-100K always, ML-1M when its files are present, real Taobao when present,
-    else the SYNTHETIC Taobao stand-in. (ML-1M is downloaded by `moe-mlora data stats movielens-1m`.)"""
+    """What this machine can run of the paper's Table 1: each of its sources whose files are here (a source
+    with a stand-in, e.g. the SYNTHETIC Taobao, runs that stand-in where the real files are missing)."""
     data_dir = resolve_data_dir(data_dir)
-    splits = []
-    if all((data_dir / ML_1M.folder / name).is_file() for name in ML_1M.required_files):
-        splits += [f"movielens-1m:{field}" for field in MOVIELENS_SPLITS]
-    splits += [f"movielens-100k:{field}" for field in MOVIELENS_SPLITS]
-    taobao = "taobao" if (data_dir / "taobao" / CLICK_LOG).is_file() else "taobao-synthetic"
-    splits += [f"{taobao}:10", f"{taobao}:20"]
-    return splits
+    stand_ins = {source.aliases_for: name for name, source in SOURCES.items() if source.aliases_for}
+    names = []
+    for name, source in SOURCES.items():
+        if not source.paper_table1:
+            continue
+        if source.available(data_dir) or source.grid_downloads:
+            names.append(name)
+        elif name in stand_ins:
+            names.append(stand_ins[name])
+    return expand_splits(names)
 
 
 def seed_list(seeds: int) -> list[int]:
