@@ -89,11 +89,11 @@ def add_domain(
     if output.exists() and not output.is_dir():
         raise ConfigError(f"{output}: is a file; name a folder for the new run")
     probe_writable(output)  # before the training, not after it
-    data_config = manifest.run_config["data"]
-    train = train or TrainConfig(**{**manifest.run_config["train"], "progress": False})
+    run_config = manifest.config
+    train = train or replace(run_config.train, progress=False)
 
-    rows, labels = _read_rows(Path(table), source, data_config.get("label_column", "label"), domain)
-    split = stratified_domain_split(np.zeros(len(labels), dtype=np.int64), labels, seed=data_config.get("split_seed", 123))
+    rows, labels = _read_rows(Path(table), source, run_config.data.label_column, domain)
+    split = stratified_domain_split(np.zeros(len(labels), dtype=np.int64), labels, seed=run_config.data.split_seed)
     model, new_id = extend_model(source.model, manifest.domain_shares, domain)
     if manifest.domain_as_feature:
         rows.codes[:, -1] = new_id

@@ -22,7 +22,8 @@ from moe_mlora.adapters import ADAPTER_CONFIG, adapters_of, load_adapters, save_
 from moe_mlora.data import EncodedDataset
 from moe_mlora.data.table import DOMAIN
 from moe_mlora.data.feature_types import Encoding
-from moe_mlora.errors import DataError
+from moe_mlora.errors import DataError, MoeMloraError
+from moe_mlora.experiments.config import RunConfig
 from moe_mlora.features import FeatureSpec
 from moe_mlora.files import write_text_atomic
 from moe_mlora.models import CTRModel
@@ -57,8 +58,16 @@ class RunManifest:
         return tuple(self.spec["domain_names"])
 
     @property
+    def config(self) -> RunConfig:
+        """The typed RunConfig the run was trained with (its settings' defaults in one place, the dataclasses)."""
+        try:
+            return RunConfig.from_dict(self.run_config)
+        except (TypeError, KeyError, MoeMloraError) as exc:
+            raise DataError(f"the run's manifest holds a config this library cannot read ({exc})") from None
+
+    @property
     def approach(self) -> str:
-        return self.run_config["approach"]["approach"]
+        return self.config.approach.approach
 
 
 def save_run_weights(model: CTRModel, folder: Path) -> None:

@@ -66,7 +66,7 @@ class Predictor:
         folder = Path(folder)
         model, manifest = load_run(folder)
         model.to(resolve_device(device))
-        batch_size = batch_size or manifest.run_config["train"].get("eval_batch_size", 8192)
+        batch_size = batch_size or manifest.config.train.eval_batch_size
         return cls(model, manifest, read_encoding(folder, manifest), batch_size)
 
     @property
