@@ -25,6 +25,7 @@ from multiprocessing import get_context
 from pathlib import Path
 
 import torch
+from tqdm import tqdm
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
@@ -81,6 +82,9 @@ def run_one(config_data: dict, results_dir: str, data_dir: str | None) -> tuple[
 
 def _init_worker(threads: int, parent: int, pids) -> None:
     torch.set_num_threads(threads)
+    # tqdm would make a multiprocessing lock (a named semaphore) in each worker; a worker killed when the sweep
+    # stops never releases it, and the resource tracker then warns of a leak after the clean one-line message.
+    tqdm.set_lock(threading.RLock())
     pids.put(os.getpid())
     threading.Thread(target=_exit_with_parent, args=(parent,), daemon=True).start()
 
