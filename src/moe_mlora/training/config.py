@@ -8,7 +8,7 @@ import hashlib
 import math
 import random
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 
 import numpy as np
@@ -66,8 +66,9 @@ PRECISIONS = ("fp32", "bf16")
 def autocast(precision: str, device: torch.device | str = "cpu"):
     """The arithmetic of one forward pass: a no-op for fp32, bfloat16 autocast for bf16. Only forward passes
     run under it (as torch recommends): model building, backward and the optimizer step stay outside."""
-    device_type = torch.device(device).type
-    return torch.autocast(device_type=device_type, dtype=torch.bfloat16, enabled=precision == "bf16")
+    if precision != "bf16":
+        return nullcontext()
+    return torch.autocast(device_type=torch.device(device).type, dtype=torch.bfloat16)
 
 
 _PRECISION: contextvars.ContextVar[str] = contextvars.ContextVar("forward_precision", default="fp32")
