@@ -58,7 +58,7 @@ def test_adapter_math_matches_per_row_formula():
     x = torch.randn(5, 24)
     domains = torch.tensor([0, 1, 2, 1, 0])
     weights = adapter.gate(domains)
-    got = adapter.delta(0, x, weights)
+    got = adapter.experts(0, x, weights)  # the correction the stacked experts add beside layer 0
     A, B, c = adapter.experts.down[0], adapter.experts.up[0], adapter.experts.bias[0]
     expected = torch.stack([sum(weights[r, e] * (x[r] @ A[e] @ B[e] + c[e]) for e in range(6)) for r in range(5)])
     assert torch.allclose(got, expected, atol=1e-5)

@@ -35,7 +35,8 @@ from moe_mlora.experiments.records import RESULT_FILE, RunRecord
 from moe_mlora.experiments.config import load_config_file
 from moe_mlora.experiments.run import RunConfig, execute_run
 from moe_mlora.experiments.sweep import SweepInterrupted, run_sweep
-from moe_mlora.models import MODELS
+from moe_mlora.methods import METHODS
+from moe_mlora.models.registry import PAPER_MODELS
 from moe_mlora.serving import VOCABULARY_FILE, Predictor, UnknownDomain, read_manifest
 from moe_mlora.serving.add_domain import add_domain
 from moe_mlora.serving.export import export_run
@@ -63,7 +64,7 @@ BatchOrderOption = Annotated[str, typer.Option(help="shuffled (mixed-domain batc
 ReproduceConfigOption = Annotated[Optional[Path], typer.Option("--config", help="A YAML/JSON config whose data (e.g. your own table), model_config and train sections replace the grid's defaults.")]
 PrecisionOption = Annotated[str, typer.Option(help="fp32 | bf16 (bfloat16 autocast of the forward passes where the CPU has the instructions, and on GPUs; weights, optimizer and loss stay fp32). Part of a run's identity.")]
 ThreadsOption = Annotated[int, typer.Option(help="CPU threads per run (default 1). Part of a run's identity: the thread count changes the last digits of the results.")]
-SelectByOption = Annotated[str, typer.Option(help="Validation score for early stopping and selection: wauc | mean-auc (unweighted mean of per-domain AUCs, as the authors' code).")]
+SelectByOption = Annotated[str, typer.Option(help="Validation score for early stopping and selection: wauc | mean-auc (unweighted mean of per-domain AUCs, as the authors' code) | auc (pooled over all rows, as Scenario-Wise Rec).")]
 
 
 def user_errors(command):
@@ -168,7 +169,7 @@ def train(
     model: Annotated[str, typer.Option(help="wdl | nfm | autoint | pnn | dcn | fibinet | deepfm | xdeepfm")] = "deepfm",
     dataset: Annotated[str, typer.Option(help="movielens-100k | movielens-1m | taobao | taobao-synthetic | table")] = "movielens-100k",
     split_by: SplitByOption = None,
-    approach: Annotated[str, typer.Option(help="base | mlora | moe-mlora")] = "base",
+    approach: Annotated[str, typer.Option(help=f"The multi-domain method, one of the registered ones: {' | '.join(METHODS)}.")] = "base",
     experts_per_domain: Annotated[int, typer.Option(help="MoE-MLoRA: experts per domain (k).")] = 1,
     phase2_schedule: Annotated[str, typer.Option(help="MoE-MLoRA phase 2: parallel (all experts in one pass) | sequential.")] = "parallel",
     schedule: Annotated[str, typer.Option(help="MoE-MLoRA: paper (the method as described) | authors-code (what the authors' TF code does: all parameters in every phase, fixed gate embedding, non-improving epochs undone).")] = "paper",
@@ -213,7 +214,7 @@ def _train(config: RunConfig, runs_dir: Path, data_dir: Path | None, log_dir: Pa
     main = is_main_process()
     if not main:
         config = replace(config, train=replace(config.train, progress=False))
-    metric = "WAUC" if config.train.select_by == SelectBy.WAUC.value else "mean AUC"
+    metric = {SelectBy.WAUC.value: "WAUC", SelectBy.MEAN_AUC.value: "mean AUC", SelectBy.AUC.value: "AUC"}[config.train.select_by]
 
     def on_epoch(phase: str, record: EpochRecord) -> None:
         console.print(f"[{phase}] epoch {record.epoch:>2}  train loss {record.train_loss:.4f}  "
@@ -363,7 +364,7 @@ def _sweep(configs, results_dir: Path, workers, backend: str, retry_failed: bool
 def reproduce_table1(
     datasets: Annotated[Optional[str], typer.Option(help="Splits, e.g. movielens-100k:occupation,taobao:20 "
                                                          "(a bare name means all its splits; default: all available).")] = None,
-    models: ModelsOption = ",".join(MODELS),
+    models: ModelsOption = ",".join(PAPER_MODELS),
     seeds: SeedsOption = 3,
     results_dir: Annotated[Path, typer.Option(help="Where run records and the report go.")] = Path("results/table1"),
     workers: WorkersOption = None,
@@ -375,14 +376,17 @@ def reproduce_table1(
     config_file: ReproduceConfigOption = None,
     retry_failed: Annotated[bool, typer.Option(help="Run again the runs recorded as failed.")] = False,
     moe_variant: Annotated[Optional[str], typer.Option(help="Also run this MoE-MLoRA variant as a fourth arm, e.g. gate-init=own-domain,gate-lr=0.01 or authors-code.")] = None,
+    methods: Annotated[Optional[str], typer.Option(help=f"Also run these registered methods as further arms, e.g. star,pepnet (registered: {', '.join(METHODS)}).")] = None,
     precision: PrecisionOption = "fp32",
     data_dir: DataDirOption = None,
 ) -> None:
-    """Table 1: Base / MLoRA / MoE-MLoRA x models x splits, resumable; prints the table and writes the report."""
+    """Table 1: Base / MLoRA / MoE-MLoRA (and any other methods) x models x splits, resumable; prints the table
+    and writes the report."""
     train = TrainConfig(max_epochs=max_epochs, batch_order=batch_order, select_by=select_by, progress=False,
                         threads=threads, precision=precision)
     configs = table1_configs(_split_list(datasets, data_dir), [m.strip() for m in models.split(",")],
-                             seed_list(seeds), train, moe_variants=[moe_variant] if moe_variant else [])
+                             seed_list(seeds), train, moe_variants=[moe_variant] if moe_variant else [],
+                             methods=[m.strip() for m in (methods or "").split(",") if m.strip()])
     _sweep(configs, results_dir, workers, backend, retry_failed, data_dir, config_file)
 
 
@@ -390,7 +394,7 @@ def reproduce_table1(
 @user_errors
 def reproduce_experts(
     split: Annotated[str, typer.Option(help="The split (the paper: MovieLens by gender).")] = "movielens-100k:gender",
-    models: ModelsOption = ",".join(MODELS),
+    models: ModelsOption = ",".join(PAPER_MODELS),
     experts_per_domain: Annotated[str, typer.Option(help="Values of k (experts per domain).")] = "1,2,3,4",
     seeds: SeedsOption = 3,
     results_dir: Annotated[Path, typer.Option(help="Where run records and the report go.")] = Path("results/experts"),
@@ -470,12 +474,13 @@ def reproduce_controlled(
 def report(
     results_dir: Annotated[Path, typer.Argument(help="A folder of run records (from reproduce or train --runs-dir).")],
     out: Annotated[Optional[Path], typer.Option(help="Where to write the report (default: results_dir).")] = None,
+    published: Annotated[Optional[str], typer.Option(help="Also set the runs beside a published table: scenario-wise-ml1m (Scenario-Wise Rec's ML-1M benchmark; examples/scenario-wise-ml1m.yaml).")] = None,
 ) -> None:
     """Table 1 in the paper's layout (mean ± 95% CI, Δ, Avg(Δ), paired tests), Figure 2, and the paper beside ours."""
     if not results_dir.is_dir():
         raise typer.BadParameter(f"{results_dir} is not a folder")
     try:
-        written = write_report(results_dir, out)
+        written = write_report(results_dir, out, published=published)
     except FileNotFoundError as exc:
         Console(stderr=True).print(f"[bold red]error:[/] {escape(str(exc))}")
         raise typer.Exit(2) from None

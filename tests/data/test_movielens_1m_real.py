@@ -59,3 +59,19 @@ def test_each_split_gives_every_rating_its_users_domain_and_splits_60_20_20_per_
         assert max(positives) - min(positives) < 2 / (0.2 * rows) + 1e-9  # label-stratified
     labels = np.concatenate([part.labels.numpy() for part in parts.values()])
     assert int(labels.sum()) == int((raw.rating == 5).sum())
+
+
+def test_the_scenario_wise_table_has_their_three_age_domains_and_an_80_10_10_split(ml1m_dir, raw):
+    import importlib.util
+
+    path = Path(__file__).parents[2] / "examples" / "scenario_wise_ml1m.py"
+    spec = importlib.util.spec_from_file_location("scenario_wise_ml1m", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    table = module.scenario_wise_table(ml1m_dir / "ml-1m", seed=7)
+    assert table.age_group.value_counts().to_dict() == {"age-25": 395_556, "age-35+": 393_906, "age-1-18": 210_747}
+    assert int(table.click.sum()) == int((raw.rating > 3).sum())
+    parts = table.part.value_counts().to_dict()
+    assert parts == {"train": 800_167, "valid": 100_020, "test": 100_022}  # int(0.8 n), int(0.1 n), the rest
+    again = module.scenario_wise_table(ml1m_dir / "ml-1m", seed=7)
+    assert again.part.equals(table.part)  # the split repeats from its seed

@@ -5,10 +5,10 @@ from moe_mlora.adapters.config import (
 )
 from moe_mlora.adapters.io import ADAPTER_CONFIG, ADAPTER_WEIGHTS, load_adapters, save_adapters
 from moe_mlora.adapters.layer import (
-    DomainGate, LowRankExperts, TowerAdapter, adapters_of, attach_adapters, backbone_parameters, set_adapter_mode,
-    towers_of,
+    DomainGate, LowRankExperts, TowerAdapter, adapters_of, attach_adapters, set_adapter_mode, towers_of,
 )
 from moe_mlora.adapters.merge import MergedTower, merge_adapters, merge_domain, merged_adapters, unmerge_adapters
+from moe_mlora.layers.domain_part import backbone_parameters
 
 __all__ = [
     "ADAPTER_CONFIG", "ADAPTER_KINDS", "ADAPTER_WEIGHTS", "DEFAULT_LORA_REDUCE", "AdapterConfig", "AdapterMode",

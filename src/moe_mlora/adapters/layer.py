@@ -26,6 +26,7 @@ from torch import nn
 
 from moe_mlora.adapters.config import AdapterConfig, AdapterMode, GateInput, GateWeights
 from moe_mlora.errors import ConfigError
+from moe_mlora.layers.domain_part import TowerPart
 from moe_mlora.layers.mlp import Tower
 
 
@@ -96,11 +97,11 @@ class DomainGate(nn.Module):
         self.prior.copy_(ownership * gap)
 
 
-class TowerAdapter(nn.Module):
-    """Attached to a Tower; the tower asks it for routing once per batch and a correction per layer."""
+class TowerAdapter(TowerPart):
+    """Attached to a Tower: routing weights once per batch, then a low-rank correction beside every layer."""
 
     def __init__(self, config: AdapterConfig, layer_shapes: list[tuple[int, int]]) -> None:
-        super().__init__()
+        super().__init__(config.n_domains)
         self.config = config
         ranks = [config.rank_for(out_dim) for _, out_dim in layer_shapes]
         # Leaving the global RNG untouched keeps everything after attaching (dropout masks above all)
@@ -112,10 +113,7 @@ class TowerAdapter(nn.Module):
             self.gate = (DomainGate(config.n_domains, config.n_experts, config.gate_embedding_dim, feature_dim,
                                     config.gate_weights) if config.kind == "moe-mlora" else None)
         self.mode = AdapterMode.DOMAIN if config.kind == "mlora" else AdapterMode.MIXTURE
-        self.merged = None  # a MergedTower while merged for inference (moe_mlora.adapters.merge)
-        # Ids are checked on every forward (a clear error instead of an index error deep inside); an exported
-        # graph cannot branch on data, so export turns this off and validates ids before the graph instead.
-        self.validate_ids = True
+        # self.merged: a MergedTower while merged for inference (moe_mlora.adapters.merge)
 
     def check_routing_ids(self, ids: torch.Tensor) -> None:
         if not self.validate_ids:
@@ -166,8 +164,15 @@ class TowerAdapter(nn.Module):
             return self.own_expert_weights()[routing_ids]
         return self.one_hot(routing_ids)
 
-    def delta(self, layer: int, inputs: torch.Tensor, routing: torch.Tensor | None) -> torch.Tensor | None:
-        return None if routing is None else self.experts(layer, inputs, routing)
+    def forward_tower(self, tower: Tower, inputs: torch.Tensor, routing_ids: torch.Tensor) -> torch.Tensor:
+        """ReLU(Dropout(W_l x + b_l) + sum_e g_e (B_e A_e x + c_e)) per layer; the bare tower in BACKBONE mode."""
+        routing = self.routing(routing_ids, inputs)
+        if routing is None:
+            return tower.plain_forward(inputs)
+        hidden = inputs
+        for index in range(len(tower.linears)):
+            hidden = torch.relu(tower.layer(index, hidden) + self.experts(index, hidden, routing))
+        return hidden
 
     def expert_parameters(self) -> list[nn.Parameter]:
         return list(self.experts.parameters())
@@ -193,7 +198,8 @@ def attach_adapters(model: nn.Module, config: AdapterConfig) -> list[TowerAdapte
 
 
 def adapters_of(model: nn.Module) -> list[TowerAdapter]:
-    return [tower.adapter for tower in towers_of(model) if tower.adapter is not None]
+    """The model's LoRA adapters (MLoRA, MoE-MLoRA); other methods' parts are not adapters."""
+    return [tower.adapter for tower in towers_of(model) if isinstance(tower.adapter, TowerAdapter)]
 
 
 def set_adapter_mode(model: nn.Module, mode: AdapterMode) -> None:
@@ -204,8 +210,3 @@ def set_adapter_mode(model: nn.Module, mode: AdapterMode) -> None:
             raise ConfigError("EXPERT mode needs a MoE-MLoRA adapter")
         adapter.mode = mode
         adapter.merged = None
-
-
-def backbone_parameters(model: nn.Module) -> list[nn.Parameter]:
-    adapter_ids = {id(p) for adapter in adapters_of(model) for p in adapter.parameters()}
-    return [p for p in model.parameters() if id(p) not in adapter_ids]

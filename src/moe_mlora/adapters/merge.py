@@ -23,6 +23,7 @@ from torch import nn
 
 from moe_mlora.adapters.layer import TowerAdapter, towers_of
 from moe_mlora.errors import ConfigError
+from moe_mlora.layers.domain_part import domain_parts
 from moe_mlora.layers.mlp import Tower
 
 _GROUPED_MM = getattr(nn.functional, "grouped_mm", None)
@@ -102,7 +103,7 @@ def merge_adapters(model: nn.Module) -> int:
     for tower in towers_of(model):
         adapter = tower.adapter
         reference = tower.linears[0].weight
-        adapter_ok = adapter is not None and adapter.routes_by_domain_alone
+        adapter_ok = isinstance(adapter, TowerAdapter) and adapter.routes_by_domain_alone
         if adapter_ok and grouped_mm_supports(reference.device, reference.dtype):
             adapter.merged = fold_per_domain(adapter, tower.linears)
             merged += 1
@@ -133,6 +134,10 @@ def merge_domain(model: nn.Module, domain: int) -> nn.Module:
     """A plain copy of `model` for one domain: its routed experts folded into every tower layer, adapters
     removed (PEFT's merge_and_unload, per domain). The copy scores that domain's rows exactly as the
     adapted model does, at the cost of the bare backbone; the model itself is left as it was."""
+    others = [type(part).__name__ for _, part in domain_parts(model) if not isinstance(part, TowerAdapter)]
+    if others:
+        raise ConfigError(f"the model's {others[0]} has no per-domain fold into a plain model; export or score it "
+                          "for all domains at once")
     merged = copy.deepcopy(model)
     for tower in towers_of(merged):
         adapter = tower.adapter

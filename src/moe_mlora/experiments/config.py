@@ -24,7 +24,7 @@ NOT_IN_KEY = ("progress", "device")
 # their keys (and a sweep's resumption over them) stay valid.
 KEY_SINCE = {("data", "min_count"): 0, ("data", "numeric"): [], ("data", "multi_valued"): [],
              ("data", "multi_separator"): "|", ("data", "split"): "random", ("data", "out_of_core"): False, ("train", "threads"): 1,
-             ("train", "precision"): "fp32"}
+             ("train", "precision"): "fp32", ("train", "weight_decay"): 0.0}
 
 
 def load_config_file(path: Path) -> dict:

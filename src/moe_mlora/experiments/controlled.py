@@ -24,7 +24,8 @@ from moe_mlora.data.controlled import TABLE_FILE, TRUTH_FILE, ControlledConfig, 
 from moe_mlora.experiments.config import RunConfig
 from moe_mlora.experiments.statistics import summarise
 from moe_mlora.models import ModelConfig
-from moe_mlora.training.approaches import APPROACHES, ApproachConfig
+from moe_mlora.methods import PAPER_METHODS
+from moe_mlora.training.approaches import ApproachConfig
 from moe_mlora.training.config import TrainConfig
 
 # The default knob settings: heterogeneity from none to full at the base density, then one knob at a time
@@ -58,7 +59,7 @@ def controlled_configs(tables: dict[str, Path], models: list[str], seeds: list[i
     return [RunConfig(DatasetConfig("table", split_by="domain", features=("user", "item"), table_path=str(path),
                                     label_column="label"),
                       model, model_config, ApproachConfig(approach), replace(train, seed=seed))
-            for seed in seeds for approach in APPROACHES for path in tables.values() for model in models]
+            for seed in seeds for approach in PAPER_METHODS for path in tables.values() for model in models]
 
 
 def truth_of(table_path: str) -> dict | None:

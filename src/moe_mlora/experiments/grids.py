@@ -12,7 +12,8 @@ from moe_mlora.experiments.run import RunConfig
 from moe_mlora.models import MODELS, ModelConfig
 from moe_mlora.paths import resolve_data_dir
 from moe_mlora.training.config import TrainConfig
-from moe_mlora.training.approaches import APPROACHES, ApproachConfig
+from moe_mlora.methods import PAPER_METHODS
+from moe_mlora.training.approaches import ApproachConfig
 
 # The ablation: MoE-MLoRA variants (ApproachConfig.variant strings) on three backbones of different kinds.
 ABLATION_VARIANTS = ("gate-init=own-domain", "gate-lr=0.01", "gate-input=features", "authors-code")
@@ -113,13 +114,16 @@ def check_models(models: list[str]) -> list[str]:
 
 def table1_configs(
     splits: list[str], models: list[str], seeds: list[int], train: TrainConfig, model_config: ModelConfig = ModelConfig(),
-    moe_variants: list[str] = (),
+    moe_variants: list[str] = (), methods: list[str] = (),
 ) -> list[RunConfig]:
-    """Base, MLoRA, MoE-MLoRA (and MoE-MLoRA variants) for every split x model x seed; seeds outermost, so a
-    sweep cut short holds whole seeds; Base first within a seed, so MoE-MLoRA can reuse its backbone."""
+    """The paper's Base, MLoRA, MoE-MLoRA (then MoE-MLoRA variants and other registered methods) for every
+    split x model x seed; seeds outermost, so a sweep cut short holds whole seeds; Base first within a seed, so
+    MoE-MLoRA can reuse its backbone."""
     check_models(models)
-    approaches = [ApproachConfig(a) for a in APPROACHES] + [ApproachConfig("moe-mlora", **parse_variant(v))
-                                                            for v in moe_variants]
+    extra = [m for m in methods if m not in PAPER_METHODS]
+    approaches = ([ApproachConfig(a) for a in PAPER_METHODS]
+                  + [ApproachConfig("moe-mlora", **parse_variant(v)) for v in moe_variants]
+                  + [ApproachConfig(m) for m in extra])
     return [
         RunConfig(parse_split(split), model, model_config, approach, replace(train, seed=seed))
         for seed in seeds for approach in approaches for split in splits for model in models

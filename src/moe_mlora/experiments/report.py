@@ -21,13 +21,17 @@ import pandas as pd
 from scipy import stats
 
 from moe_mlora.experiments.controlled import gains, map_markdown, plot_map
+from moe_mlora.errors import ConfigError
 from moe_mlora.experiments.grids import split_label
+from moe_mlora.experiments.published import PUBLISHED, published_markdown
 from moe_mlora.experiments.statistics import Cell, holm, summarise
 from moe_mlora.experiments.records import RESULT_FILE, SCHEMA_VERSION, RunRecord
+from moe_mlora.methods import METHODS, PAPER_METHODS
+from moe_mlora.models.registry import PAPER_MODELS  # the paper's eight columns, in its order
 from moe_mlora.training.diagnostics import path_meaning
 
-ARM_NAMES = {"base": "Base", "mlora": "MLoRA", "moe-mlora": "MoE-MLoRA"}
-PAPER_ARMS = ("base", "mlora", "moe-mlora")
+ARM_NAMES = {"base": "Base", "mlora": "MLoRA", "moe-mlora": "MoE-MLoRA"}  # the paper's arms, as its tables name them
+PAPER_ARMS = PAPER_METHODS
 AUTHORS_ARM = "moe-mlora[authors-code]"
 
 # The paper's Table 1 (WAUC %, ML-1M and real Taobao), for side-by-side comparison.
@@ -48,15 +52,16 @@ PAPER_TABLE1 = {
                         "MLoRA": [75.16, 78.06, 79.09, 78.17, 74.02, 79.22, 76.38, 76.87],
                         "MoE-MLoRA": [77.00, 78.22, 79.66, 80.71, 76.35, 79.75, 78.93, 77.92]},
 }
-# The paper's eight columns, in its order (a backbone registered later has no paper number).
-PAPER_MODELS = ["wdl", "nfm", "autoint", "pnn", "dcn", "fibinet", "deepfm", "xdeepfm"]
+
+
+def method_title(approach: str) -> str:
+    """A registered method's title (the registry is asked at call time, so plugins registered later count)."""
+    return METHODS[approach].title if approach in METHODS else approach
 
 
 def arm_name(arm: str) -> str:
-    if arm in ARM_NAMES:
-        return ARM_NAMES[arm]
     approach, _, variant = arm.partition("[")
-    return f"{ARM_NAMES.get(approach, approach)} [{variant.rstrip(']')}]"
+    return f"{method_title(approach)} [{variant.rstrip(']')}]" if variant else method_title(approach)
 
 
 def paper_key(split: str) -> str:
@@ -91,6 +96,8 @@ def load_records(results_dir: Path) -> pd.DataFrame:
             "table_path": config.data.table_path,
             "status": record.status, "wauc": record.test.wauc * 100 if record.ok else np.nan,
             "valid_wauc": record.valid.wauc * 100 if record.ok else np.nan,
+            "auc": record.test.auc * 100 if record.ok and record.test.auc is not None else np.nan,  # pooled
+            "logloss": record.test.logloss if record.ok else np.nan,
             **_diagnostic_columns(record),
             "n_domains": record.n_domains, "seconds": record.seconds, "error": record.error,
             "commit": record.code.get("commit") or "unknown", "dirty": bool(record.code.get("dirty")),
@@ -557,9 +564,13 @@ def families_summary(table: Table1) -> str:
     return "\n".join(parts)
 
 
-def write_report(results_dir: Path, out_dir: Path | None = None, title: str | None = None) -> dict[str, Path]:
+def write_report(results_dir: Path, out_dir: Path | None = None, title: str | None = None,
+                 published: str | None = None) -> dict[str, Path]:
     """report.md (+ table1.csv, figure2.png, records.csv) from every run recorded under results_dir (titled
-    by the folder's name unless `title` is given)."""
+    by the folder's name unless `title` is given); `published` names a published table to set beside the runs
+    (moe_mlora.experiments.published.PUBLISHED)."""
+    if published is not None and published not in PUBLISHED:
+        raise ConfigError(f"--published must be one of {', '.join(PUBLISHED)}, got '{published}'")
     out_dir = out_dir or results_dir
     out_dir.mkdir(parents=True, exist_ok=True)
     records = load_records(results_dir)
@@ -574,6 +585,9 @@ def write_report(results_dir: Path, out_dir: Path | None = None, title: str | No
     sections += _provenance(results_dir, records)
     ok = records[records.status == "ok"]
     single = ok[ok.k == 1]
+    if published is not None:
+        name, table = PUBLISHED[published]
+        sections += [f"## Beside {name}", "", published_markdown(records, table), ""]
     if not single.empty:
         main = main_conditions(single)
         tables = [build_table1(records, conditions=c) for c in

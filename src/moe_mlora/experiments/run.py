@@ -73,7 +73,7 @@ def _execute_run(config, runs_root, dataset, data_dir, on_epoch, reuse_base) -> 
                        diagnostics=diagnostics, seconds=time.perf_counter() - started, notes=list(dataset.notes))
     if runs_root is not None:
         folder = config.run_dir(runs_root)
-        save_run_weights(model, folder)
+        save_run_weights(model, folder, config.approach.approach)
         write_run_files(folder, model, dataset, config.to_dict())
         write_epochs_csv(folder, record.phases)
         record.write(folder)

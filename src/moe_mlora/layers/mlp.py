@@ -1,38 +1,22 @@
-"""The MLP tower every backbone shares. Its linear layers are the one place where adapters plug in.
+"""The MLP tower every backbone shares: the one place in a backbone where a method's tower part plugs in.
 
-Each layer computes ReLU(Dropout(W x + b) + adapter(x)): the adapter (MLoRA or MoE-MLoRA, see
-moe_mlora.adapters) adds a low-rank, domain-dependent correction beside the frozen or shared backbone
-branch. With no adapter attached the tower is a plain DNN (dropout before the ReLU equals dropout after
-it, since dropout scales by a positive factor and ReLU(0) = 0).
+Without a part, the tower computes ReLU(Dropout(W x + b)) per layer, a plain DNN (dropout before the ReLU
+equals dropout after it, since dropout scales by a positive factor and ReLU(0) = 0). With a part
+(moe_mlora.layers.domain_part.TowerPart: LoRA adapters, STAR's shared-and-domain weights, PPNet's gates,
+experts and per-domain towers...), the part computes the tower for each row from its routing id, using the
+tower's own layers as the shared backbone.
 
-When the adapter has been merged for inference (moe_mlora.adapters.merge, explicit), the eval-mode,
-no-grad forward runs the merged per-domain layers instead; entering training mode drops the merge.
+When a part has been merged for inference (moe_mlora.adapters.merge, explicit), the eval-mode, no-grad
+forward runs the merged per-domain layers instead; entering training mode drops the merge.
 """
 
 from __future__ import annotations
 
-from typing import Protocol
-
 import torch
 from torch import nn
 
+from moe_mlora.layers.domain_part import TowerPart
 from moe_mlora.layers.dropout import FastDropout
-
-
-class MergedLayers(Protocol):
-    def forward(self, inputs: torch.Tensor, domains: torch.Tensor) -> torch.Tensor: ...
-
-
-class AdapterHook(Protocol):
-    """What a tower asks of an adapter: routing weights once per batch, then a correction per layer."""
-
-    merged: MergedLayers | None
-
-    def routing(self, routing_ids: torch.Tensor, inputs: torch.Tensor) -> torch.Tensor | None: ...
-
-    def delta(self, layer: int, inputs: torch.Tensor, routing: torch.Tensor | None) -> torch.Tensor | None: ...
-
-    def check_routing_ids(self, routing_ids: torch.Tensor) -> None: ...
 
 
 class Tower(nn.Module):
@@ -46,7 +30,7 @@ class Tower(nn.Module):
             nn.init.xavier_normal_(linear.weight)
             nn.init.zeros_(linear.bias)
         self.dropout = FastDropout(dropout)
-        self.adapter: AdapterHook | None = None
+        self.adapter: TowerPart | None = None  # the method's part: LoRA adapters for MLoRA and MoE-MLoRA, ...
 
     @property
     def in_dim(self) -> int:
@@ -67,18 +51,21 @@ class Tower(nn.Module):
         return super().train(mode)
 
     def forward(self, inputs: torch.Tensor, routing_ids: torch.Tensor) -> torch.Tensor:
-        """routing_ids: each row's domain id (or expert id when the adapter routes by expert)."""
-        adapter = self.adapter
-        if adapter is not None and adapter.merged is not None and not self.training and not torch.is_grad_enabled():
-            adapter.check_routing_ids(routing_ids)
-            return adapter.merged.forward(inputs, routing_ids)
-        routing = adapter.routing(routing_ids, inputs) if adapter is not None else None
+        """routing_ids: each row's domain id (or expert id when the part routes by expert)."""
+        part = self.adapter
+        if part is None:
+            return self.plain_forward(inputs)
+        if part.merged is not None and not self.training and not torch.is_grad_enabled():
+            part.check_routing_ids(routing_ids)
+            return part.merged.forward(inputs, routing_ids)
+        return part.forward_tower(self, inputs, routing_ids)
+
+    def layer(self, index: int, hidden: torch.Tensor) -> torch.Tensor:
+        """Dropout(W_l x + b_l), before the activation: the backbone's branch of layer `index`."""
+        return self.dropout(self.linears[index](hidden))
+
+    def plain_forward(self, inputs: torch.Tensor) -> torch.Tensor:
         hidden = inputs
-        for index, linear in enumerate(self.linears):
-            out = self.dropout(linear(hidden))
-            if adapter is not None:
-                correction = adapter.delta(index, hidden, routing)
-                if correction is not None:
-                    out = out + correction
-            hidden = torch.relu(out)
+        for index in range(len(self.linears)):
+            hidden = torch.relu(self.layer(index, hidden))
         return hidden

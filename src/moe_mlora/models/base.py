@@ -14,7 +14,7 @@ from torch import nn
 
 from moe_mlora.errors import ConfigError
 from moe_mlora.features import FeatureSpec
-from moe_mlora.layers import BagEmbedding, FieldEmbedding, LinearTerm, Tower
+from moe_mlora.layers import BagEmbedding, FieldEmbedding, LinearTerm, ModelPart, Tower
 
 
 @dataclass(frozen=True)
@@ -72,6 +72,7 @@ class CTRModel(nn.Module):
         self.linear = LinearTerm(spec, config.embedding_init_std) if self.uses_linear_term else None
         self.bias = nn.Parameter(torch.zeros(1))
         self.bags = BagEmbedding(spec, config.embedding_dim, config.embedding_init_std) if spec.n_bags else None
+        self.domain_part: ModelPart | None = None  # a method's model-level part (moe_mlora.layers.domain_part)
 
     def make_tower(self, in_dim: int) -> Tower:
         """The DNN over `in_dim` inputs plus the dense features (DeepCTR's combined_dnn_input)."""
@@ -101,9 +102,17 @@ class CTRModel(nn.Module):
         embeddings = self.embedding(codes)
         if self.bags is not None:
             embeddings = torch.cat([embeddings, self.bags(bags)], dim=1)
+        part = self.domain_part
+        if part is not None:
+            part.check_routing_ids(routing_ids)
+            embeddings = part.embeddings(embeddings, routing_ids)
         logit = self.logit_terms(embeddings, routing_ids, dense) + self.bias
         if self.linear is not None:
             logit = logit + self.linear(codes, dense, bags)
+        if part is not None:
+            extra = part.extra_logit(embeddings, routing_ids)
+            if extra is not None:
+                logit = logit + extra
         return logit
 
     def field_tables(self) -> list[nn.Parameter]:

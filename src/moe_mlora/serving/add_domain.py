@@ -31,11 +31,13 @@ from torch import nn
 from moe_mlora.adapters import AdapterConfig, AdapterMode, adapters_of, attach_adapters, set_adapter_mode
 from moe_mlora.batches import TensorPart
 from moe_mlora.data.split import PART_NAMES, stratified_domain_split
-from moe_mlora.data.tabular import binary_labels
 from moe_mlora.data.table import DOMAIN
+from moe_mlora.data.tabular import binary_labels
 from moe_mlora.data.vocabulary import Vocabulary, as_strings
 from moe_mlora.errors import ConfigError, DataError
 from moe_mlora.files import probe_writable, safe_name, write_text_atomic
+from moe_mlora.layers.domain_part import backbone_state_keys
+from moe_mlora.methods import get_method
 from moe_mlora.models import CTRModel, build_model
 from moe_mlora.serving.manifest import save_run_weights, write_manifest
 from moe_mlora.serving.predictor import Predictor
@@ -79,6 +81,10 @@ def add_domain(
     run = Path(run)
     source = Predictor.from_run(run)
     manifest, encoding = source.manifest, source.encoding
+    method = get_method(manifest.approach)
+    if not method.grows:
+        raise ConfigError(f"add-domain grows Base, MLoRA and MoE-MLoRA runs; {method.title} has no rule yet for "
+                          "giving a trained run a new domain")
     if domain in manifest.domain_names:
         raise ConfigError(f"domain '{domain}' is already one of the run's domains")
     if not domain.strip():
@@ -134,7 +140,7 @@ def add_domain(
     shares = [share * manifest.training_rows / total for share in manifest.domain_shares] + [len(parts["train"]) / total]
     new_manifest = replace(manifest, domain_shares=shares, training_rows=total,
                            added_domains=[*manifest.added_domains, asdict(report)])
-    save_run_weights(model, output)
+    save_run_weights(model, output, manifest.approach)
     write_manifest(output, new_manifest, model, replace(encoding, fields=tuple(fields)))
     write_text_atomic(output / REPORT_FILE, json.dumps(asdict(report), indent=2))
     return output, report
@@ -186,9 +192,8 @@ def extend_model(model: CTRModel, shares: list[float], domain: str) -> tuple[CTR
         grown = build_model(model.name, grown_spec, model.config)
     old_state, weights = model.state_dict(), torch.tensor(shares, dtype=torch.float32)
     new_state = grown.state_dict()
-    for name, value in old_state.items():
-        if ".adapter." in f".{name}":
-            continue
+    for name in backbone_state_keys(model):
+        value = old_state[name]
         if new_state[name].shape == value.shape:
             new_state[name] = value.clone()
         else:  # a field table: the domain field's rows are the last ones; the new row is the mean domain

@@ -31,9 +31,11 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from moe_mlora.adapters import adapters_of, merge_domain
+from moe_mlora.adapters import merge_domain
 from moe_mlora.errors import ConfigError, DataError
 from moe_mlora.files import atomic_path, probe_output_file, safe_name
+from moe_mlora.layers.domain_part import domain_parts
+from moe_mlora.methods import get_method
 from moe_mlora.models import CTRModel
 from moe_mlora.serving.manifest import load_run
 
@@ -76,9 +78,9 @@ def input_names(model: CTRModel) -> list[str]:
 def scoring_graph(model: CTRModel, domain: int | None = None) -> ScoringGraph:
     """An eval-mode copy ready to export; the model itself is left as it was."""
     plain = merge_domain(model, domain) if domain is not None else copy.deepcopy(model)
-    for adapter in adapters_of(plain):
-        adapter.validate_ids = False
-        adapter.merged = None
+    for _, part in domain_parts(plain):
+        part.validate_ids = False
+        part.merged = None
     kind = FeatureScoringGraph if len(input_names(model)) > 2 else ScoringGraph
     return kind(plain.cpu()).eval()
 
@@ -148,6 +150,10 @@ def export_run(folder: Path, fmt: ExportFormat | str, domain: str | None = None,
     model, manifest = load_run(folder)
     domain_id = None
     if domain is not None:
+        method = get_method(manifest.approach)
+        if not method.folds:
+            raise ConfigError(f"{method.title} has no per-domain fold into a plain graph; export all domains in one "
+                              "graph (without --domain)")
         if domain not in manifest.domain_names:
             raise ConfigError(f"--domain '{domain}' is not one of the run's domains {list(manifest.domain_names)}")
         domain_id = manifest.domain_names.index(domain)

@@ -5,7 +5,8 @@
                          sha256 of the backbone weights the adapters belong to
       vocabulary.json    per field: raw value -> code (moe_mlora.data.vocabulary)
       model.safetensors  the backbone          (moe_mlora.training.checkpoint)
-      adapter.*          adapters and gate     (moe_mlora.adapters.io), when the approach has them
+      adapter.*          adapters and gate     (moe_mlora.adapters.io), for MLoRA and MoE-MLoRA
+      method.*           another method's parts (moe_mlora.methods.io)
 
 `load_run` rebuilds the trained model from these files alone, no training table needed.
 """
@@ -20,12 +21,15 @@ from torch import nn
 
 from moe_mlora.adapters import ADAPTER_CONFIG, adapters_of, load_adapters, save_adapters
 from moe_mlora.data import EncodedDataset
-from moe_mlora.data.table import DOMAIN
 from moe_mlora.data.feature_types import Encoding
+from moe_mlora.data.table import DOMAIN
 from moe_mlora.errors import DataError, MoeMloraError
 from moe_mlora.experiments.config import RunConfig
 from moe_mlora.features import FeatureSpec
 from moe_mlora.files import write_text_atomic
+from moe_mlora.layers.domain_part import domain_parts
+from moe_mlora.methods import get_method
+from moe_mlora.methods.io import load_method_parts, save_method_parts
 from moe_mlora.models import CTRModel
 from moe_mlora.training.checkpoint import MODEL_WEIGHTS, backbone_sha256, load_backbone, save_backbone
 
@@ -70,11 +74,13 @@ class RunManifest:
         return self.config.approach.approach
 
 
-def save_run_weights(model: CTRModel, folder: Path) -> None:
-    """The backbone, and the adapters (naming the backbone they belong to) when there are any."""
+def save_run_weights(model: CTRModel, folder: Path, method: str) -> None:
+    """The backbone, and the method's parts (naming the backbone they belong to) when there are any."""
     save_backbone(model, folder)
     if adapters_of(model):
         save_adapters(model, folder, backbone_sha256(model))
+    elif domain_parts(model):
+        save_method_parts(model, folder, method, backbone_sha256(model))
 
 
 def write_run_files(folder: Path, model: CTRModel, dataset: EncodedDataset, run_config: dict) -> RunManifest:
@@ -140,6 +146,9 @@ def load_run(folder: Path) -> tuple[CTRModel, RunManifest]:
         if not (folder / ADAPTER_CONFIG).is_file():
             raise DataError(f"{folder}: the run has adapters but no {ADAPTER_CONFIG}")
         load_adapters(model, folder, backbone_sha256=found)
+    elif get_method(manifest.approach).attach is not None:
+        config = manifest.config
+        load_method_parts(model, folder, config.approach, len(manifest.domain_names), config.train.seed, found)
     return model.eval(), manifest
 
 

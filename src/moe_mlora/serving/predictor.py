@@ -29,6 +29,7 @@ from moe_mlora.data.feature_types import Encoding, encode_bags
 from moe_mlora.data.vocabulary import as_strings
 from moe_mlora.errors import ConfigError, DataError
 from moe_mlora.files import probe_output_file
+from moe_mlora.methods import get_method
 from moe_mlora.models import CTRModel
 from moe_mlora.serving.manifest import RunManifest, load_run, read_encoding
 from moe_mlora.serving.stream import Chunk, chunk_writer, count_rows, read_chunks
@@ -84,6 +85,8 @@ class Predictor:
     def encode(self, chunk: Chunk, unknown_domain: UnknownDomain) -> TensorPart:
         """The chunk's rows as model inputs; `domains` is -1 for a domain the run does not know."""
         manifest = self.manifest
+        if UnknownDomain(unknown_domain) is UnknownDomain.BACKBONE:
+            self.require_backbone_path()
         rows = self.encode_features(chunk)
         if manifest.domain_column not in chunk.frame.columns:
             raise DataError(f"{chunk.source}: missing column '{manifest.domain_column}' (the run's domain column)")
@@ -127,8 +130,15 @@ class Predictor:
     def _logits(self, rows: TensorPart) -> np.ndarray:
         return predict_logits(self.model, rows, self.batch_size).numpy()
 
+    def require_backbone_path(self) -> None:
+        method = get_method(self.manifest.approach)
+        if not method.backbone_path:
+            raise ConfigError(f"{method.title} has no backbone-alone path (its parts shape every row's score), so "
+                              "rows of an unknown domain cannot be scored by the backbone")
+
     def backbone_logits(self, rows: TensorPart) -> np.ndarray:
         """The backbone alone, the domain field averaged out over the training domains' shares."""
+        self.require_backbone_path()
         rows = replace(rows, domains=torch.zeros_like(rows.domains))
         with adapter_mode(self.model, AdapterMode.BACKBONE):
             if not self.manifest.domain_as_feature:
@@ -167,6 +177,8 @@ class Predictor:
         source, output = Path(source), Path(output)
         if chunk_rows < 1:
             raise ConfigError(f"chunk rows must be at least 1, got {chunk_rows}")
+        if UnknownDomain(unknown_domain) is UnknownDomain.BACKBONE:
+            self.require_backbone_path()  # before any row is read
         if source.resolve() == output.resolve():
             raise ConfigError(f"{output}: the output would overwrite the input")
         probe_output_file(output)

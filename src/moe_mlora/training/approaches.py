@@ -37,20 +37,35 @@ from enum import Enum
 import torch
 
 from moe_mlora.adapters import (
-    DEFAULT_LORA_REDUCE, AdapterConfig, AdapterMode, GateInit, GateInput, GateWeights, adapters_of, attach_adapters,
-    set_adapter_mode,
+    DEFAULT_LORA_REDUCE, AdapterConfig, AdapterMode, GateInit, GateInput, GateWeights, adapters_of, set_adapter_mode,
 )
 from moe_mlora.batches import TensorPart
 from moe_mlora.errors import ConfigError, DataError
+from moe_mlora.layers.domain_part import backbone_state_keys
+from moe_mlora.methods import METHODS, get_method
+from moe_mlora.methods.lora import (  # noqa: F401 (the phases' home is the method; re-exported for callers)
+    AUTHORS_ALL, AUTHORS_CODE_PHASES, AUTHORS_DOMAINS, AUTHORS_GATE, BASE_PHASE, MLORA_PHASE, MOE_BACKBONE, MOE_EXPERTS,
+    MOE_GATE,
+)
 from moe_mlora.models import CTRModel
 from moe_mlora.training.config import TrainConfig, derive_seed
 from moe_mlora.training.diagnostics import gate_routing
 from moe_mlora.training.evaluation import evaluate
-from moe_mlora.training.loop import EpochCallback, PhaseResult, fit, fit_one_group_at_a_time
+from moe_mlora.training.loop import (
+    EpochCallback,
+    PhaseResult,
+    fit,
+    fit_one_group_at_a_time,
+)
 from moe_mlora.training.metrics import Evaluation
-from moe_mlora.training.phase import Granularity, Optimizer, Phase, PhaseName, Rows, Trains, set_trainable
+from moe_mlora.training.phase import (
+    Phase,
+    PhaseName,
+    Rows,
+    set_trainable,
+)
 
-APPROACHES = ("base", "mlora", "moe-mlora")
+APPROACHES = tuple(METHODS)  # every registered method (moe_mlora.methods.registry)
 
 
 class Phase2Schedule(str, Enum):
@@ -63,24 +78,10 @@ class Schedule(str, Enum):
     AUTHORS_CODE = "authors-code"  # what the authors' TensorFlow code does
 
 
-BASE_PHASE = Phase(PhaseName.BASE, Trains.ALL, None, seed_key="backbone")
-MLORA_PHASE = Phase(PhaseName.MLORA, Trains.ALL, AdapterMode.DOMAIN, seed_key="mlora")
-MOE_BACKBONE = Phase(PhaseName.BACKBONE, Trains.BACKBONE, AdapterMode.BACKBONE, seed_key="backbone")  # = Base, bitwise
-MOE_EXPERTS = Phase(PhaseName.EXPERTS, Trains.EXPERTS, AdapterMode.EXPERT, seed_key="experts", rows=Rows.OWN_DOMAIN,
-                    granularity=Granularity.EXPERT, optimizer=Optimizer.ADAM_PER_EXPERT, start_counts=True)
-MOE_GATE = Phase(PhaseName.GATE, Trains.GATE, AdapterMode.MIXTURE, seed_key="gate", start_counts=True)
-_AUTHORS = dict(trains=Trains.ALL_BUT_GATE_EMBEDDING, mode=AdapterMode.MIXTURE, revert_each_epoch=True)
-AUTHORS_ALL = Phase(PhaseName.AUTHORS_ALL, seed_key="authors-1", **_AUTHORS)
-AUTHORS_DOMAINS = Phase(PhaseName.AUTHORS_DOMAINS, seed_key="authors-2", rows=Rows.EACH_EXPERTS_DOMAIN,
-                        start_counts=True, **_AUTHORS)
-AUTHORS_GATE = Phase(PhaseName.AUTHORS_GATE, seed_key="authors-3", start_counts=True, **_AUTHORS)
 SCHEDULES: dict[str, tuple[Phase, ...]] = {
-    "base": (BASE_PHASE,),
-    "mlora": (MLORA_PHASE,),
-    "moe-mlora": (MOE_BACKBONE, MOE_EXPERTS, MOE_GATE),
-    "moe-mlora/authors-code": (AUTHORS_ALL, AUTHORS_DOMAINS, AUTHORS_GATE),
+    **{name: method.phases for name, method in METHODS.items()},
+    "moe-mlora/authors-code": AUTHORS_CODE_PHASES,
 }
-FINAL_MODE = {"mlora": AdapterMode.DOMAIN, "moe-mlora": AdapterMode.MIXTURE}
 GATE_PHASES = (PhaseName.GATE, PhaseName.AUTHORS_GATE)  # the last phase of each MoE-MLoRA schedule
 
 
@@ -97,8 +98,7 @@ class ApproachConfig:
     gate_learning_rate: float | None = None  # phase 3's learning rate (None: the run's)
 
     def __post_init__(self) -> None:
-        if self.approach not in APPROACHES:
-            raise ConfigError(f"unknown approach '{self.approach}'; choose one of {', '.join(APPROACHES)}")
+        get_method(self.approach)  # a one-line error naming the registered methods
         for name, kind in (("phase2_schedule", Phase2Schedule), ("schedule", Schedule), ("gate_init", GateInit),
                            ("gate_input", GateInput)):
             try:
@@ -129,8 +129,8 @@ class ApproachConfig:
     @property
     def schedule_phases(self) -> tuple[Phase, ...]:
         if self.approach == "moe-mlora" and self.schedule == Schedule.AUTHORS_CODE.value:
-            return SCHEDULES["moe-mlora/authors-code"]
-        return SCHEDULES[self.approach]
+            return AUTHORS_CODE_PHASES
+        return get_method(self.approach).phases
 
     @property
     def variant(self) -> str:
@@ -191,7 +191,7 @@ def expert_view(part: TensorPart, config: AdapterConfig) -> TensorPart:
 
 def load_backbone_state(model: CTRModel, state: dict[str, torch.Tensor], source: str) -> None:
     """Load a trained backbone strictly: every backbone tensor, nothing else."""
-    expected = {key for key in model.state_dict() if ".adapter." not in f".{key}"}
+    expected = set(backbone_state_keys(model))
     missing, unexpected = sorted(expected - set(state)), sorted(set(state) - expected)
     if missing or unexpected:
         raise DataError(f"{source}: not this model's backbone (missing {missing}, unexpected {unexpected})")
@@ -219,10 +219,11 @@ def train_approach(
         raise ConfigError(f"{one_domain[0]} selects one domain's rows at a time, which needs the rows in memory; "
                           "--out-of-core data trains the paper's schedule")
     report = TrainingReport(approach.approach)
-    adapter_config = None
-    if approach.approach != "base":
-        adapter_config = approach.adapter_config(model.name, len(domain_names), config.seed)
-        attach_adapters(model, adapter_config)
+    method = get_method(approach.approach)
+    if method.attach is not None:
+        method.attach(model, len(domain_names), config.seed, approach)
+    adapters = adapters_of(model)
+    adapter_config = adapters[0].config if adapters else None
     for phase in approach.schedule_phases:
         if phase.name is PhaseName.BACKBONE and trained_backbone is not None:
             state, result, source = trained_backbone
@@ -249,8 +250,8 @@ def train_approach(
                                                 on_epoch))
         else:
             report.phases.append(fit(model, phase, train, valid, domain_names, phase_config, on_epoch=on_epoch))
-    if approach.approach in FINAL_MODE:
-        set_adapter_mode(model, FINAL_MODE[approach.approach])
+    if method.final_mode is not None:
+        set_adapter_mode(model, method.final_mode)
     set_trainable(model, list(model.parameters()))
     report.valid = evaluate(model, valid, domain_names, config.eval_batch_size)
     report.seconds = time.perf_counter() - started

@@ -13,19 +13,22 @@ from pathlib import Path
 from safetensors.torch import save, save_file
 
 from moe_mlora.errors import DataError
-from moe_mlora.files import atomic_path, write_text_atomic, read_safetensors
 from moe_mlora.features import FeatureSpec
+from moe_mlora.files import atomic_path, read_safetensors, write_text_atomic
+from moe_mlora.layers.domain_part import backbone_state_keys
 from moe_mlora.models import CTRModel, ModelConfig, build_model
 
 MODEL_WEIGHTS, MODEL_CONFIG = "model.safetensors", "model.json"
 
 
 def _backbone_state(model: CTRModel) -> dict:
-    return {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items() if ".adapter." not in f".{k}"}
+    """Every tensor that no method part owns (found by structure: moe_mlora.layers.domain_part)."""
+    state, keys = model.state_dict(), backbone_state_keys(model)
+    return {key: state[key].detach().cpu().contiguous() for key in keys}
 
 
 def backbone_sha256(model: CTRModel) -> str:
-    """Identity of the backbone's weights (every tensor but the adapters'): what a saved adapter belongs to."""
+    """Identity of the backbone's weights (every tensor but a method's parts'): what saved parts belong to."""
     return hashlib.sha256(save(_backbone_state(model))).hexdigest()
 
 
@@ -42,6 +45,6 @@ def load_backbone(folder: Path) -> CTRModel:
     meta = json.loads((folder / MODEL_CONFIG).read_text())
     model = build_model(meta["model"], FeatureSpec.from_dict(meta["spec"]), ModelConfig(**meta["config"]))
     missing, unexpected = model.load_state_dict(read_safetensors(folder / MODEL_WEIGHTS), strict=False)
-    if unexpected or [k for k in missing if ".adapter." not in f".{k}"]:
+    if unexpected or missing:  # a freshly built backbone has no method parts: every key is the backbone's
         raise DataError(f"{folder / MODEL_WEIGHTS}: weights do not match the model (missing {missing}, unexpected {unexpected})")
     return model

@@ -39,6 +39,9 @@ class TrainConfig:
     # Arithmetic of the forward passes: fp32, or bf16 autocast (matrix products in bfloat16 where the CPU has
     # the instructions, and on GPUs; weights, optimizer and loss stay fp32). Part of the run's identity.
     precision: str = "fp32"
+    # Adam's weight decay on every trained weight (torch's, coupled: wd * w joins the gradient), on top of the
+    # model's own L2 terms. 0, the paper's setting; Scenario-Wise Rec's protocol uses 1e-5.
+    weight_decay: float = 0.0
 
     def __post_init__(self) -> None:
         try:
@@ -53,6 +56,8 @@ class TrainConfig:
                               f"got '{self.select_by}'") from None
         if not (isinstance(self.learning_rate, (int, float)) and math.isfinite(self.learning_rate) and self.learning_rate > 0):
             raise ConfigError(f"learning rate must be a positive number, got {self.learning_rate}")
+        if not (isinstance(self.weight_decay, (int, float)) and math.isfinite(self.weight_decay) and self.weight_decay >= 0):
+            raise ConfigError(f"weight decay must be 0 or a positive number, got {self.weight_decay}")
         if self.precision not in PRECISIONS:
             raise ConfigError(f"precision must be one of {', '.join(PRECISIONS)}, got '{self.precision}'")
         for name in ("batch_size", "eval_batch_size", "max_epochs", "patience", "threads"):

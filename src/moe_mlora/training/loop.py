@@ -129,7 +129,8 @@ def fit(
     if phase.optimizer is Optimizer.ADAM_PER_EXPERT:
         optimizer = StackedExpertAdam(trainable, n_groups, config.learning_rate)
     else:
-        optimizer = ModelAdam(model, trainable, config.learning_rate, weight_decay=phase.weight_decay)
+        optimizer = ModelAdam(model, trainable, config.learning_rate, weight_decay=phase.weight_decay,
+                              decay_all=config.weight_decay)
     valid_rows = (torch.bincount(valid.experts, minlength=n_groups) if phase.per_expert
                   else torch.tensor([len(valid)])).tolist()
 

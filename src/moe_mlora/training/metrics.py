@@ -19,6 +19,7 @@ class SelectBy(str, Enum):
 
     WAUC = "wauc"  # the paper's reported metric
     MEAN_AUC = "mean-auc"  # the unweighted mean of per-domain AUCs, as the authors' code selects
+    AUC = "auc"  # the AUC pooled over all rows, domains ignored (Scenario-Wise Rec's protocol)
 
 
 @dataclass(frozen=True)
@@ -45,7 +46,10 @@ class Evaluation:
         return float(np.mean(aucs)) if aucs else float("nan")
 
     def score(self, select_by: SelectBy) -> float:
-        return self.wauc if SelectBy(select_by) is SelectBy.WAUC else self.mean_auc
+        chosen = SelectBy(select_by)
+        if chosen is SelectBy.AUC:
+            return self.auc if self.auc is not None else float("nan")
+        return self.wauc if chosen is SelectBy.WAUC else self.mean_auc
 
     def to_dict(self) -> dict:
         return {**asdict(self), "mean_auc": self.mean_auc}
@@ -58,7 +62,7 @@ class Evaluation:
 
 def combine_scores(scores: dict[int, float], rows: dict[int, int], select_by: SelectBy) -> float:
     """One score from per-group AUCs (negative values mark groups without an AUC and are left out):
-    their row-weighted mean (WAUC) or their plain mean (mean AUC)."""
+    their plain mean for mean AUC, else their row-weighted mean (per-expert groups have no pooled AUC)."""
     scored = [g for g, score in scores.items() if score >= 0 and rows.get(g, 0) > 0]
     if not scored:
         return float("nan")

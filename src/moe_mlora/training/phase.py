@@ -16,6 +16,7 @@ from moe_mlora.errors import ConfigError
 class PhaseName(str, Enum):
     BASE = "base"
     MLORA = "mlora"
+    JOINT = "joint"  # a single-phase multi-domain method (STAR, PEPNet, MMoE, ...): everything, jointly
     BACKBONE = "phase1-backbone"
     EXPERTS = "phase2-experts"
     GATE = "phase3-gate"

@@ -1,0 +1,73 @@
+"""Our runs beside a published multi-domain table: Scenario-Wise Rec's MovieLens-1M benchmark.
+
+Scenario-Wise Rec (Li et al., KDD 2024 draft; 3 seeds) reports the test AUC and logloss pooled over all test
+rows of ML-1M with three age domains (examples/scenario_wise_ml1m.py and examples/scenario-wise-ml1m.yaml
+set that protocol up here). `published_markdown` sets every method's mean over seeds, with its 95%
+t-interval, beside their number, and tests each method against Base on the same seeds (paired t over
+seeds, Holm-corrected across the methods: one family).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from moe_mlora.experiments.statistics import holm, summarise
+from moe_mlora.methods import METHODS
+
+# Overall test AUC and logloss, as the issue quotes their table (None: not given).
+SCENARIO_WISE_ML1M: dict[str, tuple[float, float | None]] = {
+    "shared-bottom": (0.8095, 0.5228), "mmoe": (0.8086, 0.5218), "ple": (0.8091, 0.5257), "star": (0.8096, 0.5258),
+    "sar-net": (0.8092, None), "m2m": (0.8115, 0.5213), "adasparse": (0.8108, 0.5205), "adaptdhm": (0.8083, None),
+    "epnet": (0.8097, 0.5215), "ppnet": (0.8063, 0.5257),
+}
+PUBLISHED = {"scenario-wise-ml1m": ("Scenario-Wise Rec's MovieLens-1M table (overall test AUC and logloss)",
+                                     SCENARIO_WISE_ML1M)}
+TOLERANCE = 0.003  # the issue's bar: within 0.003 of the published overall AUC
+
+
+def published_markdown(records: pd.DataFrame, published: dict = SCENARIO_WISE_ML1M) -> str:
+    """Per method: our overall test AUC and logloss (mean ± 95% CI over seeds) beside the published ones;
+    the Δ against Base on the same seeds with Holm-corrected p-values; and per-domain test AUCs."""
+    ok = records[(records.status == "ok")]
+    if ok.empty:
+        return "No finished runs.\n"
+    base = ok[ok.arm == "base"].set_index("seed")
+    rows, tests = [], []
+    for arm in sorted(ok.arm.unique(), key=lambda a: (a != "base", list(METHODS).index(a) if a in METHODS else 99, a)):
+        runs = ok[ok.arm == arm]
+        auc, logloss = summarise(runs.auc.to_numpy()), summarise(runs.logloss.to_numpy())
+        paper_auc, paper_logloss = published.get(arm, (None, None))
+        paired = runs.set_index("seed").auc.sub(base.auc).dropna() if arm != "base" and not base.empty else pd.Series(dtype=float)
+        p = float(stats.ttest_1samp(paired, 0).pvalue) if len(paired) >= 2 and paired.std() > 0 else None
+        rows.append([arm, auc, logloss, paper_auc, paper_logloss, summarise(paired.to_numpy()) if len(paired) else None, p])
+        if p is not None:
+            tests.append(len(rows) - 1)
+    adjusted = dict(zip(tests, holm([rows[i][6] for i in tests]))) if tests else {}
+    lines = ["| Method | n | AUC (ours) | AUC (published) | ours − published | logloss (ours) | logloss (published) "
+             "| Δ AUC vs Base (same seeds) | p (Holm) |", "|---|---|---|---|---|---|---|---|---|"]
+    for index, (arm, auc, logloss, paper_auc, paper_logloss, delta, _) in enumerate(rows):
+        title = METHODS[arm].title if arm in METHODS else arm
+        gap = "-" if paper_auc is None else f"{auc.mean / 100 - paper_auc:+.4f}" + (
+            "" if abs(auc.mean / 100 - paper_auc) <= TOLERANCE else " (beyond 0.003)")
+        cells = [title, str(auc.n), _four(auc), _maybe(paper_auc), gap, _four(logloss, scale=1), _maybe(paper_logloss),
+                 _four(delta, signed=True), f"{adjusted[index]:.3g}" if index in adjusted else "-"]
+        lines.append("| " + " | ".join(cells) + " |")
+    lines += ["", "AUC and logloss pooled over all test rows (domains ignored), as Scenario-Wise Rec reports them; "
+              "± is the 95% t-interval over seeds. Δ is paired by seed against Base; its p-value is a paired t-test "
+              "over seeds, Holm-corrected across the methods (one family). Published: the issue's quotation of their "
+              "ML-1M table (3 seeds)."]
+    return "\n".join(lines) + "\n"
+
+
+def _maybe(value) -> str:
+    return "-" if value is None else f"{value:.4f}"
+
+
+def _four(cell, scale: float = 100, signed: bool = False) -> str:
+    """A cell of percentages (or raw values, scale=1) as a 4-decimal fraction, with its interval."""
+    if cell is None or cell.n == 0 or np.isnan(cell.mean):
+        return "-"
+    value = f"{cell.mean / scale:+.4f}" if signed else f"{cell.mean / scale:.4f}"
+    return value + (f" ± {cell.ci95 / scale:.4f}" if cell.ci95 is not None else "")

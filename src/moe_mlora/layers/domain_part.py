@@ -1,0 +1,91 @@
+"""The seam every multi-domain method plugs into: a DomainPart is the parameters a method adds to a backbone.
+
+A backbone knows nothing of methods. It offers two places to plug a part in:
+
+* each MLP tower (moe_mlora.layers.Tower) takes one `TowerPart` (`tower.adapter`), which computes the whole
+  tower for each row given its routing ids: a low-rank correction per layer (MLoRA, MoE-MLoRA), gates after
+  each activation (PPNet), weights shared element-wise with each domain's (STAR), experts and per-domain
+  towers (SharedBottom, MMoE, PLE);
+* the model itself takes one `ModelPart` (`model.domain_part`), which may rescale the field embeddings
+  before any interaction sees them (EPNet) and add a logit of its own (STAR's auxiliary network).
+
+A method's weights are found by structure: every module that is a DomainPart, and nothing else. The
+backbone is everything that is not, so a backbone file never holds a method's tensors, whatever their names.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from moe_mlora.errors import ConfigError
+
+
+class DomainPart(nn.Module):
+    """Parameters a method adds to a backbone, routed by each row's id (a domain id unless a mode says otherwise)."""
+
+    def __init__(self, n_domains: int) -> None:
+        super().__init__()
+        self.n_domains = n_domains
+        self.merged = None  # a per-domain fold for inference, where the method has one (moe_mlora.adapters.merge)
+        # Ids are checked on every forward (a clear error instead of an index error deep inside); an exported
+        # graph cannot branch on data, so export turns this off and validates ids before the graph instead.
+        self.validate_ids = True
+
+    def check_routing_ids(self, ids: torch.Tensor) -> None:
+        if self.validate_ids and ids.numel() and (int(ids.max()) >= self.n_domains or int(ids.min()) < 0):
+            bad = int(ids.max()) if int(ids.max()) >= self.n_domains else int(ids.min())
+            raise ConfigError(f"domain id {bad} is unknown: the model was built for {self.n_domains} domains")
+
+
+class TowerPart(DomainPart):
+    """Plugged into a Tower: computes the tower's output for each row from its input and routing id."""
+
+    def forward_tower(self, tower: nn.Module, inputs: torch.Tensor, routing_ids: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+
+class ModelPart(DomainPart):
+    """Plugged into a CTRModel: may rescale the embedded fields and add a logit of its own."""
+
+    def embeddings(self, embeddings: torch.Tensor, domains: torch.Tensor) -> torch.Tensor:
+        """(batch, fields, dim) -> the same shape, before any interaction layer sees them."""
+        return embeddings
+
+    def extra_logit(self, embeddings: torch.Tensor, domains: torch.Tensor) -> torch.Tensor | None:
+        """(batch,) added to the model's logit, or None."""
+        return None
+
+
+def domain_parts(model: nn.Module) -> list[tuple[str, DomainPart]]:
+    """Every DomainPart of `model` (outermost ones only), with its path in the model."""
+    found: list[tuple[str, DomainPart]] = []
+    for name, module in model.named_modules():
+        if isinstance(module, DomainPart) and not any(name.startswith(f"{outer}.") for outer, _ in found):
+            found.append((name, module))
+    return found
+
+
+def is_part_key(key: str, part_paths: list[str]) -> bool:
+    return any(key == path or key.startswith(f"{path}.") for path in part_paths)
+
+
+def part_state_keys(model: nn.Module) -> set[str]:
+    """The state-dict keys that belong to a method's parts (the rest is the backbone)."""
+    paths = [name for name, _ in domain_parts(model)]
+    return {key for key in model.state_dict() if is_part_key(key, paths)}
+
+
+def backbone_state_keys(model: nn.Module) -> list[str]:
+    paths = [name for name, _ in domain_parts(model)]
+    return [key for key in model.state_dict() if not is_part_key(key, paths)]
+
+
+def method_parameters(model: nn.Module) -> list[nn.Parameter]:
+    return [p for _, part in domain_parts(model) for p in part.parameters()]
+
+
+def backbone_parameters(model: nn.Module) -> list[nn.Parameter]:
+    """Every parameter that no method part owns, in the model's order."""
+    owned = {id(p) for p in method_parameters(model)}
+    return [p for p in model.parameters() if id(p) not in owned]

@@ -1,0 +1,92 @@
+"""Building blocks the methods share: stacked MLPs (experts, per-domain towers), a per-row pick, and
+PEPNet's gate unit. Stacked tensors keep every expert or domain in one batched product, with no Python
+loop over rows' domains, so a model exports as one graph."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from moe_mlora.layers.dropout import FastDropout
+from moe_mlora.training.config import derive_seed
+
+
+class StackedMLPs(nn.Module):
+    """E independent ReLU MLPs of the same shapes, as (E, in, out) tensors: (batch, in) -> (batch, E, out).
+
+    Each layer is ReLU(Dropout(x W_e + b_e)), initialised as the backbone's tower is (Glorot normal, zero bias).
+    """
+
+    def __init__(self, n: int, layer_shapes: list[tuple[int, int]], dropout: float) -> None:
+        super().__init__()
+        self.weights = nn.ParameterList()
+        self.biases = nn.ParameterList()
+        for in_dim, out_dim in layer_shapes:
+            weight = torch.empty(n, in_dim, out_dim)
+            for e in range(n):
+                nn.init.xavier_normal_(weight[e].T)
+            self.weights.append(nn.Parameter(weight))
+            self.biases.append(nn.Parameter(torch.zeros(n, out_dim)))
+        self.dropout = FastDropout(dropout)
+
+    @property
+    def n(self) -> int:
+        return self.weights[0].shape[0]
+
+    def forward(self, inputs: torch.Tensor) -> torch.Tensor:
+        first, rest = self.weights[0], list(zip(self.weights[1:], self.biases[1:]))
+        n, in_dim, out_dim = first.shape
+        hidden = (inputs @ first.permute(1, 0, 2).reshape(in_dim, n * out_dim)).view(-1, n, out_dim)
+        hidden = torch.relu(self.dropout(hidden + self.biases[0]))
+        for weight, bias in rest:
+            hidden = torch.relu(self.dropout(torch.einsum("bei,eio->beo", hidden, weight) + bias))
+        return hidden
+
+
+def pick(stacked: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """(batch, E, d) and (batch,) -> (batch, d): each row's own slice (a gather, which export can trace)."""
+    return stacked.gather(1, index.view(-1, 1, 1).expand(-1, 1, stacked.shape[2])).squeeze(1)
+
+
+class GateNU(nn.Module):
+    """PEPNet's gate neural unit: gamma * sigmoid(W2 ReLU(W1 x)), in (0, gamma); about 1 at the start."""
+
+    def __init__(self, in_dim: int, out_dim: int, gamma: float = 2.0) -> None:
+        super().__init__()
+        self.gamma = gamma
+        self.hidden = nn.Linear(in_dim, out_dim)
+        self.out = nn.Linear(out_dim, out_dim)
+
+    def forward(self, inputs: torch.Tensor) -> torch.Tensor:
+        return self.gamma * torch.sigmoid(self.out(torch.relu(self.hidden(inputs))))
+
+
+class DomainMixer(nn.Module):
+    """Per-domain softmax gates over experts, from the tower's input (MMoE's and PLE's gates):
+    (batch, in), (batch,) domains -> (batch, E) weights, each row by its own domain's gate."""
+
+    def __init__(self, n_domains: int, in_dim: int, n_experts: int) -> None:
+        super().__init__()
+        self.n_experts = n_experts
+        self.logits = nn.Linear(in_dim, n_domains * n_experts)
+
+    def forward(self, inputs: torch.Tensor, domains: torch.Tensor) -> torch.Tensor:
+        logits = pick(self.logits(inputs).unflatten(1, (-1, self.n_experts)), domains)
+        return torch.softmax(logits, dim=-1)
+
+
+class seeded:
+    """`with seeded(run_seed):` draws a part's initialisation from a seed derived from the run's (the LoRA
+    adapters' stream) and leaves the global random stream as it was, so the batches and dropout masks that
+    follow are those of the bare backbone."""
+
+    def __init__(self, run_seed: int) -> None:
+        self.seed = derive_seed(run_seed, "adapters")
+        self.fork = torch.random.fork_rng(devices=[])
+
+    def __enter__(self) -> None:
+        self.fork.__enter__()
+        torch.manual_seed(self.seed)
+
+    def __exit__(self, *exc) -> None:
+        self.fork.__exit__(*exc)

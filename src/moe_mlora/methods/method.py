@@ -1,0 +1,43 @@
+"""What a multi-domain method is, as data: its parts, its phases, and what it offers at serving time.
+
+A method is one file that defines a `Method` and one line in moe_mlora.methods.registry. Its `attach`
+plugs its parts (moe_mlora.layers.domain_part) into a freshly built backbone; the one training loop then
+runs its `phases`; the CLI, sweeps, records and report find it by name in the registry.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from moe_mlora.adapters import AdapterMode
+from moe_mlora.training.phase import Phase, PhaseName, Trains
+
+# attach(model, n_domains, run_seed, approach): plugs the method's parts into `model`. `approach` is the
+# run's ApproachConfig (LoRA methods read their rank and gate settings from it); parts draw their
+# initialisation from a seed derived from the run's (moe_mlora.methods.blocks.seeded), never from the
+# global random stream.
+Attach = Callable[[Any, int, int, Any], None]
+
+# The phase of every single-phase method: everything trains, on all rows, through the method's own forward.
+# Its seed key is Base's, so every such method sees Base's batch order and dropout stream: paired arms.
+JOINT_PHASE = Phase(PhaseName.JOINT, Trains.ALL, None, seed_key="backbone")
+
+
+@dataclass(frozen=True)
+class Method:
+    name: str  # as given on the command line and stored in run records
+    title: str  # as printed in tables
+    reference: str  # the paper (and the reference code it is compared with)
+    phases: tuple[Phase, ...] = (JOINT_PHASE,)
+    attach: Attach | None = None  # None: the bare backbone (Base)
+    final_mode: AdapterMode | None = None  # LoRA methods: the adapters' path at inference
+    grows: bool = False  # add-domain can give a trained run one more domain
+    backbone_path: bool = False  # rows of an unknown domain can be scored by the backbone alone
+    folds: bool = False  # each domain folds into one plain model (export --domain, merged inference)
+
+    @property
+    def adapts(self) -> bool:
+        """Whether the method's parts are LoRA adapters (MLoRA, MoE-MLoRA)."""
+        return self.final_mode is not None

@@ -1,0 +1,47 @@
+"""MMoE (Ma et al., KDD 2018), with domains as tasks (as in Scenario-Wise Rec, Li et al., 2024).
+
+E experts, each a tower of the backbone's shape: the backbone's own tower is expert 0, E - 1 more are
+added. Each domain has a softmax gate over the experts computed from the tower's input, and a tower of its
+own (one ReLU layer) over its mixture. E = the number of domains, at most 8 (Scenario-Wise Rec uses one
+expert per domain); every expert runs on every row, so a step costs about E towers.
+
+Reference code (Scenario-Wise Rec, models/multi_domain/mmoe.py) differs: experts are plain MLPs over the
+embeddings with batch normalisation, and its gates are a linear layer with batch normalisation before the
+softmax; here the gate is the paper's softmax(W x).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from moe_mlora.adapters import towers_of
+from moe_mlora.layers.domain_part import TowerPart
+from moe_mlora.methods.blocks import DomainMixer, StackedMLPs, pick, seeded
+from moe_mlora.methods.method import Method
+
+MAX_EXPERTS = 8
+
+
+class MultiGateExperts(TowerPart):
+    def __init__(self, n_domains: int, layer_shapes: list[tuple[int, int]], dropout: float) -> None:
+        super().__init__(n_domains)
+        n_experts = min(max(n_domains, 2), MAX_EXPERTS)
+        self.experts = StackedMLPs(n_experts - 1, layer_shapes, dropout)
+        self.gates = DomainMixer(n_domains, layer_shapes[0][0], n_experts)
+        width = layer_shapes[-1][1]
+        self.towers = StackedMLPs(n_domains, [(width, width)], dropout)
+
+    def forward_tower(self, tower, inputs: torch.Tensor, routing_ids: torch.Tensor) -> torch.Tensor:
+        self.check_routing_ids(routing_ids)
+        experts = torch.cat([tower.plain_forward(inputs).unsqueeze(1), self.experts(inputs)], dim=1)
+        mixture = (self.gates(inputs, routing_ids).unsqueeze(2) * experts).sum(1)
+        return pick(self.towers(mixture), routing_ids)
+
+
+def attach(model, n_domains: int, run_seed: int, approach=None) -> None:
+    with seeded(run_seed):
+        for tower in towers_of(model):
+            tower.adapter = MultiGateExperts(n_domains, tower.layer_shapes, model.config.dnn_dropout)
+
+
+METHOD = Method("mmoe", "MMoE", "Ma et al., KDD 2018; Scenario-Wise Rec's MMOE", attach=attach)

@@ -1,0 +1,27 @@
+"""Name -> multi-domain method. A new method is one file defining a `Method` and one line here; the CLI,
+grids, records and report ask this registry. The first three are the paper's arms, in its order."""
+
+from __future__ import annotations
+
+from moe_mlora.errors import ConfigError
+from moe_mlora.methods import adasparse, lora, mmoe, pepnet, ple, shared_bottom, star
+from moe_mlora.methods.method import Method
+
+METHODS: dict[str, Method] = {method.name: method for method in (
+    lora.BASE, lora.MLORA, lora.MOE_MLORA,
+    shared_bottom.METHOD,
+    mmoe.METHOD,
+    ple.METHOD,
+    star.METHOD,
+    pepnet.EPNET,
+    pepnet.PPNET,
+    pepnet.PEPNET,
+    adasparse.METHOD,
+)}
+PAPER_METHODS = ("base", "mlora", "moe-mlora")  # the paper's Table 1 arms
+
+
+def get_method(name: str) -> Method:
+    if name not in METHODS:
+        raise ConfigError(f"unknown approach '{name}'; choose one of {', '.join(METHODS)}")
+    return METHODS[name]

@@ -1,0 +1,40 @@
+"""SharedBottom (Caruana, 1997; as a multi-domain baseline in Scenario-Wise Rec, Li et al., 2024).
+
+The backbone's whole tower is the shared bottom; each domain adds a tower of its own on top of it (one
+ReLU layer of the tower's output width, here), and every row goes through its domain's tower. The
+backbone's output layer and its other logit terms stay shared.
+
+Reference code (Scenario-Wise Rec, models/multi_domain/sharebottom.py) differs: its bottom is a plain MLP
+over the embeddings (no interaction layer) and each domain tower ends in its own output unit; its MLPs
+carry batch normalisation, which ours (as the backbones') do not.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from moe_mlora.adapters import towers_of
+from moe_mlora.layers.domain_part import TowerPart
+from moe_mlora.methods.blocks import StackedMLPs, pick, seeded
+from moe_mlora.methods.method import Method
+
+
+class DomainTowers(TowerPart):
+    """The shared tower, then each row's domain tower."""
+
+    def __init__(self, n_domains: int, width: int, dropout: float) -> None:
+        super().__init__(n_domains)
+        self.towers = StackedMLPs(n_domains, [(width, width)], dropout)
+
+    def forward_tower(self, tower, inputs: torch.Tensor, routing_ids: torch.Tensor) -> torch.Tensor:
+        self.check_routing_ids(routing_ids)
+        return pick(self.towers(tower.plain_forward(inputs)), routing_ids)
+
+
+def attach(model, n_domains: int, run_seed: int, approach=None) -> None:
+    with seeded(run_seed):
+        for tower in towers_of(model):
+            tower.adapter = DomainTowers(n_domains, tower.out_dim, model.config.dnn_dropout)
+
+
+METHOD = Method("shared-bottom", "SharedBottom", "Caruana 1997; Scenario-Wise Rec's SharedBottom", attach=attach)

@@ -1,0 +1,100 @@
+"""STAR (Sheng et al., CIKM 2021): the star topology, partitioned normalisation and the auxiliary network.
+
+* Star topology: every tower layer of domain d uses W_shared * W_d (element-wise) and b_shared + b_d. The
+  shared weights are the backbone tower's own; W_d starts at ones and b_d at zeros, so a fresh STAR tower
+  computes what the backbone's does on normalised inputs. Every domain's layer runs on every row (one
+  batched product, exportable), so a step costs about n_domains towers.
+* Partitioned normalisation (PN) of the tower's input: (gamma * gamma_d) * (x - mu) / sqrt(var + eps)
+  + (beta + beta_d). In training, mu and var are the moments of the batch's rows of the row's domain (the
+  paper's batch moments, since its batches hold one domain each: `--batch-order by-domain` gives exactly
+  that); at inference, each domain's running moments.
+* The auxiliary network: a two-layer MLP over the domain indicator's embedding and the embedded fields; its
+  logit is added to the model's.
+
+Where the reference code (Scenario-Wise Rec, models/multi_domain/star.py) differs from the paper: its
+"domain norm" uses the moments of the whole mixed batch, in training and at inference alike (no running
+statistics), so a row's score depends on the other rows of its batch; it adds a batch normalisation per
+domain after every layer; and its auxiliary network sees the embedded fields (the domain indicator among
+them) but no separate domain embedding. Here PN follows the paper.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from moe_mlora.adapters import towers_of
+from moe_mlora.layers.domain_part import ModelPart, TowerPart
+from moe_mlora.methods.blocks import pick, seeded
+from moe_mlora.methods.method import Method
+
+AUXILIARY_WIDTH = 32
+
+
+class PartitionedNorm(nn.Module):
+    def __init__(self, n_domains: int, dim: int, momentum: float = 0.1, eps: float = 1e-5) -> None:
+        super().__init__()
+        self.momentum, self.eps = momentum, eps
+        self.gamma, self.beta = nn.Parameter(torch.ones(dim)), nn.Parameter(torch.zeros(dim))
+        self.domain_gamma = nn.Parameter(torch.ones(n_domains, dim))
+        self.domain_beta = nn.Parameter(torch.zeros(n_domains, dim))
+        self.register_buffer("running_mean", torch.zeros(n_domains, dim))
+        self.register_buffer("running_var", torch.ones(n_domains, dim))
+
+    def forward(self, inputs: torch.Tensor, domains: torch.Tensor) -> torch.Tensor:
+        if self.training:
+            n = self.running_mean.shape[0]
+            counts = torch.bincount(domains, minlength=n).to(inputs.dtype).unsqueeze(1)
+            mean = inputs.new_zeros(n, inputs.shape[1]).index_add_(0, domains, inputs) / counts.clamp_min(1)
+            centred = inputs - mean[domains]
+            var = inputs.new_zeros(n, inputs.shape[1]).index_add_(0, domains, centred * centred) / counts.clamp_min(1)
+            with torch.no_grad():
+                seen = counts > 0
+                update = lambda running, batch: torch.where(seen, running + self.momentum * (batch - running), running)
+                self.running_mean.copy_(update(self.running_mean, mean.detach()))
+                self.running_var.copy_(update(self.running_var, var.detach()))
+            normalised = centred / torch.sqrt(var[domains] + self.eps)
+        else:
+            normalised = (inputs - self.running_mean[domains]) / torch.sqrt(self.running_var[domains] + self.eps)
+        return (self.gamma * self.domain_gamma[domains]) * normalised + self.beta + self.domain_beta[domains]
+
+
+class StarTower(TowerPart):
+    def __init__(self, n_domains: int, layer_shapes: list[tuple[int, int]]) -> None:
+        super().__init__(n_domains)
+        self.norm = PartitionedNorm(n_domains, layer_shapes[0][0])
+        self.weights = nn.ParameterList(nn.Parameter(torch.ones(n_domains, out_dim, in_dim)) for in_dim, out_dim in layer_shapes)
+        self.biases = nn.ParameterList(nn.Parameter(torch.zeros(n_domains, out_dim)) for _, out_dim in layer_shapes)
+
+    def forward_tower(self, tower, inputs: torch.Tensor, routing_ids: torch.Tensor) -> torch.Tensor:
+        self.check_routing_ids(routing_ids)
+        hidden = self.norm(inputs, routing_ids)
+        for linear, weight, bias in zip(tower.linears, self.weights, self.biases):
+            combined = (linear.weight * weight).flatten(0, 1)  # (domains * out, in): one GEMM for every domain
+            every_domain = (hidden @ combined.T).unflatten(1, (weight.shape[0], -1))  # (batch, domains, out)
+            out = pick(every_domain, routing_ids) + linear.bias + bias[routing_ids]
+            hidden = torch.relu(tower.dropout(out))
+        return hidden
+
+
+class StarAuxiliary(ModelPart):
+    """A logit from the domain indicator's embedding and the embedded fields."""
+
+    def __init__(self, n_domains: int, embedding_dim: int, flat_dim: int) -> None:
+        super().__init__(n_domains)
+        self.domain_embedding = nn.Embedding(n_domains, embedding_dim)
+        self.network = nn.Sequential(nn.Linear(embedding_dim + flat_dim, AUXILIARY_WIDTH), nn.ReLU(),
+                                     nn.Linear(AUXILIARY_WIDTH, 1))
+
+    def extra_logit(self, embeddings: torch.Tensor, domains: torch.Tensor) -> torch.Tensor:
+        return self.network(torch.cat([self.domain_embedding(domains), embeddings.flatten(1)], dim=1)).squeeze(1)
+
+
+def attach(model, n_domains: int, run_seed: int, approach=None) -> None:
+    with seeded(run_seed):
+        for tower in towers_of(model):
+            tower.adapter = StarTower(n_domains, tower.layer_shapes)
+        model.domain_part = StarAuxiliary(n_domains, model.config.embedding_dim, model.flat_dim)
+
+
+METHOD = Method("star", "STAR", "Sheng et al., CIKM 2021; Scenario-Wise Rec's Star", attach=attach)

@@ -1,0 +1,133 @@
+"""Every registered method through common checks, on three backbones: its parts are found by structure,
+every part learns, rows go by their own domain and never by their batch-mates, export scores as predict."""
+
+from __future__ import annotations
+
+import importlib.util
+
+import numpy as np
+import pytest
+import torch
+
+from helpers import toy_parts
+from moe_mlora.batches import TensorPart
+from moe_mlora.features import FeatureSpec
+from moe_mlora.layers.domain_part import backbone_parameters, domain_parts, method_parameters
+from moe_mlora.methods import METHODS, PAPER_METHODS
+from moe_mlora.models import build_model
+from moe_mlora.serving.export import export_model
+from moe_mlora.training.approaches import ApproachConfig, train_approach
+from moe_mlora.training.checkpoint import _backbone_state
+from moe_mlora.training.config import TrainConfig
+from moe_mlora.training.evaluation import predict_logits
+
+SPEC = FeatureSpec(("user_id", "item_id", "domain"), (40, 30, 3), ("a", "b", "c"))
+OTHER_METHODS = [name for name in METHODS if name not in PAPER_METHODS]
+BACKBONES = ["deepfm", "dcn", "autoint"]
+HAS_ONNX = all(importlib.util.find_spec(name) for name in ("onnx", "onnxscript", "onnxruntime"))
+
+
+def with_method(method: str, backbone: str = "deepfm", spec: FeatureSpec = SPEC, perturb: bool = True):
+    """A model with the method's parts attached; perturbed, so that every part matters to the output."""
+    torch.manual_seed(0)
+    model = build_model(backbone, spec, dnn_hidden=(30, 17, 6))
+    METHODS[method].attach(model, spec.n_domains, 1, ApproachConfig(method))
+    if perturb:
+        g = torch.Generator().manual_seed(1)
+        with torch.no_grad():
+            for parameter in method_parameters(model):
+                parameter.add_(torch.randn(parameter.shape, generator=g) * 0.3)
+    return model
+
+
+def rows(n: int, seed: int = 0):
+    g = torch.Generator().manual_seed(seed)
+    codes = torch.stack([torch.randint(0, c, (n,), generator=g) for c in SPEC.cardinalities], dim=1)
+    return codes, codes[:, -1].clone()
+
+
+def test_every_method_other_than_the_papers_is_registered_with_a_title_and_a_reference():
+    assert {"shared-bottom", "mmoe", "ple", "star", "epnet", "ppnet", "pepnet"} <= set(OTHER_METHODS)
+    assert all(METHODS[name].title and METHODS[name].reference and METHODS[name].attach for name in OTHER_METHODS)
+
+
+@pytest.mark.parametrize("backbone", BACKBONES)
+@pytest.mark.parametrize("method", OTHER_METHODS)
+def test_a_methods_parts_are_found_by_structure_and_every_one_of_them_learns(method, backbone):
+    model = with_method(method, backbone)
+    assert domain_parts(model), "the method attached no part"
+    owned = {id(p) for p in method_parameters(model)}
+    assert owned and len(owned) + len(backbone_parameters(model)) == len(list(model.parameters()))
+    fresh = build_model(backbone, SPEC, dnn_hidden=(30, 17, 6))
+    assert set(_backbone_state(model)) == set(fresh.state_dict()), "the backbone file would hold a part's tensor"
+    codes, domains = rows(64)
+    model.train()
+    torch.nn.functional.binary_cross_entropy_with_logits(model(codes, domains), torch.rand(64).round()).backward()
+    silent = [name for name, p in model.named_parameters() if id(p) in owned and (p.grad is None or not p.grad.any())]
+    assert not silent, f"parts without a gradient: {silent}"
+
+
+@pytest.mark.parametrize("method", OTHER_METHODS)
+def test_attaching_a_method_leaves_the_global_random_stream_alone(method):
+    model = build_model("deepfm", SPEC)
+    state = torch.get_rng_state()
+    METHODS[method].attach(model, SPEC.n_domains, 1, ApproachConfig(method))
+    assert torch.equal(torch.get_rng_state(), state)
+
+
+@pytest.mark.parametrize("method", OTHER_METHODS)
+def test_a_row_is_scored_by_its_own_domain_and_never_by_its_batch_mates(method):
+    model = with_method(method).eval()
+    codes, domains = rows(57)
+    with torch.no_grad():
+        together = model(codes, domains)
+        alone = torch.cat([model(codes[i:i + 1], domains[i:i + 1]) for i in range(57)])
+        moved = model(codes, (domains + 1) % 3)  # the domain feature stays: only the routing changes
+    torch.testing.assert_close(alone, together, rtol=0, atol=1e-5)
+    assert (moved - together).abs().max() > 1e-4, "the row's domain does not reach its score"
+
+
+@pytest.mark.parametrize("backbone", BACKBONES)
+@pytest.mark.parametrize("method", OTHER_METHODS)
+def test_an_exported_graph_scores_as_predict_does(method, backbone, tmp_path):
+    model = with_method(method, backbone).eval()
+    program = torch.export.load(str(export_model(model, tmp_path / "m.pt2", "torch-export"))).module()
+    for n in (1, 57):
+        codes, domains = rows(n, seed=n)
+        expected = torch.sigmoid(predict_logits(model, TensorPart(codes, domains, torch.zeros(n)))).numpy()
+        np.testing.assert_allclose(program(codes, domains).detach().numpy(), expected, rtol=0, atol=1e-5)
+
+
+def toy_run(method: str):
+    spec, train, valid, _ = toy_parts(n_rows=3000)
+    torch.manual_seed(0)
+    model = build_model("deepfm", spec, dnn_hidden=(32, 16))
+    config = TrainConfig(learning_rate=1e-2, max_epochs=3, patience=3, batch_size=256, progress=False)
+    return train_approach(model, train, valid, spec.domain_names, ApproachConfig(method), config)
+
+
+@pytest.fixture(scope="module")
+def base_wauc():
+    return toy_run("base").valid.wauc
+
+
+@pytest.mark.skipif(not HAS_ONNX, reason="the onnx extra is not installed (pip install 'moe-mlora[onnx]')")
+@pytest.mark.parametrize("backbone", BACKBONES)
+@pytest.mark.parametrize("method", OTHER_METHODS)
+def test_an_onnx_graph_on_onnxruntime_scores_as_predict_does(method, backbone, tmp_path):
+    import onnxruntime
+
+    model = with_method(method, backbone).eval()
+    session = onnxruntime.InferenceSession(str(export_model(model, tmp_path / "m.onnx", "onnx")))
+    for n in (1, 57):
+        codes, domains = rows(n, seed=n)
+        expected = torch.sigmoid(predict_logits(model, TensorPart(codes, domains, torch.zeros(n)))).numpy()
+        (probability,) = session.run(None, {"codes": codes.numpy(), "domains": domains.numpy()})
+        np.testing.assert_allclose(probability, expected, rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize("method", OTHER_METHODS)
+def test_every_method_trains_in_one_joint_phase_about_as_well_as_base_on_a_toy_problem(method, base_wauc):
+    report = toy_run(method)
+    assert [p.phase for p in report.phases] == ["joint"]
+    assert report.valid.wauc > max(0.6, base_wauc - 0.05), f"{method}: valid WAUC {report.valid.wauc:.3f}, Base {base_wauc:.3f}"
