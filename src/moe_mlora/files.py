@@ -6,6 +6,7 @@ leaves half a file, and the result gets the usual permissions (0666 less the uma
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import tempfile
@@ -84,3 +85,21 @@ def read_safetensors(path: Path) -> dict:
     except Exception as exc:  # noqa: BLE001 - SafetensorError and OSError alike mean the file cannot be used
         detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise DataError(f"{path}: damaged, not a readable safetensors file ({detail})") from None
+
+
+def read_versioned_json(path: Path, newest: int, missing: str) -> dict:
+    """A JSON file with a "format" number this library reads up to `newest`; absent (`missing` says what the
+    folder then is not), unreadable or too new is a one-line DataError naming the file."""
+    from moe_mlora.errors import DataError
+
+    if not path.is_file():
+        raise DataError(f"{path.parent}: no {path.name}; {missing}")
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise DataError(f"{path}: unreadable ({exc})") from None
+    if not isinstance(data, dict):
+        raise DataError(f"{path}: not a JSON object")
+    if data.get("format", 0) > newest:
+        raise DataError(f"{path}: format {data['format']} is newer than this library reads ({newest})")
+    return data

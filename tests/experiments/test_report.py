@@ -173,3 +173,23 @@ def test_markdown_has_the_papers_layout():
     assert "| Dataset | Arm | wdl | nfm | autoint | pnn | dcn | fibinet | deepfm | xdeepfm | Avg |" in text
     assert "| | Δ MoE-MLoRA − MLoRA | +0.05 | -0.13 |" in text and "p (Holm, primary family)" not in text
     assert text.strip().splitlines()[-1].startswith("| – | Avg(Δ MoE-MLoRA − MLoRA) | +0.73 | +0.21 |")
+
+
+def test_a_method_run_on_some_models_gets_its_own_table_tested_against_base():
+    from moe_mlora.experiments.report import methods_section
+
+    rows = []
+    for seed, shift in ((1, 0.0), (2, 0.1), (3, -0.05)):
+        for model in ("deepfm", "dcn", "wdl"):
+            for arm, gain in (("base", 0.0), ("mlora", -0.1), ("moe-mlora", 0.05)):
+                rows.append({"split": "movielens-1m-gender", "dataset": "movielens-1m", "model": model, "approach": arm,
+                             "arm": arm, "k": 1, "seed": seed, "status": "ok", "wauc": 80 + shift + gain,
+                             "conditions": "c"})
+            if model != "wdl":  # STAR ran on two of the three backbones, half a point above Base on every seed
+                rows.append({"split": "movielens-1m-gender", "dataset": "movielens-1m", "model": model,
+                             "approach": "star", "arm": "star", "k": 1, "seed": seed, "status": "ok",
+                             "wauc": 80.5 + shift + 0.01 * seed, "conditions": "c"})
+    records = pd.DataFrame(rows)
+    assert "star" not in build_table1(records, conditions="c").arms  # Table 1 keeps the arms every model has
+    text = "\n".join(methods_section(records, "c", already_shown=["base", "mlora", "moe-mlora"]))
+    assert "| STAR |" in text and "Δ STAR − Base | +0.5" in text and "wdl" not in text

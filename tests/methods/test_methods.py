@@ -131,3 +131,11 @@ def test_every_method_trains_in_one_joint_phase_about_as_well_as_base_on_a_toy_p
     report = toy_run(method)
     assert [p.phase for p in report.phases] == ["joint"]
     assert report.valid.wauc > max(0.6, base_wauc - 0.05), f"{method}: valid WAUC {report.valid.wauc:.3f}, Base {base_wauc:.3f}"
+
+
+@pytest.mark.parametrize("method", ["base", *OTHER_METHODS])
+def test_lora_settings_on_a_method_without_lora_adapters_are_a_one_line_error(method):
+    from moe_mlora.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="apply to mlora and moe-mlora"):
+        ApproachConfig(method, rank=4)

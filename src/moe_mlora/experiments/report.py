@@ -176,11 +176,17 @@ class Table1:
 
 
 def default_comparisons(arms: list[str]) -> list[Comparison]:
-    """Every MoE-MLoRA arm against Base, and the paper's own MoE-MLoRA against MLoRA (the paper's Delta)."""
+    """Every MoE-MLoRA arm against Base, and the paper's own MoE-MLoRA against MLoRA (the paper's Delta); then
+    every other registered method against Base."""
     comparisons = [(arm, "base") for arm in arms if arm.startswith("moe-mlora") and "base" in arms]
     if "moe-mlora" in arms and "mlora" in arms:
         comparisons.insert(1 if comparisons else 0, ("moe-mlora", "mlora"))
-    return comparisons
+    return comparisons + [(arm, "base") for arm in arms if arm in other_methods(arms) and "base" in arms]
+
+
+def other_methods(arms) -> list[str]:
+    """The arms that are registered methods other than the paper's three (STAR, PEPNet, ...)."""
+    return [arm for arm in arms if arm in METHODS and arm not in PAPER_METHODS]
 
 
 def complete_arms(ok: pd.DataFrame, splits: list[str], models: list[str]) -> list[str]:
@@ -564,6 +570,23 @@ def families_summary(table: Table1) -> str:
     return "\n".join(parts)
 
 
+def methods_section(records: pd.DataFrame, conditions: str, already_shown: list[str] = ()) -> list[str]:
+    """The field's methods (registered, not the paper's) beside the paper's arms, on the models they ran on,
+    each tested against Base (one Holm family per method); nothing when Table 1 already shows them all."""
+    single = records[(records.status == "ok") & (records.k == 1) & (records.conditions == conditions)]
+    others = other_methods(single.arm.unique())
+    if not others or set(others) <= set(already_shown):
+        return []
+    table = build_table1(records, models=sorted(set(single[single.arm.isin(others)].model)), conditions=conditions)
+    shown = [arm for arm in others if arm in table.arms]
+    if not shown:
+        return []
+    seeds = sorted(single[single.arm.isin(shown)].seed.unique().tolist())
+    return [f"## The field's methods beside the paper's arms ({conditions}; test WAUC (%), seeds {seeds})", "",
+            "Only the models every one of these arms ran on. Each method is tested against Base on the same seeds, "
+            "one Holm family per comparison.", "", table1_markdown(table), "", families_summary(table), ""]
+
+
 def write_report(results_dir: Path, out_dir: Path | None = None, title: str | None = None,
                  published: str | None = None) -> dict[str, Path]:
     """report.md (+ table1.csv, figure2.png, records.csv) from every run recorded under results_dir (titled
@@ -612,6 +635,7 @@ def write_report(results_dir: Path, out_dir: Path | None = None, title: str | No
                      for (s, a, m), c in table.cells.items()]
         pd.DataFrame(long).to_csv(out_dir / "table1.csv", index=False)
         written["table1"] = out_dir / "table1.csv"
+        sections += methods_section(records, main, already_shown=tables[0].arms)
     ablation = ablation_table(records)
     if ablation is not None and (len(ablation.arms) > 2 or ablation.untested):
         validation = pd.DataFrame({"mean validation WAUC (%)": ablation.valid_average}).rename(index=arm_name)

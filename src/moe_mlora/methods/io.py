@@ -14,7 +14,7 @@ from safetensors.torch import save_file
 from torch import nn
 
 from moe_mlora.errors import DataError
-from moe_mlora.files import atomic_path, read_safetensors, write_text_atomic
+from moe_mlora.files import atomic_path, read_safetensors, read_versioned_json, write_text_atomic
 from moe_mlora.layers.domain_part import part_state_keys
 from moe_mlora.methods.registry import get_method
 
@@ -35,14 +35,7 @@ def load_method_parts(model: nn.Module, folder: Path, approach, n_domains: int, 
                       backbone_sha256: str) -> None:
     """Attach `approach`'s parts to `model` and load their saved tensors (the backbone is already loaded)."""
     path = folder / METHOD_CONFIG
-    if not path.is_file():
-        raise DataError(f"{folder}: the run's method ({approach.approach}) has parts but no {METHOD_CONFIG}")
-    try:
-        meta = json.loads(path.read_text())
-    except (OSError, ValueError) as exc:
-        raise DataError(f"{path}: unreadable ({exc})") from None
-    if meta.get("format", 0) > METHOD_FORMAT:
-        raise DataError(f"{path}: format {meta['format']} is newer than this library reads ({METHOD_FORMAT})")
+    meta = read_versioned_json(path, METHOD_FORMAT, f"the run's method ({approach.approach}) has parts to load")
     if meta.get("method") != approach.approach:
         raise DataError(f"{path}: holds {meta.get('method')} parts, the run is {approach.approach}")
     if meta.get("backbone_sha256") != backbone_sha256:

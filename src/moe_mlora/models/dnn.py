@@ -1,18 +1,10 @@
-"""DNN: the flattened embeddings (and dense features) through the MLP tower, no interaction layer; the
-backbone the multi-domain literature publishes its methods on (Scenario-Wise Rec's models are MLPs)."""
+"""DNN: the flattened embeddings (and dense features) through the MLP tower, no interaction layer and no
+linear term: WDL's deep part alone, the backbone the multi-domain literature publishes its methods on
+(Scenario-Wise Rec's models are MLPs)."""
 
-import torch
-
-from moe_mlora.models.base import CTRModel, output_layer
+from moe_mlora.models.wdl import WDL
 
 
-class DNN(CTRModel):
+class DNN(WDL):
     name = "dnn"
-
-    def __init__(self, spec, config) -> None:
-        super().__init__(spec, config)
-        self.tower = self.make_tower(self.flat_dim)
-        self.head = output_layer(self.tower.out_dim)
-
-    def logit_terms(self, embeddings: torch.Tensor, routing_ids: torch.Tensor, dense=None) -> torch.Tensor:
-        return self.head(self.tower(self.with_dense(embeddings.flatten(1), dense), routing_ids)).squeeze(1)
+    uses_linear_term = False

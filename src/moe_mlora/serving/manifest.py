@@ -26,7 +26,7 @@ from moe_mlora.data.table import DOMAIN
 from moe_mlora.errors import DataError, MoeMloraError
 from moe_mlora.experiments.config import RunConfig
 from moe_mlora.features import FeatureSpec
-from moe_mlora.files import write_text_atomic
+from moe_mlora.files import read_versioned_json, write_text_atomic
 from moe_mlora.layers.domain_part import domain_parts
 from moe_mlora.methods import get_method
 from moe_mlora.methods.io import load_method_parts, save_method_parts
@@ -109,16 +109,8 @@ def write_manifest(folder: Path, manifest: RunManifest, model: CTRModel, encodin
 
 
 def read_manifest(folder: Path) -> RunManifest:
-    path = Path(folder) / MANIFEST_FILE
-    if not path.is_file():
-        raise DataError(f"{folder}: no {MANIFEST_FILE}; not a run folder (or one written before runs were "
-                        "self-contained: train it again)")
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError) as exc:
-        raise DataError(f"{path}: unreadable ({exc})") from None
-    if data.get("format", 0) > MANIFEST_FORMAT:
-        raise DataError(f"{path}: format {data['format']} is newer than this library reads ({MANIFEST_FORMAT})")
+    data = read_versioned_json(Path(folder) / MANIFEST_FILE, MANIFEST_FORMAT, "not a run folder (or one written "
+                               "before runs were self-contained: train it again)")
     return RunManifest(**data)
 
 

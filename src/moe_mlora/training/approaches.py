@@ -98,7 +98,11 @@ class ApproachConfig:
     gate_learning_rate: float | None = None  # phase 3's learning rate (None: the run's)
 
     def __post_init__(self) -> None:
-        get_method(self.approach)  # a one-line error naming the registered methods
+        method = get_method(self.approach)  # a one-line error naming the registered methods
+        lora_only = [name for name in ("lora_reduce", "rank") if getattr(self, name) is not None]
+        if lora_only and not method.adapts:
+            raise ConfigError(f"{', '.join('--' + n.replace('_', '-') for n in lora_only)} set the LoRA adapters' rank: "
+                              f"they apply to mlora and moe-mlora, not to {self.approach}")
         for name, kind in (("phase2_schedule", Phase2Schedule), ("schedule", Schedule), ("gate_init", GateInit),
                            ("gate_input", GateInput)):
             try:
