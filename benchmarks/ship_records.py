@@ -1,6 +1,7 @@
 """Copy a sweep's run records (result.json and epochs.csv, never weights) into docs, then rebuild its report.
 
     python benchmarks/ship_records.py /work/results/ml1m docs/results/ml1m
+    python benchmarks/ship_records.py /work/results/scenario-wise docs/results/scenario-wise --published scenario-wise-ml1m
 
 The records go to DEST/records/<run>/ (the sweep's sweeps.jsonl beside them, for the wall time), and
 `moe-mlora report DEST/records --out DEST` writes DEST/report.md, table1.csv, records.csv, figure2.png.
@@ -26,6 +27,7 @@ def main() -> int:
     parser.add_argument("results", type=Path)
     parser.add_argument("dest", type=Path)
     parser.add_argument("--replace", action="store_true", help="overwrite shipped records that differ")
+    parser.add_argument("--published", default=None, help="also set the runs beside a published table (report --published)")
     args = parser.parse_args()
     records = args.dest / "records"
     copied = 0
@@ -46,7 +48,7 @@ def main() -> int:
             copied += name == "result.json"
     if (args.results / "sweeps.jsonl").is_file():
         shutil.copyfile(args.results / "sweeps.jsonl", records / "sweeps.jsonl")
-    written = write_report(records, args.dest, title=args.dest.name)
+    written = write_report(records, args.dest, title=args.dest.name, published=args.published)
     print(f"{copied} new records in {records}; wrote " + ", ".join(str(p) for p in written.values()))
     return 0
 

@@ -139,3 +139,36 @@ def test_lora_settings_on_a_method_without_lora_adapters_are_a_one_line_error(me
 
     with pytest.raises(ConfigError, match="apply to mlora and moe-mlora"):
         ApproachConfig(method, rank=4)
+
+
+@pytest.mark.parametrize("method", [m for m in OTHER_METHODS if METHODS[m].grows])
+def test_growing_a_method_by_a_domain_keeps_the_old_domains_scores_through_training(method):
+    from moe_mlora.serving.add_domain import extend_model, new_rows_masks
+    from moe_mlora.training.phase import Trains, phase_parameters, set_trainable
+
+    model = with_method(method).eval()
+    codes, domains = rows(57)
+    with torch.no_grad():
+        before = model(codes, domains)
+    grown, new_id = extend_model(model, [0.5, 0.3, 0.2], "d", ApproachConfig(method), 1)
+    trainable = phase_parameters(grown, Trains.ADDED_DOMAIN)
+    set_trainable(grown, trainable)
+    hooks = [p.register_hook(lambda grad, keep=keep: grad * keep) for p, keep in new_rows_masks(grown, new_id)]
+    optimizer = torch.optim.Adam(trainable, lr=0.1)
+    new_codes = codes.clone()
+    new_codes[:, -1] = new_id
+    grown.train()
+    for _ in range(3):
+        loss = torch.nn.functional.binary_cross_entropy_with_logits(
+            grown(new_codes, torch.full((57,), new_id)), torch.rand(57).round())
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    for hook in hooks:
+        hook.remove()
+    grown.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(grown(codes, domains), before, rtol=0, atol=1e-6)
+        assert torch.isfinite(grown(new_codes, torch.full((57,), new_id))).all()
+    assert any(id(p) in {id(q) for q in method_parameters(grown)} for p in trainable), "no part of the new domain trains"
+

@@ -81,3 +81,19 @@ def test_the_add_domain_command_reports_the_new_domains_auc_against_the_backbone
     assert result.exit_code == 0, result.output
     assert "source run's backbone alone" in result.output and "with the added domain" in result.output
     assert (tmp_path / "out" / "add_domain.json").is_file()
+
+
+@pytest.mark.parametrize("approach", ["star", "pepnet"])
+def test_a_method_with_per_domain_parts_grows_its_runs_too(table_csv, new_domain_csv, approach, tmp_path):
+    source = train_run(tmp_path / "runs", table_csv, approach)[0]
+    output, report = add_domain(source, new_domain_csv, "east", tmp_path / "grown")
+    existing = pd.read_csv(table_csv, dtype=str)
+    before, after = Predictor.from_run(source).predict(existing), Predictor.from_run(output).predict(existing)
+    np.testing.assert_allclose(after, before, rtol=0, atol=1e-6)  # every old domain scores as before
+    old_parts, new_parts = load_file(str(source / "method.safetensors")), load_file(str(output / "method.safetensors"))
+    for name, old in old_parts.items():
+        new = new_parts[name]
+        assert torch.equal(new if new.shape == old.shape else new[: old.shape[0]], old), name
+    assert report.test_auc is not None and report.backbone_test_auc is None  # no backbone-alone path to compare
+    east = pd.read_csv(new_domain_csv, dtype=str).assign(region="east")
+    assert np.isfinite(Predictor.from_run(output).predict(east)).all()

@@ -621,8 +621,10 @@ def write_report(results_dir: Path, out_dir: Path | None = None, title: str | No
             title = "Table 1" if index == 0 else "Table 1 under other conditions"
             sections += [f"## {title}: {table.conditions}; test WAUC (%), mean ± 95% CI over seeds {seeds}", "",
                          table1_markdown(table), "", STATISTICS_NOTE.format(tests=table.tests), "",
-                         families_summary(table), "",
-                         f"### Beside the paper ({table.conditions})", "", paper_comparison_markdown(table)]
+                         families_summary(table), ""]
+            beside = paper_comparison_markdown(table)
+            if beside.strip():  # only for the paper's datasets and backbones
+                sections += [f"### Beside the paper ({table.conditions})", "", beside]
             if index:
                 gap = conditions_gap_markdown(tables[0], table)
                 if gap:

@@ -31,6 +31,34 @@ class DomainPart(nn.Module):
         # Ids are checked on every forward (a clear error instead of an index error deep inside); an exported
         # graph cannot branch on data, so export turns this off and validates ids before the graph instead.
         self.validate_ids = True
+        self.added_rows: dict[str, slice] = {}  # after add-domain's growth: the new domain's rows per tensor
+
+    @torch.no_grad()
+    def grow_into(self, grown: "DomainPart", shares: torch.Tensor) -> None:
+        """Copy this part into `grown`, the same part built for one domain more (add-domain's growth rule).
+
+        A tensor of the same shape in both is shared by every domain and copied. A tensor whose first dimension
+        holds one block per domain (n blocks here, n + 1 there: per-domain weights, a domain embedding, a
+        per-domain gate's rows) gets the old blocks unchanged and, for the new domain, their mean weighted by
+        the domains' training shares (the "average domain"); `grown.added_rows` records those rows, the only
+        ones add-domain trains. Any other change of shape has no rule: a one-line error.
+        """
+        n, old_state, new_state = self.n_domains, self.state_dict(), grown.state_dict()
+        grown.added_rows = {}
+        for name, old in old_state.items():
+            new = new_state[name]
+            if new.shape == old.shape:
+                new.copy_(old)
+                continue
+            block = old.shape[0] // n if old.dim() and old.shape[0] % n == 0 else 0
+            if not block or new.shape != (old.shape[0] + block, *old.shape[1:]):
+                raise ConfigError(f"{type(self).__name__}.{name}: no growth rule for a new domain "
+                                  f"({tuple(old.shape)} -> {tuple(new.shape)})")
+            blocks = old.reshape(n, block, *old.shape[1:])
+            weights = shares.to(old.dtype).view(n, *[1] * (blocks.dim() - 1))
+            new[: n * block] = old
+            new[n * block:] = (weights * blocks).sum(0) if old.is_floating_point() else blocks[0]
+            grown.added_rows[name] = slice(n * block, (n + 1) * block)
 
     def check_routing_ids(self, ids: torch.Tensor) -> None:
         if self.validate_ids and ids.numel() and (int(ids.max()) >= self.n_domains or int(ids.min()) < 0):
@@ -79,6 +107,16 @@ def part_state_keys(model: nn.Module) -> set[str]:
 def backbone_state_keys(model: nn.Module) -> list[str]:
     paths = [name for name, _ in domain_parts(model)]
     return [key for key in model.state_dict() if not is_part_key(key, paths)]
+
+
+def added_domain_rows(model: nn.Module) -> list[tuple[nn.Parameter, slice]]:
+    """The parameters of grown method parts (not LoRA adapters, which add-domain grows itself) with the rows
+    that belong to the added domain."""
+    rows = []
+    for _, part in domain_parts(model):
+        parameters = dict(part.named_parameters())
+        rows += [(parameters[name], where) for name, where in part.added_rows.items() if name in parameters]
+    return rows
 
 
 def method_parameters(model: nn.Module) -> list[nn.Parameter]:

@@ -10,6 +10,8 @@ Where the reference code (Scenario-Wise Rec, models/multi_domain/adasparse.py an
 differs from the paper: it multiplies by sign(pi - epsilon), so a factor below epsilon becomes -pi
 (the neuron's sign flips) instead of 0; here the paper's 0. Neither has the paper's optional sparsity
 regulariser; nor does this.
+
+No growth rule for add-domain: alpha is shared by every domain and grows while any domain trains.
 """
 
 from __future__ import annotations

@@ -33,7 +33,8 @@ class Method:
     phases: tuple[Phase, ...] = (JOINT_PHASE,)
     attach: Attach | None = None  # None: the bare backbone (Base)
     final_mode: AdapterMode | None = None  # LoRA methods: the adapters' path at inference
-    grows: bool = False  # add-domain can give a trained run one more domain
+    grows: bool = False  # add-domain can give a trained run one more domain (LoRA adapters: their own rule;
+    # other parts: DomainPart.grow_into, per-domain blocks start at the average domain and only they train)
     backbone_path: bool = False  # rows of an unknown domain can be scored by the backbone alone
     folds: bool = False  # each domain folds into one plain model (export --domain, merged inference)
 

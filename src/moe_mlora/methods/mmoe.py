@@ -8,6 +8,8 @@ expert per domain); every expert runs on every row, so a step costs about E towe
 Reference code (Scenario-Wise Rec, models/multi_domain/mmoe.py) differs: experts are plain MLPs over the
 embeddings with batch normalisation, and its gates are a linear layer with batch normalisation before the
 softmax; here the gate is the paper's softmax(W x).
+
+No growth rule for add-domain: the number of experts follows the number of domains.
 """
 
 from __future__ import annotations

@@ -75,6 +75,8 @@ def attach_pepnet(model, n_domains: int, run_seed: int, approach=None) -> None:
     attach_ppnet(model, n_domains, run_seed + 1)
 
 
-EPNET = Method("epnet", "EPNet", "Chang et al., KDD 2023 (PEPNet's EPNet); Scenario-Wise Rec's EPNet", attach=attach_epnet)
-PPNET = Method("ppnet", "PPNet", "Chang et al., KDD 2023 (PEPNet's PPNet); Scenario-Wise Rec's PPNet", attach=attach_ppnet)
-PEPNET = Method("pepnet", "PEPNet", "Chang et al., KDD 2023", attach=attach_pepnet)
+EPNET = Method("epnet", "EPNet", "Chang et al., KDD 2023 (PEPNet's EPNet); Scenario-Wise Rec's EPNet", attach=attach_epnet,
+               grows=True)
+PPNET = Method("ppnet", "PPNet", "Chang et al., KDD 2023 (PEPNet's PPNet); Scenario-Wise Rec's PPNet", attach=attach_ppnet,
+               grows=True)
+PEPNET = Method("pepnet", "PEPNet", "Chang et al., KDD 2023", attach=attach_pepnet, grows=True)

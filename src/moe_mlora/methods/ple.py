@@ -49,4 +49,4 @@ def attach(model, n_domains: int, run_seed: int, approach=None) -> None:
             tower.adapter = ProgressiveExperts(n_domains, tower.layer_shapes, model.config.dnn_dropout)
 
 
-METHOD = Method("ple", "PLE", "Tang et al., RecSys 2020 (one CGC level); Scenario-Wise Rec's PLE", attach=attach)
+METHOD = Method("ple", "PLE", "Tang et al., RecSys 2020 (one CGC level); Scenario-Wise Rec's PLE", attach=attach, grows=True)

@@ -37,4 +37,5 @@ def attach(model, n_domains: int, run_seed: int, approach=None) -> None:
             tower.adapter = DomainTowers(n_domains, tower.out_dim, model.config.dnn_dropout)
 
 
-METHOD = Method("shared-bottom", "SharedBottom", "Caruana 1997; Scenario-Wise Rec's SharedBottom", attach=attach)
+METHOD = Method("shared-bottom", "SharedBottom", "Caruana 1997; Scenario-Wise Rec's SharedBottom", attach=attach,
+                grows=True)

@@ -97,4 +97,4 @@ def attach(model, n_domains: int, run_seed: int, approach=None) -> None:
         model.domain_part = StarAuxiliary(n_domains, model.config.embedding_dim, model.flat_dim)
 
 
-METHOD = Method("star", "STAR", "Sheng et al., CIKM 2021; Scenario-Wise Rec's Star", attach=attach)
+METHOD = Method("star", "STAR", "Sheng et al., CIKM 2021; Scenario-Wise Rec's Star", attach=attach, grows=True)

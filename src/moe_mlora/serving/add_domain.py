@@ -5,7 +5,8 @@ The model grows by exactly what the new domain needs, and only that trains, on t
 * the domain field's embedding (and linear-term) row, when the domain is a feature; it starts at the
   training-share-weighted mean of the existing domains' rows (the "average domain");
 * MLoRA: one new adapter; MoE-MLoRA: k new experts and the gate's entry for the domain (its embedding row
-  and the gate's outputs for the new experts). Existing domains get a fixed -1e4 gate prior on the new
+  and the gate's outputs for the new experts); another method's parts grow by DomainPart.grow_into (each
+  per-domain block gets a new block, starting at the average domain; shared tensors are kept). Existing domains get a fixed -1e4 gate prior on the new
   experts (an exact zero weight after the softmax), and the new domain's prior starts on its own experts,
   as `--gate-init own-domain` does; the gate's mixture over the old experts is learnt from its new row.
 
@@ -36,7 +37,7 @@ from moe_mlora.data.tabular import binary_labels
 from moe_mlora.data.vocabulary import Vocabulary, as_strings
 from moe_mlora.errors import ConfigError, DataError
 from moe_mlora.files import probe_writable, safe_name, write_text_atomic
-from moe_mlora.layers.domain_part import backbone_state_keys
+from moe_mlora.layers.domain_part import added_domain_rows, backbone_state_keys, domain_parts
 from moe_mlora.methods import get_method
 from moe_mlora.models import CTRModel, build_model
 from moe_mlora.serving.manifest import save_run_weights, write_manifest
@@ -83,8 +84,7 @@ def add_domain(
     manifest, encoding = source.manifest, source.encoding
     method = get_method(manifest.approach)
     if not method.grows:
-        raise ConfigError(f"add-domain grows Base, MLoRA and MoE-MLoRA runs; {method.title} has no rule yet for "
-                          "giving a trained run a new domain")
+        raise ConfigError(f"{method.title} has no growth rule for a new domain, so add-domain cannot extend its runs")
     if domain in manifest.domain_names:
         raise ConfigError(f"domain '{domain}' is already one of the run's domains")
     if not domain.strip():
@@ -100,7 +100,7 @@ def add_domain(
 
     rows, labels = _read_rows(Path(table), source, run_config.data.label_column, domain)
     split = stratified_domain_split(np.zeros(len(labels), dtype=np.int64), labels, seed=run_config.data.split_seed)
-    model, new_id = extend_model(source.model, manifest.domain_shares, domain)
+    model, new_id = extend_model(source.model, manifest.domain_shares, domain, run_config.approach, run_config.train.seed)
     if manifest.domain_as_feature:
         rows.codes[:, -1] = new_id
     rows = replace(rows, domains=torch.full((len(labels),), new_id, dtype=torch.int64),
@@ -121,7 +121,8 @@ def add_domain(
         set_adapter_mode(model, _mode(model))
     _check_unchanged(model, before, new_id, masks)
 
-    backbone = {name: source.backbone_logits(part) for name, part in parts.items() if name != "train"}
+    backbone = ({name: source.backbone_logits(part) for name, part in parts.items() if name != "train"}
+                if method.backbone_path else {"valid": None, "test": None})
     report = AddedDomainReport(
         source=str(run), domain=domain,
         rows={name: len(part) for name, part in parts.items()},
@@ -129,8 +130,8 @@ def add_domain(
         epochs=len(result.history), best_epoch=result.best_epoch,
         valid_auc=_auc(parts["valid"], predict_logits(model, parts["valid"], train.eval_batch_size).numpy()),
         test_auc=_auc(parts["test"], predict_logits(model, parts["test"], train.eval_batch_size).numpy()),
-        backbone_valid_auc=_auc(parts["valid"], backbone["valid"]),
-        backbone_test_auc=_auc(parts["test"], backbone["test"]),
+        backbone_valid_auc=_auc(parts["valid"], backbone["valid"]) if backbone["valid"] is not None else None,
+        backbone_test_auc=_auc(parts["test"], backbone["test"]) if backbone["test"] is not None else None,
         seconds=time.perf_counter() - started,
     )
     fields = list(encoding.fields)
@@ -177,7 +178,7 @@ def _auc(part: TensorPart, logits: np.ndarray) -> float | None:
 
 
 # -- growing the model ---------------------------------------------------------------------------------------
-def extend_model(model: CTRModel, shares: list[float], domain: str) -> tuple[CTRModel, int]:
+def extend_model(model: CTRModel, shares: list[float], domain: str, approach=None, run_seed: int = 0) -> tuple[CTRModel, int]:
     """A copy of `model` with one more domain (see the module docstring); returns it and the new domain's id."""
     spec, new_id = model.spec, model.spec.n_domains
     cardinalities = list(spec.cardinalities)
@@ -208,6 +209,10 @@ def extend_model(model: CTRModel, shares: list[float], domain: str) -> tuple[CTR
         grown_config = replace(config, n_domains=config.n_domains + 1)
         for old, new in zip(adapters, attach_adapters(grown, grown_config)):
             _grow_adapter(old, new, config, grown_config)
+    elif domain_parts(model):  # another method's parts: built for n + 1 domains, then grown by the generic rule
+        get_method(approach.approach).attach(grown, spec.n_domains + 1, run_seed, approach)
+        for (_, old), (_, new) in zip(domain_parts(model), domain_parts(grown)):
+            old.grow_into(new, weights)
     return grown.to(next(model.parameters()).device), new_id
 
 
@@ -255,6 +260,10 @@ def new_rows_masks(model: CTRModel, new_id: int) -> list[tuple[nn.Parameter, tor
             keep = torch.zeros_like(param)
             keep[added] = 1.0
             masks.append((param, keep))
+    for param, rows in added_domain_rows(model):
+        keep = torch.zeros_like(param)
+        keep[rows] = 1.0
+        masks.append((param, keep))
     return masks
 
 

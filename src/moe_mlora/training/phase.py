@@ -11,6 +11,7 @@ from torch import nn
 
 from moe_mlora.adapters import AdapterMode, adapters_of, backbone_parameters
 from moe_mlora.errors import ConfigError
+from moe_mlora.layers.domain_part import added_domain_rows
 
 
 class PhaseName(str, Enum):
@@ -90,7 +91,8 @@ def phase_parameters(model: nn.Module, trains: Trains) -> list[nn.Parameter]:
     if trains is Trains.BACKBONE:
         return backbone_parameters(model)
     if trains is Trains.ADDED_DOMAIN:
-        return [*model.field_tables(), *(p for adapter in adapters_of(model) for p in adapter.parameters())]
+        return [*model.field_tables(), *(p for adapter in adapters_of(model) for p in adapter.parameters()),
+                *(p for p, _ in added_domain_rows(model))]
     adapters = adapters_of(model)
     if not adapters:
         raise ConfigError(f"a phase that trains the {trains.value} needs adapters attached")
