@@ -4,6 +4,7 @@ import torch
 from moe_mlora.errors import ConfigError
 from moe_mlora.features import FeatureSpec
 from moe_mlora.models import MODELS, build_model
+from moe_mlora.models.registry import PAPER_MODELS
 
 SPEC = FeatureSpec(("user_id", "item_id", "domain"), (40, 30, 3), ("a", "b", "c"))
 
@@ -14,8 +15,9 @@ def random_batch(n=64, seed=0):
     return codes, codes[:, 2]
 
 
-def test_all_eight_paper_models_are_registered():
-    assert list(MODELS) == ["wdl", "nfm", "autoint", "pnn", "dcn", "fibinet", "deepfm", "xdeepfm"]
+def test_all_eight_paper_models_are_registered_in_its_order_then_the_others():
+    assert list(MODELS)[:8] == list(PAPER_MODELS) == ["wdl", "nfm", "autoint", "pnn", "dcn", "fibinet", "deepfm", "xdeepfm"]
+    assert list(MODELS)[8:] == ["dnn"]
 
 
 @pytest.mark.parametrize("name", list(MODELS))
@@ -47,10 +49,10 @@ def test_every_model_has_one_shared_tower_with_the_paper_widths(name):
 
 def test_models_with_a_linear_term_follow_the_reference_implementations():
     with_linear = {name for name, cls in MODELS.items() if cls.uses_linear_term}
-    assert with_linear == set(MODELS) - {"pnn"}  # DeepCTR's PNN alone has no linear logit
+    assert with_linear == set(MODELS) - {"pnn", "dnn"}  # DeepCTR's PNN has no linear logit; DNN is the deep part alone
 
 
-@pytest.mark.parametrize("name", sorted(set(MODELS) - {"pnn"}))
+@pytest.mark.parametrize("name", sorted(set(MODELS) - {"pnn", "dnn"}))
 def test_the_linear_term_adds_its_weight_to_the_logit_of_exactly_the_rows_with_that_value(name):
     torch.manual_seed(0)
     model = build_model(name, SPEC).eval()
