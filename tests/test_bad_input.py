@@ -21,7 +21,7 @@ CASES = [
     (["train", "--approach", "moe-mlora", "--gate-init", "warm"], "gate init must be one of"),
     (["train", "--approach", "moe-mlora", "--gate-learning-rate", "0"], "gate learning rate must be a positive number"),
     (["train", "--batch-order", "random"], "batch order must be one of shuffled, by-domain"),
-    (["train", "--select-by", "auc"], "select-by must be one of wauc, mean-auc"),
+    (["train", "--select-by", "accuracy"], "select-by must be one of wauc, mean-auc, auc"),
     (["train", "--device", "banana"], "is not a device torch knows"),
     (["train", "--dataset", "taobao-synthetic", "--n-themes", "0"], "--n-themes must be at least 1"),
     (["reproduce", "table1", "--seeds", "0"], "--seeds must be at least 1"),
