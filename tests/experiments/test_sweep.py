@@ -230,3 +230,20 @@ def test_the_controlled_grid_maps_each_methods_gain_against_the_oracle_gap(tmp_p
     assert (frame.seeds == 2).all() and (results / "controlled.png").is_file()
     report = (results / "report.md").read_text()
     assert "table-flat-domain" in report and "table-apart-domain" in report  # two tables, never pooled
+
+
+def test_a_moe_run_waits_for_the_base_run_it_reuses_but_not_for_anything_else():
+    from moe_mlora.data import DatasetConfig
+    from moe_mlora.experiments.config import RunConfig
+    from moe_mlora.experiments.sweep import RunQueue
+    from moe_mlora.training.approaches import ApproachConfig
+
+    data = DatasetConfig("taobao-synthetic", n_themes=3)
+    base, mlora, moe = (RunConfig(data, "wdl", approach=ApproachConfig(a)) for a in ("base", "mlora", "moe-mlora"))
+    authors = RunConfig(data, "wdl", approach=ApproachConfig("moe-mlora", schedule="authors-code"))  # trains its own
+    other_moe = RunConfig(data, "dcn", approach=ApproachConfig("moe-mlora"))  # its Base is not in this grid
+    queue = RunQueue([base, moe, other_moe, mlora, authors])
+    started = [queue.take() for _ in range(4)]
+    assert started == [base, other_moe, mlora, authors] and queue.take() is None  # moe waits while base runs
+    queue.done(base)
+    assert queue.take() == moe and queue.take() is None

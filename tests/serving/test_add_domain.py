@@ -83,7 +83,7 @@ def test_the_add_domain_command_reports_the_new_domains_auc_against_the_backbone
     assert (tmp_path / "out" / "add_domain.json").is_file()
 
 
-@pytest.mark.parametrize("approach", ["star", "pepnet"])
+@pytest.mark.parametrize("approach", ["star"])  # every growable method's rule: tests/methods (in memory)
 def test_a_method_with_per_domain_parts_grows_its_runs_too(table_csv, new_domain_csv, approach, tmp_path):
     source = train_run(tmp_path / "runs", table_csv, approach)[0]
     output, report = add_domain(source, new_domain_csv, "east", tmp_path / "grown")

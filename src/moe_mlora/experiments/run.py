@@ -80,12 +80,19 @@ def _execute_run(config, runs_root, dataset, data_dir, on_epoch, reuse_base) -> 
     return record
 
 
+def base_run_of(config: RunConfig) -> RunConfig | None:
+    """The Base run whose backbone a MoE-MLoRA run (paper schedule) reuses for phase 1; None for other runs."""
+    if config.approach.approach != "moe-mlora" or config.approach.schedule != "paper":
+        return None
+    return replace(config, approach=ApproachConfig("base"))
+
+
 def finished_base_backbone(config: RunConfig, runs_root: Path) -> tuple[dict, PhaseResult, str] | None:
     """The Base run with the same data, model, settings and seed, if finished: MoE-MLoRA's phase 1 would
     reproduce its backbone bitwise (both draw from the same per-phase seed), so a sweep trains it once."""
-    if config.approach.approach != "moe-mlora" or config.approach.schedule != "paper":
+    base = base_run_of(config)
+    if base is None:
         return None
-    base = replace(config, approach=ApproachConfig("base"))
     folder = base.run_dir(runs_root)
     record = RunRecord.read(folder)
     if record is None or not record.ok or not record.current or not (folder / MODEL_WEIGHTS).is_file():

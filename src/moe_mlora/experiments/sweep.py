@@ -37,7 +37,7 @@ from moe_mlora.errors import ConfigError, MoeMloraError
 from moe_mlora.files import probe_writable
 from moe_mlora.experiments.config import RunConfig
 from moe_mlora.experiments.records import RunRecord
-from moe_mlora.experiments.run import execute_run
+from moe_mlora.experiments.run import base_run_of, execute_run
 
 BACKENDS = ("process", "ray")
 LOCK_FILE = ".sweep.lock"
@@ -192,22 +192,45 @@ def _log_sweep(results_dir: Path, summary: SweepSummary, runs: int, workers: int
                               "workers": workers, "backend": backend, "interrupted": interrupted}) + "\n")
 
 
+class RunQueue:
+    """The grid's runs in their order, except that a MoE-MLoRA run waits until the Base run whose backbone it
+    reuses for phase 1 (moe_mlora.experiments.run.base_run_of) is neither waiting nor running: phase 1 is then
+    reused whenever the grid holds that Base run, however the workers' timing falls."""
+
+    def __init__(self, configs: list[RunConfig]) -> None:
+        self.waiting = list(configs)
+        self.unfinished = {config.key() for config in configs}
+
+    def take(self) -> RunConfig | None:
+        """The first waiting run that may start now (None: none may, or none is left)."""
+        for index, config in enumerate(self.waiting):
+            base = base_run_of(config)
+            if base is None or base.key() not in self.unfinished:
+                return self.waiting.pop(index)
+        return None
+
+    def done(self, config: RunConfig) -> None:
+        self.unfinished.discard(config.key())
+
+
 def _process_results(todo, results_dir, data_dir, workers, threads) -> Iterator[tuple[str, str, str, int]]:
     """At most `workers` runs in flight; on any exit but the normal one, the workers are killed."""
     context = get_context("spawn")  # no forked copies of torch's thread pools
     pids = context.SimpleQueue()
     pool = ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker,
                                initargs=(threads, os.getpid(), pids))
-    queue, futures, finished = iter(todo), set(), False
+    queue, futures, finished = RunQueue(todo), {}, False
 
     def fill() -> None:
-        while len(futures) < workers and (config := next(queue, None)) is not None:
-            futures.add(pool.submit(run_one, config.to_dict(), str(results_dir), str(data_dir) if data_dir else None))
+        while len(futures) < workers and (config := queue.take()) is not None:
+            futures[pool.submit(run_one, config.to_dict(), str(results_dir), str(data_dir) if data_dir else None)] = config
 
     try:
         fill()
         while futures:
-            done, futures = wait(futures, return_when=FIRST_COMPLETED)
+            done, _ = wait(futures, return_when=FIRST_COMPLETED)
+            for future in done:
+                queue.done(futures.pop(future))
             fill()
             for future in done:
                 yield (*future.result(), len(futures))
@@ -235,7 +258,15 @@ def _ray_results(todo, results_dir, data_dir, workers, threads) -> Iterator[tupl
         raise ConfigError("the ray backend needs Ray: pip install 'moe-mlora[ray]'") from None
     ray.init(address=os.environ.get("RAY_ADDRESS"), ignore_reinit_error=True)
     remote = ray.remote(num_cpus=threads)(run_one)
-    pending = [remote.remote(c.to_dict(), str(results_dir), str(data_dir) if data_dir else None) for c in todo]
-    while pending:
-        done, pending = ray.wait(pending, num_returns=1)
-        yield (*ray.get(done[0]), len(pending))
+    queue, running = RunQueue(todo), {}
+
+    def submit_ready() -> None:
+        while (config := queue.take()) is not None:
+            running[remote.remote(config.to_dict(), str(results_dir), str(data_dir) if data_dir else None)] = config
+
+    submit_ready()
+    while running:
+        done, _ = ray.wait(list(running), num_returns=1)
+        queue.done(running.pop(done[0]))
+        submit_ready()
+        yield (*ray.get(done[0]), len(running))
