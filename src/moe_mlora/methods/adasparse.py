@@ -19,9 +19,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from moe_mlora.adapters import towers_of
 from moe_mlora.layers.domain_part import TowerPart
-from moe_mlora.methods.blocks import seeded
+from moe_mlora.methods.blocks import attach_tower_parts
 from moe_mlora.methods.method import Method
 
 BETA, EPSILON, ALPHA_STEP = 2.0, 1e-2, 1e-4
@@ -58,9 +57,8 @@ class PrunedTower(TowerPart):
 
 
 def attach(model, n_domains: int, run_seed: int, approach=None) -> None:
-    with seeded(run_seed):
-        for tower in towers_of(model):
-            tower.adapter = PrunedTower(n_domains, model.config.embedding_dim, tower.layer_shapes)
+    attach_tower_parts(model, run_seed, lambda tower: PrunedTower(n_domains, model.config.embedding_dim,
+                                                                   tower.layer_shapes))
 
 
 METHOD = Method("adasparse", "AdaSparse", "Yang et al., CIKM 2022; Scenario-Wise Rec's AdaSparse", attach=attach)

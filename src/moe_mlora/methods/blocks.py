@@ -75,6 +75,15 @@ class DomainMixer(nn.Module):
         return torch.softmax(logits, dim=-1)
 
 
+def attach_tower_parts(model, run_seed: int, build) -> None:
+    """Give every tower of `model` the part `build(tower)` returns, drawn under `seeded(run_seed)`."""
+    from moe_mlora.adapters import towers_of
+
+    with seeded(run_seed):
+        for tower in towers_of(model):
+            tower.adapter = build(tower)
+
+
 class seeded:
     """`with seeded(run_seed):` draws a part's initialisation from a seed derived from the run's (the LoRA
     adapters' stream) and leaves the global random stream as it was, so the batches and dropout masks that

@@ -16,9 +16,8 @@ from __future__ import annotations
 
 import torch
 
-from moe_mlora.adapters import towers_of
 from moe_mlora.layers.domain_part import TowerPart
-from moe_mlora.methods.blocks import DomainMixer, StackedMLPs, pick, seeded
+from moe_mlora.methods.blocks import DomainMixer, StackedMLPs, attach_tower_parts, pick
 from moe_mlora.methods.method import Method
 
 MAX_EXPERTS = 8
@@ -41,9 +40,8 @@ class MultiGateExperts(TowerPart):
 
 
 def attach(model, n_domains: int, run_seed: int, approach=None) -> None:
-    with seeded(run_seed):
-        for tower in towers_of(model):
-            tower.adapter = MultiGateExperts(n_domains, tower.layer_shapes, model.config.dnn_dropout)
+    attach_tower_parts(model, run_seed, lambda tower: MultiGateExperts(n_domains, tower.layer_shapes,
+                                                                        model.config.dnn_dropout))
 
 
 METHOD = Method("mmoe", "MMoE", "Ma et al., KDD 2018; Scenario-Wise Rec's MMOE", attach=attach)

@@ -21,9 +21,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from moe_mlora.adapters import towers_of
 from moe_mlora.layers.domain_part import ModelPart, TowerPart
-from moe_mlora.methods.blocks import GateNU, seeded
+from moe_mlora.methods.blocks import GateNU, attach_tower_parts, seeded
 from moe_mlora.methods.method import Method
 
 
@@ -65,9 +64,8 @@ def attach_epnet(model, n_domains: int, run_seed: int, approach=None) -> None:
 
 
 def attach_ppnet(model, n_domains: int, run_seed: int, approach=None) -> None:
-    with seeded(run_seed):
-        for tower in towers_of(model):
-            tower.adapter = GatedTower(n_domains, model.config.embedding_dim, tower.layer_shapes)
+    attach_tower_parts(model, run_seed, lambda tower: GatedTower(n_domains, model.config.embedding_dim,
+                                                                  tower.layer_shapes))
 
 
 def attach_pepnet(model, n_domains: int, run_seed: int, approach=None) -> None:

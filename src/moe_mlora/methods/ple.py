@@ -15,9 +15,8 @@ from __future__ import annotations
 
 import torch
 
-from moe_mlora.adapters import towers_of
 from moe_mlora.layers.domain_part import TowerPart
-from moe_mlora.methods.blocks import DomainMixer, StackedMLPs, pick, seeded
+from moe_mlora.methods.blocks import DomainMixer, StackedMLPs, attach_tower_parts, pick
 from moe_mlora.methods.method import Method
 
 SPECIFIC_EXPERTS = 2
@@ -44,9 +43,8 @@ class ProgressiveExperts(TowerPart):
 
 
 def attach(model, n_domains: int, run_seed: int, approach=None) -> None:
-    with seeded(run_seed):
-        for tower in towers_of(model):
-            tower.adapter = ProgressiveExperts(n_domains, tower.layer_shapes, model.config.dnn_dropout)
+    attach_tower_parts(model, run_seed, lambda tower: ProgressiveExperts(n_domains, tower.layer_shapes,
+                                                                          model.config.dnn_dropout))
 
 
 METHOD = Method("ple", "PLE", "Tang et al., RecSys 2020 (one CGC level); Scenario-Wise Rec's PLE", attach=attach, grows=True)

@@ -13,9 +13,8 @@ from __future__ import annotations
 
 import torch
 
-from moe_mlora.adapters import towers_of
 from moe_mlora.layers.domain_part import TowerPart
-from moe_mlora.methods.blocks import StackedMLPs, pick, seeded
+from moe_mlora.methods.blocks import StackedMLPs, attach_tower_parts, pick
 from moe_mlora.methods.method import Method
 
 
@@ -32,9 +31,7 @@ class DomainTowers(TowerPart):
 
 
 def attach(model, n_domains: int, run_seed: int, approach=None) -> None:
-    with seeded(run_seed):
-        for tower in towers_of(model):
-            tower.adapter = DomainTowers(n_domains, tower.out_dim, model.config.dnn_dropout)
+    attach_tower_parts(model, run_seed, lambda tower: DomainTowers(n_domains, tower.out_dim, model.config.dnn_dropout))
 
 
 METHOD = Method("shared-bottom", "SharedBottom", "Caruana 1997; Scenario-Wise Rec's SharedBottom", attach=attach,

@@ -6,8 +6,8 @@ The model grows by exactly what the new domain needs, and only that trains, on t
   training-share-weighted mean of the existing domains' rows (the "average domain");
 * MLoRA: one new adapter; MoE-MLoRA: k new experts and the gate's entry for the domain (its embedding row
   and the gate's outputs for the new experts); another method's parts grow by DomainPart.grow_into (each
-  per-domain block gets a new block, starting at the average domain; shared tensors are kept). Existing domains get a fixed -1e4 gate prior on the new
-  experts (an exact zero weight after the softmax), and the new domain's prior starts on its own experts,
+  per-domain block gets a new block, starting at the average domain; shared tensors are kept). Existing
+  domains get a fixed -1e4 gate prior on the new experts (an exact zero weight after the softmax), and the new domain's prior starts on its own experts,
   as `--gate-init own-domain` does; the gate's mixture over the old experts is learnt from its new row.
 
 Experts are numbered e -> domain e mod n (moe_mlora.adapters.config), so with n + 1 domains the old
@@ -121,8 +121,9 @@ def add_domain(
         set_adapter_mode(model, _mode(model))
     _check_unchanged(model, before, new_id, masks)
 
-    backbone = ({name: source.backbone_logits(part) for name, part in parts.items() if name != "train"}
-                if method.backbone_path else {"valid": None, "test": None})
+    def backbone_auc(name: str) -> float | None:  # only where the method has a backbone-alone path
+        return _auc(parts[name], source.backbone_logits(parts[name])) if method.backbone_path else None
+
     report = AddedDomainReport(
         source=str(run), domain=domain,
         rows={name: len(part) for name, part in parts.items()},
@@ -130,8 +131,7 @@ def add_domain(
         epochs=len(result.history), best_epoch=result.best_epoch,
         valid_auc=_auc(parts["valid"], predict_logits(model, parts["valid"], train.eval_batch_size).numpy()),
         test_auc=_auc(parts["test"], predict_logits(model, parts["test"], train.eval_batch_size).numpy()),
-        backbone_valid_auc=_auc(parts["valid"], backbone["valid"]) if backbone["valid"] is not None else None,
-        backbone_test_auc=_auc(parts["test"], backbone["test"]) if backbone["test"] is not None else None,
+        backbone_valid_auc=backbone_auc("valid"), backbone_test_auc=backbone_auc("test"),
         seconds=time.perf_counter() - started,
     )
     fields = list(encoding.fields)

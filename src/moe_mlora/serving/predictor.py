@@ -85,8 +85,6 @@ class Predictor:
     def encode(self, chunk: Chunk, unknown_domain: UnknownDomain) -> TensorPart:
         """The chunk's rows as model inputs; `domains` is -1 for a domain the run does not know."""
         manifest = self.manifest
-        if UnknownDomain(unknown_domain) is UnknownDomain.BACKBONE:
-            self.require_backbone_path()
         rows = self.encode_features(chunk)
         if manifest.domain_column not in chunk.frame.columns:
             raise DataError(f"{chunk.source}: missing column '{manifest.domain_column}' (the run's domain column)")
