@@ -32,6 +32,20 @@ def test_movielens_100k_gender_domains_follow_user_file(real_data_dir):
     assert table.domain_order == ["F", "M"]
 
 
+def test_the_papers_vocabulary_codes_ids_by_their_rank_among_every_rows_sorted_values(real_data_dir):
+    """The authors' encoding (a sorted LabelEncoder over every row): an id's code is its rank among the
+    distinct ids of u.data, read here straight from the file; the loader holds ids as text, so they sort
+    as text (user 10 follows user 1)."""
+    dataset = prepare_dataset(DatasetConfig("movielens-100k", "gender"), real_data_dir)
+    ratings = pd.read_csv(real_data_dir / "ml-100k" / "u.data", sep="\t", header=None, names=["user", "item", "r", "t"])
+    for field, column in enumerate(("user", "item")):
+        ids = np.sort(ratings[column].astype(str).unique())
+        assert dataset.vocabularies[field].values == tuple(ids)
+        counts = ratings[column].astype(str).value_counts().reindex(ids).to_numpy()
+        assert np.bincount(dataset.codes[:, field], minlength=len(ids)).tolist() == counts.tolist()
+    assert np.array_equal(dataset.codes[:, 2], dataset.domains)  # the domain field's code is the domain id
+
+
 def test_ages_bucket_into_the_seven_ml1m_groups():
     ages = np.array([7, 17, 18, 24, 25, 34, 35, 44, 45, 49, 50, 55, 56, 73])
     assert age_group_of(ages).tolist() == [0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6]

@@ -3,6 +3,8 @@ the shards a chunk at a time."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -13,6 +15,8 @@ from data.test_feature_types import table
 from moe_mlora.data import DatasetConfig, prepare_dataset
 from moe_mlora.errors import ConfigError
 from moe_mlora.experiments.run import RunConfig, execute_run
+from moe_mlora.serving import Predictor, UnknownDomain
+from moe_mlora.serving.stream import Chunk
 from moe_mlora.training.approaches import ApproachConfig
 from moe_mlora.training.config import TrainConfig
 from moe_mlora.training.samplers import BatchOrder, epoch_batches
@@ -49,6 +53,27 @@ def test_the_streaming_encoder_matches_the_in_memory_one(parquet, tmp_path):
         assert torch.equal(torch.cat([c.bags for c in on_disk.chunks()]), expected.bags)
         torch.testing.assert_close(torch.cat([c.dense for c in on_disk.chunks()]), expected.dense)
     assert (tmp_path / "cache").is_dir() and len(streamed.part("train").bounds()) > 1
+
+
+def test_training_in_memory_out_of_core_and_serving_give_the_same_rows_the_same_inputs(parquet, tmp_path):
+    """One encoder (moe_mlora.data.encoding): a run's folder encodes the table's rows as training did, in
+    memory and out of core (values only in valid/test rows and rare ones meet the same OOV row)."""
+    run = RunConfig(config(parquet, split="column:part"), "deepfm", train=TrainConfig(max_epochs=1, progress=False))
+    execute_run(run, tmp_path / "runs")
+    memory = prepare_dataset(run.data)
+    streamed = prepare_dataset(replace(run.data, out_of_core=True), cache_dir=tmp_path / "cache")
+    frame = pd.read_parquet(parquet)
+    served = Predictor.from_run(run.run_dir(tmp_path / "runs")).encode(Chunk(frame, 0, "t.parquet", 0, "row"),
+                                                                       UnknownDomain.ERROR)
+    assert torch.equal(served.codes, torch.from_numpy(memory.codes)) and (served.codes[:, :2] == 0).any()
+    assert torch.equal(served.domains, torch.from_numpy(memory.domains))
+    assert torch.equal(served.bags, torch.from_numpy(memory.bags))
+    assert torch.equal(served.dense, torch.from_numpy(memory.dense))
+    for name, index in (("train", 0), ("valid", 1), ("test", 2)):
+        on_disk, rows = streamed.part(name), torch.from_numpy(memory.split == index)
+        assert torch.equal(torch.cat([chunk.codes for chunk in on_disk.chunks()]), served.codes[rows])
+        assert torch.equal(torch.cat([chunk.bags for chunk in on_disk.chunks()]), served.bags[rows])
+        assert torch.equal(on_disk.domains, served.domains[rows])
 
 
 def test_an_epoch_over_shards_sees_every_training_row_once_in_a_shuffled_chunk_order(parquet, tmp_path):

@@ -23,8 +23,10 @@ from serving.conftest import train_run
 def test_the_training_vocabulary_folds_rare_values_into_a_trained_oov_row():
     column = pd.Series(["a", "a", "b", "c", "c", "c", "d", "e"])
     training = np.array([True, True, True, True, True, True, False, False])  # d, e: only outside training
-    vocabulary, codes = fit_training_rows(column, training, min_count=2)
+    vocabulary = fit_training_rows(column, training, min_count=2)
     assert vocabulary == Vocabulary(("a", "c"), oov=True) and vocabulary.size == 3
+    codes, unseen = vocabulary.encode(column)
+    assert unseen.tolist() == [False, False, True, False, False, False, True, True]
     assert codes.tolist() == [1, 1, 0, 2, 2, 2, 0, 0]  # b (seen once) trains the OOV row that d, e then use
 
 

@@ -89,28 +89,3 @@ def encode_bags(column: pd.Series, vocabulary: Vocabulary, separator: str, lengt
     for index, row in enumerate(coded):
         out[index, :min(len(row), length)] = row[:length]
     return out
-
-
-@dataclass(frozen=True)
-class Encoding:
-    """How raw rows become model inputs: a vocabulary per categorical field (in the spec's order), the
-    numeric columns' training statistics, and the multi-valued fields' vocabularies and padded length."""
-
-    fields: tuple[Vocabulary, ...]
-    numeric: tuple[NumericColumn, ...] = ()
-    bags: tuple[Vocabulary, ...] = ()
-    bag_length: int = 0
-    separator: str = "|"
-
-    def to_dict(self, field_names: tuple[str, ...], bag_names: tuple[str, ...]) -> dict:
-        return {"fields": {name: v.to_dict() for name, v in zip(field_names, self.fields)},
-                "numeric": [column.to_dict() for column in self.numeric],
-                "bags": {name: v.to_dict() for name, v in zip(bag_names, self.bags)},
-                "bag_length": self.bag_length, "separator": self.separator}
-
-    @classmethod
-    def from_dict(cls, data: dict, field_names: tuple[str, ...], bag_names: tuple[str, ...]) -> "Encoding":
-        return cls(tuple(Vocabulary.from_dict(data["fields"][name]) for name in field_names),
-                   tuple(NumericColumn(**column) for column in data.get("numeric", [])),
-                   tuple(Vocabulary.from_dict(data["bags"][name]) for name in bag_names),
-                   int(data.get("bag_length", 0)), data.get("separator", "|"))

@@ -18,7 +18,8 @@ from moe_mlora.data.sources import source_of
 from moe_mlora.data.config import (
     SPLIT_NAMES, DatasetConfig,
 )
-from moe_mlora.data.feature_types import PAD, Encoding, NumericColumn, encode_bags, fit_bag_vocabulary, fit_numeric
+from moe_mlora.data.encoding import Encoding, RawColumns, longest_bag
+from moe_mlora.data.feature_types import NumericColumn, fit_bag_vocabulary, fit_numeric
 from moe_mlora.data.split import PART_NAMES, stratified_domain_split, time_split
 from moe_mlora.data.streaming import stream_dataset
 from moe_mlora.data.table import DOMAIN, LABEL, InteractionTable
@@ -91,36 +92,24 @@ def encode(table: InteractionTable, config: DatasetConfig) -> EncodedDataset:
     training = split == PART_NAMES["train"]
     if not training.any():
         raise DataError(f"{table.name}: the split leaves no training rows")
-    codes = np.empty((len(table.frame), len(table.feature_columns) + int(config.domain_as_feature)), dtype=np.int64)
-    vocabularies = []
-    for index, name in enumerate(table.feature_columns):
-        column = table.frame[name]
-        if config.min_count:
-            vocabulary, codes[:, index] = fit_training_rows(column, training, config.min_count)
-        else:
-            vocabulary, codes[:, index] = fit_all_rows(column)
-        vocabularies.append(vocabulary)
     names = list(table.feature_columns)
+    vocabularies = [fit_training_rows(table.frame[name], training, config.min_count) if config.min_count
+                    else fit_all_rows(table.frame[name]) for name in names]
     if config.domain_as_feature:  # the domain field's code is the domain id; every domain is known
-        codes[:, -1] = domains
         vocabularies.append(Vocabulary(tuple(table.domain_order), oov=False))
         names.append(DOMAIN)
     numeric = tuple(fit_numeric(table.frame[name], name, training, table.where) for name in table.numeric_columns)
-    dense = (np.concatenate([column.transform(table.frame[column.name], table.where) for column in numeric], axis=1)
-             if numeric else None)
     bag_vocabularies = tuple(fit_bag_vocabulary(table.frame[name], training, config.min_count, config.multi_separator)
                              for name in table.bag_columns)
-    bags = None
-    if bag_vocabularies:
-        encoded = [encode_bags(table.frame[name], vocabulary, config.multi_separator)
-                   for name, vocabulary in zip(table.bag_columns, bag_vocabularies)]
-        length = max(matrix.shape[1] for matrix in encoded)
-        bags = np.stack([np.pad(m, ((0, 0), (0, length - m.shape[1])), constant_values=PAD) for m in encoded], axis=1)
+    bag_length = max((longest_bag(table.frame[name], config.multi_separator) for name in table.bag_columns), default=0)
+    encoding = Encoding(tuple(vocabularies), numeric, bag_vocabularies, bag_length, config.multi_separator)
+    rows = encoding.encode(table.frame, RawColumns(tuple(table.feature_columns), DOMAIN, tuple(table.bag_columns)),
+                           table.domain_order, table.where)
     spec = FeatureSpec(tuple(names), tuple(v.size for v in vocabularies), tuple(table.domain_order),
                        tuple(table.numeric_columns), tuple(table.bag_columns), tuple(v.size for v in bag_vocabularies))
     notes = list(table.notes) + domain_warnings(domains, labels, split, spec.domain_names)
-    return EncodedDataset(table.name, spec, codes, domains, labels, split, table.synthetic, notes,
-                          tuple(vocabularies), table.domain_field, dense, bags, numeric, bag_vocabularies,
+    return EncodedDataset(table.name, spec, rows.codes, rows.domains, labels, split, table.synthetic, notes,
+                          tuple(vocabularies), table.domain_field, rows.dense, rows.bags, numeric, bag_vocabularies,
                           config.multi_separator)
 
 

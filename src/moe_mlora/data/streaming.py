@@ -3,13 +3,17 @@ shards on disk and trained from them chunk by chunk (`DatasetConfig(out_of_core=
 
 Pass 1 reads record batches and counts, over the training rows: each field's values, each multi-valued
 field's tokens, each numeric column's sums; pass 2 encodes every batch with the fitted vocabularies and
-writes each part's arrays (`.npy`) at its running offset. Training and evaluation read a part a chunk at
-a time through a memory map that is dropped after the chunk is copied, so memory holds one chunk, the
-model, and the validation labels, whatever the table's size. Values are compared as strings, as
-moe_mlora.data.vocabulary does, and are dictionary-encoded by pyarrow, never as Python objects.
+writes each part's arrays (`.npy`) at its running offset. Both passes see each record batch as a pandas
+frame, and pass 2 encodes it with the same encoder as training in memory and serving
+(moe_mlora.data.encoding), so the same rows get the same codes on every path. Training and evaluation read
+a part a chunk at a time through a memory map that is dropped after the chunk is copied, so memory holds
+one chunk, the model, and the validation labels, whatever the table's size.
 
-The split is drawn per row (60/20/20, seeded by the row's position), or taken from a `column:` split;
-a time split needs the whole table's order and is refused here. A chunk's batches are shuffled within
+Where out of core differs from in memory, and why: the random split is drawn per row (60/20/20, seeded by
+the row's position), not stratified per domain and label, which would need every row's domain and label
+before the first row is placed; the vocabulary is always the training rows' with an OOV row (--min-count
+1 or more), since the paper's vocabulary over all rows would need a third pass; a time split needs the
+whole table's order and is refused here. A chunk's batches are shuffled within
 the chunk and the chunks' order each epoch. MoE-MLoRA's phase 2 sees each chunk through its expert view
 (ShardedView); the authors'-code schedule, whose phase 2 selects one domain's rows at a time, needs the
 rows in memory and is refused with one line.
@@ -24,17 +28,17 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.dataset as ds
 import torch
 
-from moe_mlora.data.feature_types import PAD, Encoding, NumericColumn, parse_numbers
 from moe_mlora.batches import TensorPart
+from moe_mlora.data.encoding import Encoding, RawColumns
+from moe_mlora.data.feature_types import NumericColumn, parse_numbers, tokens
 from moe_mlora.data.config import SPLIT_NAMES, DatasetConfig
 from moe_mlora.data.split import PART_NAMES
 from moe_mlora.data.table import DOMAIN
 from moe_mlora.data.tabular import binary_labels
-from moe_mlora.data.vocabulary import MISSING, Vocabulary
+from moe_mlora.data.vocabulary import Vocabulary, as_strings, fit_counts
 from moe_mlora.errors import ConfigError, DataError
 from moe_mlora.features import FeatureSpec
 from moe_mlora.files import write_text_atomic
@@ -178,6 +182,10 @@ def stream_dataset(config: DatasetConfig, folder: Path) -> StreamedDataset:
     absent = [name for name in wanted if name not in dataset.schema.names]
     if absent:
         raise DataError(f"{source}: unknown column(s) {absent}; the table has {dataset.schema.names}")
+    nested = [name for name in [*categorical, *bags, config.split_by] if pa.types.is_nested(dataset.schema.field(name).type)]
+    if nested:
+        raise DataError(f"{source}, column '{nested[0]}': a {dataset.schema.field(nested[0]).type} column cannot be a "
+                        "categorical feature")
     folder.mkdir(parents=True, exist_ok=True)
 
     counts = {name: Counter() for name in [*categorical, *bags]}
@@ -187,23 +195,22 @@ def stream_dataset(config: DatasetConfig, folder: Path) -> StreamedDataset:
     bag_length = 1
     for batch, parts, offset in _batches(dataset, wanted, config, column):
         training = parts == PART_NAMES["train"]
+        frame = batch.to_pandas()
         for part, rows in zip(*np.unique(parts, return_counts=True)):
             part_rows[int(part)] += int(rows)
-        domain_counts.update(_value_counts(_strings(batch.column(config.split_by))))
-        mask = pa.array(training)
+        domain_counts.update(as_strings(frame[config.split_by]).value_counts().to_dict())
         for name in categorical:
-            counts[name].update(_value_counts(pc.filter(_strings(batch.column(name)), mask)))
+            counts[name].update(as_strings(frame[name])[training].value_counts().to_dict())
         for name in numeric:
-            values = _numbers(batch.column(name), name, source, offset)[training]
+            values = parse_numbers(frame[name], name, lambda row: f"{source}, row {offset + row}")[training]
             known = values[~np.isnan(values)]
             sums[name] += (len(known), known.sum(), (known ** 2).sum())
         for name in bags:
-            tokens, parents = _tokens(batch.column(name), config.multi_separator)
-            if len(parents):
-                bag_length = max(bag_length, int(np.bincount(parents).max()))
-            counts[name].update(_value_counts(pc.filter(tokens, pa.array(training[parents]))))
+            cells = tokens(frame[name], config.multi_separator)
+            bag_length = max(bag_length, int(cells.map(len).max() or 0))
+            counts[name].update(token for cell in cells[training] for token in cell)
     domains = sorted(domain_counts)
-    vocabularies = [_frequent(counts[name], config.min_count) for name in categorical]
+    vocabularies = [fit_counts(counts[name], config.min_count) for name in categorical]
     if config.domain_as_feature:
         vocabularies.append(Vocabulary(tuple(domains), oov=False))
     numeric_columns = []
@@ -213,7 +220,7 @@ def stream_dataset(config: DatasetConfig, folder: Path) -> StreamedDataset:
             raise DataError(f"{source}, column '{name}': no numeric value in the training rows")
         mean = total / n
         numeric_columns.append(NumericColumn(name, float(mean), float(np.sqrt(max(squares / n - mean ** 2, 0))) or 1.0))
-    bag_vocabularies = [_frequent(counts[name], config.min_count) for name in bags]
+    bag_vocabularies = [fit_counts(counts[name], config.min_count) for name in bags]
     encoding = Encoding(tuple(vocabularies), tuple(numeric_columns), tuple(bag_vocabularies),
                         bag_length if bags else 0, config.multi_separator)
     names = [*categorical, *([DOMAIN] if config.domain_as_feature else [])]
@@ -227,9 +234,17 @@ def stream_dataset(config: DatasetConfig, folder: Path) -> StreamedDataset:
         _create_part(folder, name, count, spec, encoding.bag_length)
     cursors = dict.fromkeys(rows, 0)
     training_domains = np.zeros(len(domains), dtype=np.int64)
-    domain_ids = pa.array(domains)
+    columns = RawColumns(tuple(categorical), config.split_by, tuple(bags))
     for batch, parts, offset in _batches(dataset, wanted, config, column):
-        encoded = _encode(batch, config, encoding, spec, domain_ids, source, offset)
+        frame = batch.to_pandas()
+        where = lambda row, offset=offset: f"{source}, row {offset + row}"  # noqa: E731
+        encoded_rows = encoding.encode(frame, columns, domains, where)
+        encoded = {"codes": encoded_rows.codes.astype(np.int32), "domains": encoded_rows.domains.astype(np.int16),
+                   "labels": binary_labels(frame[config.label_column], lambda row: f"{where(row)}, column '{config.label_column}'")}
+        if encoded_rows.dense is not None:
+            encoded["dense"] = encoded_rows.dense
+        if encoded_rows.bags is not None:
+            encoded["bags"] = encoded_rows.bags.astype(np.int32)
         training_domains += np.bincount(encoded["domains"][parts == PART_NAMES["train"]], minlength=len(domains))
         for name, index in PART_NAMES.items():
             chosen = parts == index
@@ -244,11 +259,6 @@ def stream_dataset(config: DatasetConfig, folder: Path) -> StreamedDataset:
             "part_rows": rows, "training_domain_rows": training_domains.tolist(), "domain_column": config.split_by}
     write_text_atomic(folder / META_FILE, json.dumps(meta))  # last: a folder without it is unfinished
     return _read_meta(folder)
-
-
-def _frequent(counts: Counter, min_count: int) -> Vocabulary:
-    """Values counted at least `min_count` times, sorted as strings; the rest share the OOV code 0."""
-    return Vocabulary(tuple(sorted(value for value, count in counts.items() if count >= min_count)), oov=True)
 
 
 def _read_meta(folder: Path) -> StreamedDataset:
@@ -268,7 +278,7 @@ def _batches(dataset, wanted: list[str], config: DatasetConfig, split_column: st
         if not batch.num_rows:
             continue
         if split_column:
-            names = _strings(batch.column(split_column)).to_pandas().str.strip().str.lower().map(SPLIT_NAMES)
+            names = as_strings(batch.column(split_column).to_pandas()).str.strip().str.lower().map(SPLIT_NAMES)
             if names.isna().any():
                 row = int(np.argmax(names.isna().to_numpy()))
                 raise DataError(f"{config.table_path}, row {offset + row}, column '{split_column}': not one of "
@@ -280,71 +290,6 @@ def _batches(dataset, wanted: list[str], config: DatasetConfig, split_column: st
                                                                          PART_NAMES["test"])).astype(np.int8)
         yield batch, parts, offset
         offset += batch.num_rows
-
-
-def _strings(column: pa.Array) -> pa.Array:
-    """Cells as the strings a vocabulary holds (moe_mlora.data.vocabulary.as_strings, in pyarrow)."""
-    if isinstance(column, pa.ChunkedArray):
-        column = column.combine_chunks()
-    if pa.types.is_nested(column.type):
-        raise DataError(f"a {column.type} column cannot be a categorical feature")
-    text = pc.cast(column, pa.string()) if not pa.types.is_string(column.type) else column
-    text = pc.fill_null(text, MISSING)
-    return pc.if_else(pc.equal(pc.utf8_trim_whitespace(text), ""), MISSING, text)
-
-
-def _value_counts(array: pa.Array) -> dict:
-    counted = pc.value_counts(array)
-    return dict(zip(counted.field("values").to_pylist(), counted.field("counts").to_pylist()))
-
-
-def _numbers(column: pa.Array, name: str, source: Path, offset: int) -> np.ndarray:
-    if pa.types.is_integer(column.type) or pa.types.is_floating(column.type):
-        return pc.cast(column, pa.float64()).to_numpy(zero_copy_only=False)
-    return parse_numbers(column.to_pandas(), name, lambda row: f"{source}, row {offset + row}")
-
-
-def _tokens(column: pa.Array, separator: str) -> tuple[pa.Array, np.ndarray]:
-    """Every non-empty token of the column's cells, and the row each comes from."""
-    split = pc.split_pattern(pc.fill_null(pc.cast(column, pa.string()), ""), separator)
-    tokens = pc.utf8_trim_whitespace(pc.list_flatten(split))
-    parents = pc.list_parent_indices(split).to_numpy()
-    keep = pc.not_equal(tokens, "")
-    return pc.filter(tokens, keep), parents[keep.to_numpy(zero_copy_only=False)]
-
-
-def _codes(strings: pa.Array, vocabulary: Vocabulary) -> np.ndarray:
-    found = pc.index_in(strings, value_set=pa.array(vocabulary.values, type=pa.string()))
-    offset = int(vocabulary.oov)
-    return (pc.fill_null(pc.add(found, offset), 0)).to_numpy(zero_copy_only=False).astype(np.int32)
-
-
-def _encode(batch, config, encoding: Encoding, spec: FeatureSpec, domain_ids: pa.Array, source: Path, offset: int) -> dict:
-    rows = batch.num_rows
-    out = {"codes": np.zeros((rows, spec.n_fields), dtype=np.int32)}
-    for index, name in enumerate(config.features):
-        out["codes"][:, index] = _codes(_strings(batch.column(name)), encoding.fields[index])
-    domains = pc.index_in(_strings(batch.column(config.split_by)), value_set=domain_ids).to_numpy(zero_copy_only=False)
-    out["domains"] = domains.astype(np.int16)
-    if config.domain_as_feature:
-        out["codes"][:, -1] = domains
-    out["labels"] = binary_labels(batch.column(config.label_column).to_pandas(),
-                                  lambda row: f"{source}, row {offset + row}, column '{config.label_column}'")
-    if encoding.numeric:
-        out["dense"] = np.concatenate([c.transform(batch.column(c.name).to_pandas(), lambda row: f"{source}, row {offset + row}")
-                                       for c in encoding.numeric], axis=1)
-    if encoding.bags:
-        matrix = np.full((rows, len(encoding.bags), encoding.bag_length), PAD, dtype=np.int32)
-        for slot, (name, vocabulary) in enumerate(zip(spec.bag_names, encoding.bags)):
-            tokens, parents = _tokens(batch.column(name), encoding.separator)
-            if not len(parents):
-                continue
-            starts = np.searchsorted(parents, parents, side="left")
-            position = np.arange(len(parents)) - starts
-            keep = position < encoding.bag_length
-            matrix[parents[keep], slot, position[keep]] = _codes(tokens, vocabulary)[keep]
-        out["bags"] = matrix
-    return out
 
 
 def _create_part(folder: Path, name: str, rows: int, spec: FeatureSpec, bag_length: int) -> None:

@@ -10,7 +10,8 @@ Two protocols, chosen by `DatasetConfig.min_count`:
   folded into it, so it is *trained* on the rarest values' rows, the rows most like a value never seen.
   Values first met in validation, test or serving map to it.
 
-Values are kept as strings (how CSV rows arrive); `encode` takes any column and compares str(value).
+Values are kept as strings (how CSV rows arrive); `encode` takes any column and compares the strings
+`as_strings` makes of its cells, on every path (moe_mlora.data.encoding).
 """
 
 from __future__ import annotations
@@ -60,16 +61,22 @@ def as_strings(column: pd.Series) -> pd.Series:
     return strings.mask(strings.str.strip() == "", MISSING)
 
 
-def fit_all_rows(column: pd.Series) -> tuple[Vocabulary, np.ndarray]:
-    """The paper's protocol: every value of every row, sorted in the column's own order (numbers as numbers)."""
+def fit_all_rows(column: pd.Series) -> Vocabulary:
+    """The paper's protocol: every value of every row, sorted in the column's own order (numbers as numbers);
+    missing cells, if any, are the category MISSING, last."""
     codes, uniques = pd.factorize(column, sort=True)
-    return Vocabulary(tuple(str(value) for value in uniques), oov=False), codes.astype(np.int64)
+    values = dict.fromkeys(as_strings(pd.Series(uniques)))
+    if (codes < 0).any():
+        values.setdefault(MISSING)
+    return Vocabulary(tuple(values), oov=False)
 
 
-def fit_training_rows(column: pd.Series, training: np.ndarray, min_count: int) -> tuple[Vocabulary, np.ndarray]:
+def fit_training_rows(column: pd.Series, training: np.ndarray, min_count: int) -> Vocabulary:
     """Values seen at least `min_count` times in the training rows, sorted as strings; the rest share code 0."""
-    strings = as_strings(column)
-    counts = strings[training].value_counts()
-    vocabulary = Vocabulary(tuple(sorted(counts.index[counts >= min_count])), oov=True)
-    codes, _ = vocabulary.encode(strings)
-    return vocabulary, codes
+    counts = as_strings(column)[training].value_counts()
+    return Vocabulary(tuple(sorted(counts.index[counts >= min_count])), oov=True)
+
+
+def fit_counts(counts: dict[str, int], min_count: int) -> Vocabulary:
+    """The same from counts gathered elsewhere (out of core, batch by batch)."""
+    return Vocabulary(tuple(sorted(value for value, count in counts.items() if count >= min_count)), oov=True)

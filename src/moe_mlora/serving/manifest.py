@@ -21,7 +21,7 @@ from torch import nn
 
 from moe_mlora.adapters import ADAPTER_CONFIG, adapters_of, load_adapters, save_adapters
 from moe_mlora.data import EncodedDataset
-from moe_mlora.data.feature_types import Encoding
+from moe_mlora.data.encoding import Encoding
 from moe_mlora.data.table import DOMAIN
 from moe_mlora.errors import DataError, MoeMloraError
 from moe_mlora.experiments.config import RunConfig

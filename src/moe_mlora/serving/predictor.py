@@ -25,7 +25,7 @@ from tqdm.auto import tqdm
 
 from moe_mlora.adapters import AdapterMode, adapters_of, set_adapter_mode
 from moe_mlora.batches import TensorPart
-from moe_mlora.data.feature_types import Encoding, encode_bags
+from moe_mlora.data.encoding import Encoding, EncodedRows, RawColumns
 from moe_mlora.data.vocabulary import as_strings
 from moe_mlora.errors import ConfigError, DataError
 from moe_mlora.files import probe_output_file
@@ -85,44 +85,35 @@ class Predictor:
     def encode(self, chunk: Chunk, unknown_domain: UnknownDomain) -> TensorPart:
         """The chunk's rows as model inputs; `domains` is -1 for a domain the run does not know."""
         manifest = self.manifest
-        rows = self.encode_features(chunk)
         if manifest.domain_column not in chunk.frame.columns:
             raise DataError(f"{chunk.source}: missing column '{manifest.domain_column}' (the run's domain column)")
-        domain_values = as_strings(chunk.frame[manifest.domain_column])
-        domains = np.array(domain_values.map(self.domain_index).fillna(-1), dtype=np.int64)
-        unknown = domains < 0
+        rows = self._encode(chunk, manifest.domain_column)
+        unknown = rows.domains < 0
         if unknown.any() and UnknownDomain(unknown_domain) is UnknownDomain.ERROR:
             row = int(np.argmax(unknown))
-            raise DataError(f"{chunk.where(row)}, column '{manifest.domain_column}': domain '{domain_values.iloc[row]}' "
-                            f"is not one of the run's {len(self.domain_index)} domains (--unknown-domain backbone "
+            value = as_strings(chunk.frame[manifest.domain_column]).iloc[row]
+            raise DataError(f"{chunk.where(row)}, column '{manifest.domain_column}': domain '{value}' "
+                            f"is not one of the run's {len(manifest.domain_names)} domains (--unknown-domain backbone "
                             "scores such rows with the backbone alone)")
-        if manifest.domain_as_feature:
-            rows.codes[:, -1] = torch.from_numpy(np.maximum(domains, 0))
-        return replace(rows, domains=torch.from_numpy(domains))
+        return self._tensors(rows, rows.domains)
 
     def encode_features(self, chunk: Chunk) -> TensorPart:
         """The chunk's features as model inputs (the domain field, when there is one, left at 0; domains 0)."""
-        frame, encoding = chunk.frame, self.encoding
-        absent = [column for column in self.feature_columns if column not in frame.columns]
+        rows = self._encode(chunk, None)
+        return self._tensors(rows, np.zeros(len(rows.domains), dtype=np.int64))
+
+    def _encode(self, chunk: Chunk, domain_column: str | None) -> EncodedRows:
+        absent = [column for column in self.feature_columns if column not in chunk.frame.columns]
         if absent:
             raise DataError(f"{chunk.source}: missing column(s) {absent}; the run needs {self.input_columns}")
-        codes = np.zeros((len(frame), len(encoding.fields)), dtype=np.int64)
-        for index, column in enumerate(self.manifest.feature_columns):
-            codes[:, index], unseen = encoding.fields[index].encode(frame[column])
-            if unseen.any() and not encoding.fields[index].oov:
-                row = int(np.argmax(unseen))
-                raise DataError(f"{chunk.where(row)}, column '{column}': value '{as_strings(frame[column]).iloc[row]}' "
-                                "was never seen in training and this run has no out-of-vocabulary row (it used the "
-                                "paper's vocabulary over all rows; train with --min-count 1 or more to serve new values)")
-        spec = self.manifest.feature_spec
-        dense = bags = None
-        if encoding.numeric:
-            dense = torch.from_numpy(np.concatenate([c.transform(frame[c.name], chunk.where) for c in encoding.numeric], 1))
-        if encoding.bags:
-            bags = torch.from_numpy(np.stack([encode_bags(frame[name], vocabulary, encoding.separator, encoding.bag_length)
-                                              for name, vocabulary in zip(spec.bag_names, encoding.bags)], axis=1))
-        return TensorPart(torch.from_numpy(codes), torch.zeros(len(frame), dtype=torch.int64), torch.zeros(len(frame)),
-                          dense=dense, bags=bags)
+        columns = RawColumns(tuple(self.manifest.feature_columns), domain_column, self.manifest.feature_spec.bag_names)
+        return self.encoding.encode(chunk.frame, columns, self.manifest.domain_names, chunk.where)
+
+    @staticmethod
+    def _tensors(rows: EncodedRows, domains: np.ndarray) -> TensorPart:
+        return TensorPart(torch.from_numpy(rows.codes), torch.from_numpy(domains), torch.zeros(len(domains)),
+                          dense=None if rows.dense is None else torch.from_numpy(rows.dense),
+                          bags=None if rows.bags is None else torch.from_numpy(rows.bags))
 
     # -- scoring ---------------------------------------------------------------------------------------
     def _logits(self, rows: TensorPart) -> np.ndarray:
