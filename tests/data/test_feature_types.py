@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from moe_mlora.data import DatasetConfig, prepare_dataset
-from moe_mlora.data.feature_types import PAD, encode_bags, fit_bag_vocabulary
+from moe_mlora.data.feature_types import PAD, encode_bags, fit_bag_vocabulary, longest_bag
 from moe_mlora.data.split import TEST, TRAIN, VALID
 from moe_mlora.errors import ConfigError, DataError
 from moe_mlora.models import MODELS, build_model
@@ -66,8 +66,10 @@ def test_multi_valued_cells_become_padded_token_codes_with_an_oov_code():
     training = np.array([True, True, True, False])
     vocabulary = fit_bag_vocabulary(column, training, min_count=1, separator="|")
     assert vocabulary.values == ("Action", "Comedy", "Drama") and vocabulary.oov
-    codes = encode_bags(column, vocabulary, "|")
+    assert longest_bag(column, "|") == 2
+    codes = encode_bags(column, vocabulary, "|", 2)
     assert codes.tolist() == [[1, 2], [PAD, PAD], [3, PAD], [1, 0]]  # Western: unseen in training -> OOV
+    assert encode_bags(column, vocabulary, "|", 1).tolist() == [[1], [PAD], [3], [1]]  # past the length: dropped
 
 
 def test_a_time_split_puts_each_domains_latest_rows_in_test_and_fits_vocabularies_on_training_rows(csv):

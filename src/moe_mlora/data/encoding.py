@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from moe_mlora.data.feature_types import NumericColumn, encode_bags, tokens
+from moe_mlora.data.feature_types import NumericColumn, encode_bags
 from moe_mlora.data.vocabulary import Vocabulary, as_strings
 from moe_mlora.errors import DataError
 
@@ -87,8 +87,3 @@ class Encoding:
                    tuple(NumericColumn(**column) for column in data.get("numeric", [])),
                    tuple(Vocabulary.from_dict(data["bags"][name]) for name in bag_names),
                    int(data.get("bag_length", 0)), data.get("separator", "|"))
-
-
-def longest_bag(column: pd.Series, separator: str) -> int:
-    """The most tokens in one cell (at least 1): the padded length of a multi-valued field."""
-    return max(int(tokens(column, separator).map(len).max() or 0), 1) if len(column) else 1

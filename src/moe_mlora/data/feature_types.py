@@ -10,13 +10,16 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
-from moe_mlora.data.vocabulary import MISSING, Vocabulary, as_strings
+from moe_mlora.data.vocabulary import MISSING, Vocabulary, as_strings, distinct_strings, fit_counts
 from moe_mlora.errors import DataError
 
 MISSING_TEXT = {"", MISSING, "nan", "NaN", "NA", "null", "None"}
@@ -42,13 +45,19 @@ class NumericColumn:
 
 def parse_numbers(column: pd.Series, name: str, where: Callable[[int], str]) -> np.ndarray:
     """Float64 values with NaN for missing cells; a cell that is text is an error naming it."""
-    text = as_strings(column).str.strip()
-    missing = text.isin(MISSING_TEXT).to_numpy()
-    values = pd.to_numeric(text.where(~missing, "nan"), errors="coerce").to_numpy(dtype=np.float64)
-    bad = np.isnan(values) & ~missing | np.isinf(values)
+    if pd.api.types.is_numeric_dtype(column) and not pd.api.types.is_bool_dtype(column):  # e.g. Parquet numbers
+        values = column.to_numpy(dtype=np.float64, na_value=np.nan)
+        bad = np.isinf(values)
+        text = None
+    else:
+        text = as_strings(column).str.strip()
+        missing = text.isin(MISSING_TEXT).to_numpy()
+        values = pd.to_numeric(text.where(~missing, "nan"), errors="coerce").to_numpy(dtype=np.float64)
+        bad = np.isnan(values) & ~missing | np.isinf(values)
     if bad.any():
         row = int(np.argmax(bad))
-        raise DataError(f"{where(row)}, column '{name}': '{text.iloc[row]}' is not a number (numeric feature)")
+        cell = column.iloc[row] if text is None else text.iloc[row]
+        raise DataError(f"{where(row)}, column '{name}': '{cell}' is not a number (numeric feature)")
     return values
 
 
@@ -61,31 +70,62 @@ def fit_numeric(column: pd.Series, name: str, training: np.ndarray, where: Calla
     return NumericColumn(name, float(known.mean()), std if std > 0 else 1.0)
 
 
-def tokens(column: pd.Series, separator: str) -> pd.Series:
-    """Each cell's tokens (an empty cell has none)."""
-    text = as_strings(column)
-    return text.where(text != MISSING, "").str.split(separator, regex=False).map(
-        lambda parts: [part.strip() for part in parts if part.strip()])
+@dataclass(frozen=True)
+class Tokens:
+    """The tokens of a column's distinct cells, flat: `values[i]` belongs to distinct cell `parents[i]`;
+    `cells` maps each row to its distinct cell. Split with pyarrow, once per distinct cell."""
+
+    cells: np.ndarray
+    n_distinct: int
+    values: pa.Array  # strings, stripped, none empty
+    parents: np.ndarray
+
+    @classmethod
+    def of(cls, column: pd.Series, separator: str) -> "Tokens":
+        cells, strings = distinct_strings(column)
+        text = pa.array(strings.where(strings != MISSING, "").to_numpy(dtype=object), type=pa.string())
+        split = pc.split_pattern(text, separator)
+        values = pc.utf8_trim_whitespace(pc.list_flatten(split))
+        keep = pc.not_equal(values, "")
+        parents = pc.list_parent_indices(split).to_numpy()[keep.to_numpy(zero_copy_only=False)]
+        return cls(cells, len(strings), pc.filter(values, keep), parents)
+
+    def counts(self) -> Counter:
+        """How often each token occurs over the rows."""
+        weights = np.bincount(self.cells, minlength=self.n_distinct)[self.parents]
+        summed = pd.Series(weights).groupby(self.values.to_numpy(zero_copy_only=False)).sum()
+        return Counter({token: int(count) for token, count in summed.items()})
+
+    def longest(self) -> int:
+        """The most tokens in one cell (at least 1)."""
+        return max(int(np.bincount(self.parents).max()) if len(self.parents) else 0, 1)
+
+
+def longest_bag(column: pd.Series, separator: str) -> int:
+    """The padded length of a multi-valued field: the most tokens in one cell (at least 1)."""
+    return Tokens.of(column, separator).longest()
 
 
 def fit_bag_vocabulary(column: pd.Series, training: np.ndarray, min_count: int, separator: str) -> Vocabulary:
     """The tokens' vocabulary: over every row (min_count 0) or the training rows with an OOV code 0."""
-    split = tokens(column, separator)
     if min_count:
-        counts = pd.Series([t for row in split[training] for t in row], dtype=object).value_counts()
-        return Vocabulary(tuple(sorted(counts.index[counts >= min_count])), oov=True)
-    return Vocabulary(tuple(sorted({t for row in split for t in row})), oov=False)
+        return fit_counts(Tokens.of(column[training], separator).counts(), min_count)
+    return Vocabulary(tuple(sorted(Tokens.of(column, separator).counts())), oov=False)
 
 
-def encode_bags(column: pd.Series, vocabulary: Vocabulary, separator: str, length: int | None = None) -> np.ndarray:
-    """(N, length) int64 token codes, padded with PAD; tokens past `length` are dropped (length: the longest
-    row when None). Unseen tokens take the OOV code 0 (a vocabulary without one drops them)."""
-    split = tokens(column, separator)
-    lookup = {value: index + int(vocabulary.oov) for index, value in enumerate(vocabulary.values)}
-    unseen = 0 if vocabulary.oov else None
-    coded = [[c for c in (lookup.get(t, unseen) for t in row) if c is not None] for row in split]
-    length = length if length is not None else max((len(row) for row in coded), default=1) or 1
-    out = np.full((len(coded), length), PAD, dtype=np.int64)
-    for index, row in enumerate(coded):
-        out[index, :min(len(row), length)] = row[:length]
-    return out
+def encode_bags(column: pd.Series, vocabulary: Vocabulary, separator: str, length: int) -> np.ndarray:
+    """(N, length) int64 token codes, padded with PAD; tokens past `length` are dropped. Unseen tokens take
+    the OOV code 0 (a vocabulary without one drops them)."""
+    tokens = Tokens.of(column, separator)
+    found = pc.index_in(tokens.values, value_set=pa.array(vocabulary.values, type=pa.string()))
+    codes = pc.add(found, int(vocabulary.oov)).to_numpy(zero_copy_only=False)  # NaN where unseen
+    seen = ~np.isnan(codes)
+    codes = np.where(seen, codes, 0).astype(np.int64)
+    parents = tokens.parents
+    if not vocabulary.oov:  # unseen tokens are dropped and take no place
+        codes, parents = codes[seen], parents[seen]
+    position = np.arange(len(parents)) - np.searchsorted(parents, parents, side="left")
+    keep = position < length
+    distinct = np.full((tokens.n_distinct, length), PAD, dtype=np.int64)
+    distinct[parents[keep], position[keep]] = codes[keep]
+    return distinct[tokens.cells]

@@ -18,8 +18,8 @@ from moe_mlora.data.sources import source_of
 from moe_mlora.data.config import (
     SPLIT_NAMES, DatasetConfig,
 )
-from moe_mlora.data.encoding import Encoding, RawColumns, longest_bag
-from moe_mlora.data.feature_types import NumericColumn, fit_bag_vocabulary, fit_numeric
+from moe_mlora.data.encoding import Encoding, RawColumns
+from moe_mlora.data.feature_types import NumericColumn, fit_bag_vocabulary, fit_numeric, longest_bag
 from moe_mlora.data.split import PART_NAMES, stratified_domain_split, time_split
 from moe_mlora.data.streaming import stream_dataset
 from moe_mlora.data.table import DOMAIN, LABEL, InteractionTable

@@ -25,6 +25,7 @@ import json
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import pyarrow as pa
@@ -33,12 +34,12 @@ import torch
 
 from moe_mlora.batches import TensorPart
 from moe_mlora.data.encoding import Encoding, RawColumns
-from moe_mlora.data.feature_types import NumericColumn, parse_numbers, tokens
+from moe_mlora.data.feature_types import NumericColumn, Tokens, longest_bag, parse_numbers
 from moe_mlora.data.config import SPLIT_NAMES, DatasetConfig
 from moe_mlora.data.split import PART_NAMES
 from moe_mlora.data.table import DOMAIN
 from moe_mlora.data.tabular import binary_labels
-from moe_mlora.data.vocabulary import Vocabulary, as_strings, fit_counts
+from moe_mlora.data.vocabulary import Vocabulary, as_strings, fit_counts, string_counts
 from moe_mlora.errors import ConfigError, DataError
 from moe_mlora.features import FeatureSpec
 from moe_mlora.files import write_text_atomic
@@ -58,6 +59,7 @@ class ShardedPart:
     rows: int
     chunk_rows: int = CHUNK_ROWS
     _small: dict = field(default_factory=dict, repr=False)
+    in_memory: ClassVar[bool] = False
 
     def __len__(self) -> int:
         return self.rows
@@ -116,6 +118,7 @@ class ShardedView:
     view: object  # TensorPart -> TensorPart
     copies: int
     _experts: torch.Tensor | None = field(default=None, repr=False)
+    in_memory: ClassVar[bool] = False
 
     def __len__(self) -> int:
         return len(self.part) * self.copies
@@ -198,17 +201,16 @@ def stream_dataset(config: DatasetConfig, folder: Path) -> StreamedDataset:
         frame = batch.to_pandas()
         for part, rows in zip(*np.unique(parts, return_counts=True)):
             part_rows[int(part)] += int(rows)
-        domain_counts.update(as_strings(frame[config.split_by]).value_counts().to_dict())
+        domain_counts.update(string_counts(frame[config.split_by]))
         for name in categorical:
-            counts[name].update(as_strings(frame[name])[training].value_counts().to_dict())
+            counts[name].update(string_counts(frame[name][training]))
         for name in numeric:
             values = parse_numbers(frame[name], name, lambda row: f"{source}, row {offset + row}")[training]
             known = values[~np.isnan(values)]
             sums[name] += (len(known), known.sum(), (known ** 2).sum())
         for name in bags:
-            cells = tokens(frame[name], config.multi_separator)
-            bag_length = max(bag_length, int(cells.map(len).max() or 0))
-            counts[name].update(token for cell in cells[training] for token in cell)
+            bag_length = max(bag_length, longest_bag(frame[name], config.multi_separator))
+            counts[name].update(Tokens.of(frame[name][training], config.multi_separator).counts())
     domains = sorted(domain_counts)
     vocabularies = [fit_counts(counts[name], config.min_count) for name in categorical]
     if config.domain_as_feature:

@@ -42,10 +42,11 @@ class Vocabulary:
 
     def encode(self, column: pd.Series) -> tuple[np.ndarray, np.ndarray]:
         """(codes, unseen): codes as int64, with unseen values at the OOV code 0 (or -1 without an OOV row)."""
-        codes = as_strings(column).map(self._lookup)
-        unseen = codes.isna().to_numpy()
-        filled = codes.fillna(0 if self.oov else -1).to_numpy(dtype=np.int64)
-        return filled, unseen
+        cells, strings = distinct_strings(column)
+        found = strings.map(self._lookup)
+        unseen = found.isna().to_numpy()
+        filled = found.fillna(0 if self.oov else -1).to_numpy(dtype=np.int64)
+        return filled[cells], unseen[cells]
 
     def to_dict(self) -> dict:
         return {"oov": self.oov, "values": list(self.values)}
@@ -61,6 +62,25 @@ def as_strings(column: pd.Series) -> pd.Series:
     return strings.mask(strings.str.strip() == "", MISSING)
 
 
+def distinct_strings(column: pd.Series) -> tuple[np.ndarray, pd.Series]:
+    """(cells, strings): each cell's index into `strings`, the column's distinct values as `as_strings` makes
+    them. The string work is done once per distinct value, not per row (ids repeat: a chunk of a million
+    ratings holds a few thousand users)."""
+    cells, uniques = pd.factorize(column)  # missing cells get -1
+    strings = as_strings(pd.Series(uniques, dtype=object))
+    if (cells < 0).any():
+        cells = np.where(cells < 0, len(strings), cells)
+        strings = pd.concat([strings, pd.Series([MISSING])], ignore_index=True)
+    return cells, strings
+
+
+def string_counts(column: pd.Series) -> dict[str, int]:
+    """How often each value occurs, keyed by its string (values with the same string are one value)."""
+    cells, strings = distinct_strings(column)
+    counts = pd.Series(np.bincount(cells, minlength=len(strings)), index=strings.to_numpy())
+    return counts.groupby(level=0).sum().to_dict()
+
+
 def fit_all_rows(column: pd.Series) -> Vocabulary:
     """The paper's protocol: every value of every row, sorted in the column's own order (numbers as numbers);
     missing cells, if any, are the category MISSING, last."""
@@ -73,8 +93,7 @@ def fit_all_rows(column: pd.Series) -> Vocabulary:
 
 def fit_training_rows(column: pd.Series, training: np.ndarray, min_count: int) -> Vocabulary:
     """Values seen at least `min_count` times in the training rows, sorted as strings; the rest share code 0."""
-    counts = as_strings(column)[training].value_counts()
-    return Vocabulary(tuple(sorted(counts.index[counts >= min_count])), oov=True)
+    return fit_counts(string_counts(column[training]), min_count)
 
 
 def fit_counts(counts: dict[str, int], min_count: int) -> Vocabulary:
