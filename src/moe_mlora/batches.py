@@ -1,14 +1,34 @@
-"""The batch type every layer may import: one split of a dataset held as tensors (no dataset loader here).
+"""The batch types every layer may import (no dataset loader here).
 
-A part on disk (moe_mlora.data.streaming.ShardedPart) offers the same interface chunk by chunk.
+`Part` is what training and evaluation take: one split of a dataset, gone through a chunk at a time.
+`TensorPart` holds a split (or a batch) in memory as tensors and is its own single chunk; a split on disk
+(moe_mlora.data.streaming.ShardedPart) yields many. Code that needs every row at once (selecting one
+domain's rows, as the authors'-code schedule does) asks `in_memory`, never the part's type.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, fields
+from typing import ClassVar, Protocol
 
 import torch
+
+
+class Part(Protocol):
+    in_memory: ClassVar[bool]  # True: its rows are tensors in memory, so rows can be selected by index
+
+    def __len__(self) -> int: ...
+
+    @property
+    def domains(self) -> torch.Tensor: ...  # (N,) every row's domain id
+
+    @property
+    def labels(self) -> torch.Tensor: ...  # (N,) float32
+
+    def chunks(self, generator: torch.Generator | None = None) -> Iterator["TensorPart"]: ...
+
+    def expert_view(self, view: Callable[["TensorPart"], "TensorPart"], copies: int) -> "Part": ...
 
 
 @dataclass
@@ -26,6 +46,7 @@ class TensorPart:
     experts: torch.Tensor | None = None  # (N,) int64 expert ids, in an expert view
     dense: torch.Tensor | None = None  # (N, 2 * numeric columns) float32
     bags: torch.Tensor | None = None  # (N, bags, length) int64 codes, -1 pads
+    in_memory: ClassVar[bool] = True
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -43,6 +64,10 @@ class TensorPart:
         """The part as chunks to go through one at a time: itself, in memory (a part on disk,
         moe_mlora.data.streaming, yields many, in an order drawn from `generator`)."""
         yield self
+
+    def expert_view(self, view: Callable[["TensorPart"], "TensorPart"], copies: int) -> "TensorPart":
+        """The part as `view` sees it (`copies` rows per row, e.g. MoE-MLoRA's expert view): in memory, at once."""
+        return view(self)
 
     def map_tensors(self, function) -> "TensorPart":
         """The same part with `function` applied to each of its tensors."""

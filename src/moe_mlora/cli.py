@@ -21,6 +21,7 @@ from moe_mlora.data import DatasetConfig, load_interactions
 from moe_mlora.data.controlled import TABLE_FILE, ControlledConfig, write_controlled
 from moe_mlora.data.prepare import table_notes
 from moe_mlora.data.stats import domain_statistics, stats_as_records
+from moe_mlora.cli_options import Settings, with_settings
 from moe_mlora.errors import ConfigError, MoeMloraError
 from moe_mlora.files import probe_writable
 from moe_mlora.experiments.controlled import SETTINGS, controlled_configs, write_tables
@@ -40,11 +41,11 @@ from moe_mlora.models.registry import PAPER_MODELS
 from moe_mlora.serving import VOCABULARY_FILE, Predictor, UnknownDomain, read_manifest
 from moe_mlora.serving.add_domain import add_domain
 from moe_mlora.serving.export import export_run
-from moe_mlora.training.config import DEFAULT_MAX_EPOCHS, TrainConfig, resolve_device
+from moe_mlora.training.approaches import ApproachConfig
+from moe_mlora.training.config import TrainConfig, resolve_device
 from moe_mlora.training.distributed import is_main_process, process_group
 from moe_mlora.training.loop import EpochRecord
 from moe_mlora.training.metrics import SelectBy
-from moe_mlora.training.samplers import BatchOrder
 
 # Help texts are plain text: rich markup would eat "[ray]" in "pip install 'moe-mlora[ray]'".
 app = typer.Typer(help="Multi-domain CTR prediction: Base, MLoRA and MoE-MLoRA on eight CTR backbones.",
@@ -59,12 +60,7 @@ console = Console(soft_wrap=True, markup=False)  # printed text is data (paths, 
 DataDirOption = Annotated[Optional[Path], typer.Option(help="Raw data folder (else $MOE_MLORA_DATA_DIR, else ~/.cache/moe-mlora/data).")]
 SplitByOption = Annotated[Optional[str], typer.Option("--split-by", help="Domain field: gender|age|occupation (MovieLens), theme (Taobao), or the table's domain column.")]
 FeaturesOption = Annotated[str, typer.Option(help="Comma-separated categorical features; the domain id is added as a feature.")]
-MaxEpochsOption = Annotated[int, typer.Option(help="Epoch cap per phase (early stopping ends sooner; the record says if the cap ended a phase).")]
-BatchOrderOption = Annotated[str, typer.Option(help="shuffled (mixed-domain batches) | by-domain (single-domain batches, domains in shuffled order, as the authors' code); the same for every approach and phase.")]
 ReproduceConfigOption = Annotated[Optional[Path], typer.Option("--config", help="A YAML/JSON config whose data (e.g. your own table), model_config and train sections replace the grid's defaults.")]
-PrecisionOption = Annotated[str, typer.Option(help="fp32 | bf16 (bfloat16 autocast of the forward passes where the CPU has the instructions, and on GPUs; weights, optimizer and loss stay fp32). Part of a run's identity.")]
-ThreadsOption = Annotated[int, typer.Option(help="CPU threads per run (default 1). Part of a run's identity: the thread count changes the last digits of the results.")]
-SelectByOption = Annotated[str, typer.Option(help="Validation score for early stopping and selection: wauc | mean-auc (unweighted mean of per-domain AUCs, as the authors' code) | auc (pooled over all rows, as Scenario-Wise Rec).")]
 
 
 def user_errors(command):
@@ -164,48 +160,20 @@ def data_generate(
 
 @app.command()
 @user_errors
+@with_settings(("", RunConfig), ("data", DatasetConfig), ("approach", ApproachConfig), ("train", TrainConfig),
+               replace={"threads": (Optional[int], None, "CPU threads (default: the config file's, else all of this "
+                                    "machine's cores, shared out among torchrun's processes). Part of a run's identity: "
+                                    "the thread count changes the last digits of the results.")})
 def train(
     context: typer.Context,
-    model: Annotated[str, typer.Option(help="wdl | nfm | autoint | pnn | dcn | fibinet | deepfm | xdeepfm")] = "deepfm",
-    dataset: Annotated[str, typer.Option(help="movielens-100k | movielens-1m | taobao | taobao-synthetic | table")] = "movielens-100k",
-    split_by: SplitByOption = None,
-    approach: Annotated[str, typer.Option(help=f"The multi-domain method, one of the registered ones: {' | '.join(METHODS)}.")] = "base",
-    experts_per_domain: Annotated[int, typer.Option(help="MoE-MLoRA: experts per domain (k).")] = 1,
-    phase2_schedule: Annotated[str, typer.Option(help="MoE-MLoRA phase 2: parallel (all experts in one pass) | sequential.")] = "parallel",
-    schedule: Annotated[str, typer.Option(help="MoE-MLoRA: paper (the method as described) | authors-code (what the authors' TF code does: all parameters in every phase, fixed gate embedding, non-improving epochs undone).")] = "paper",
-    gate_init: Annotated[str, typer.Option(help="MoE-MLoRA phase 3 starts from: uniform (every expert the same weight) | random (torch's default initialisation, not uniform) | own-domain (each domain routed to its own experts).")] = "uniform",
-    gate_input: Annotated[str, typer.Option(help="MoE-MLoRA gate input: domain | features (the domain and the row's tower input; per-row, not foldable per domain).")] = "domain",
-    gate_learning_rate: Annotated[Optional[float], typer.Option(help="MoE-MLoRA phase 3 learning rate (default: --learning-rate).")] = None,
-    lora_reduce: Annotated[Optional[int], typer.Option(help="Adapter rank = layer width // this (default: per-model).")] = None,
-    rank: Annotated[Optional[int], typer.Option(help="A fixed adapter rank instead of --lora-reduce.")] = None,
-    features: FeaturesOption = "user_id,item_id",
-    n_themes: Annotated[int, typer.Option(help="Taobao: number of themes (domains).")] = 10,
-    table_path: Annotated[Optional[Path], typer.Option(help="dataset 'table': a CSV or Parquet file.")] = None,
-    label_column: Annotated[str, typer.Option(help="dataset 'table': the 0/1 label column.")] = "label",
-    min_count: Annotated[Optional[int], typer.Option(help="0: vocabulary over all rows (the paper's; default for MovieLens and Taobao). N: fitted on the training rows, values seen fewer than N times there share a trained out-of-vocabulary row, which serves values never seen (default 2 for a table).")] = None,
-    numeric: Annotated[str, typer.Option(help="dataset 'table': comma-separated numeric columns (standardised on the training rows; missing cells flagged).")] = "",
-    multi_valued: Annotated[str, typer.Option(help="dataset 'table': comma-separated multi-valued columns, e.g. genres 'Action|Comedy' (mean-pooled embeddings).")] = "",
-    multi_separator: Annotated[str, typer.Option(help="The separator inside a multi-valued cell.")] = "|",
-    split: Annotated[str, typer.Option(help="random (stratified 60/20/20 per domain) | time:COLUMN (latest 20% of each domain's rows test, the 20% before validation; time:COLUMN:global over all rows) | column:COLUMN (the table's own train/valid/test labels).")] = "random",
-    out_of_core: Annotated[bool, typer.Option(help="dataset 'table': a Parquet file or folder larger than memory, encoded into shards on disk and trained chunk by chunk.")] = False,
-    seed: Annotated[int, typer.Option(help="Seed for initialisation and batch order.")] = 2024,
-    max_epochs: MaxEpochsOption = DEFAULT_MAX_EPOCHS,
-    patience: Annotated[int, typer.Option(help="Epochs without validation improvement before stopping.")] = 3,
-    batch_size: int = 1024,
-    learning_rate: float = 1e-3,
-    batch_order: BatchOrderOption = BatchOrder.SHUFFLED.value,
-    select_by: SelectByOption = SelectBy.WAUC.value,
-    threads: Annotated[Optional[int], typer.Option(help="CPU threads (default: the config file's, else all of this machine's cores, shared out among torchrun's processes). Part of a run's identity: the thread count changes the last digits of the results.")] = None,
-    precision: PrecisionOption = "fp32",
-    device: Annotated[str, typer.Option(help="cpu, cuda, ... (CPU is the default; no GPU is required).")] = "cpu",
+    config_options: Settings,
     runs_dir: Annotated[Path, typer.Option(help="Where run folders (weights, result.json) are written.")] = Path("runs"),
     data_dir: DataDirOption = None,
-    progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
     config_file: Annotated[Optional[Path], typer.Option("--config", help="A YAML or JSON run config (sections data, model, model_config, approach, train; any subset), or a run's result.json to rerun it exactly. Options given on the command line override it.")] = None,
     log_dir: Annotated[Optional[Path], typer.Option(help="Also write TensorBoard event files here (pip install 'moe-mlora[tensorboard]').")] = None,
 ) -> None:
     """Train one backbone with one approach; print per-phase validation WAUC and the test table."""
-    config = command_line_config(context, config_file)
+    config = command_line_config(config_options, config_file)
     with process_group(resolve_device(config.train.device)):  # under torchrun: data-parallel, rank 0 reports
         _train(config, runs_dir, data_dir, log_dir)
 
@@ -228,22 +196,6 @@ def _train(config: RunConfig, runs_dir: Path, data_dir: Path | None, log_dir: Pa
         console.print(f"wrote {config.run_dir(runs_dir) / RESULT_FILE}", highlight=False)
 
 
-# Where each option of `train` lives in a run config, and how its text becomes the value there.
-_listed = lambda text: [item.strip() for item in text.split(",") if item.strip()]  # noqa: E731
-CONFIG_OPTIONS = {
-    "model": ("model", str.lower),
-    **{name: ("data", None) for name in ("dataset", "split_by", "n_themes", "label_column", "min_count",
-                                         "multi_separator", "split", "out_of_core")},
-    "features": ("data", _listed), "numeric": ("data", _listed), "multi_valued": ("data", _listed),
-    "table_path": ("data", lambda path: str(path) if path else None),
-    **{name: ("approach", None) for name in ("approach", "experts_per_domain", "phase2_schedule", "schedule",
-                                             "gate_init", "gate_input", "gate_learning_rate", "lora_reduce", "rank")},
-    **{name: ("train", None) for name in ("seed", "max_epochs", "patience", "batch_size", "learning_rate",
-                                          "batch_order", "select_by", "threads", "precision", "device",
-                                          "progress")},
-}
-
-
 def default_threads() -> int:
     """One run on its own gets the machine's cores (shared out among torchrun's processes); sweeps keep one
     thread per worker."""
@@ -251,28 +203,24 @@ def default_threads() -> int:
     return max(1, (os.cpu_count() or 1) // max(1, processes))
 
 
-def command_line_config(context: typer.Context, config_file: Path | None) -> RunConfig:
+def command_line_config(settings: Settings, config_file: Path | None) -> RunConfig:
     """The run config of `train`: the config file (if any), then every option given on the command line
     (without a file, every option, defaults included)."""
     data = load_config_file(config_file) if config_file else {}
     data = {key: dict(value) if isinstance(value, dict) else value for key, value in data.items()}
-    for name, (section, convert) in CONFIG_OPTIONS.items():
-        source = context.get_parameter_source(name)
-        given = source is not None and source.name not in ("DEFAULT", "DEFAULT_MAP")
-        value = context.params[name]
+    for name, value in settings.values.items():
+        section = settings.sections[name]
         if name == "threads" and value is None:
             section_given = data.get("train")
             if section_given is not None and (not isinstance(section_given, dict) or "threads" in section_given):
                 continue  # the config file's (or a bad section, which from_partial names)
             value = default_threads()  # not given anywhere: this machine's cores
-        elif config_file and not given:
+        elif config_file and name not in settings.given:
             continue
-        value = convert(value) if convert else value
-        if section == "model":
-            data["model"] = value
+        if section == "":
+            data[name] = value.lower() if name == "model" else value
         else:
-            data.setdefault(section, {})
-            data[section][name] = value
+            data.setdefault(section, {})[name] = value
     return RunConfig.from_partial(data, str(config_file) if config_file else "command line")
 
 
@@ -329,6 +277,7 @@ def print_diagnostics(diagnostics) -> None:
 
 
 SeedsOption = Annotated[int, typer.Option(help="Number of training seeds (1..N); the data split stays seed 123.")]
+SWEEP_OWNS = ("seed", "progress", "device")  # a sweep sets each run's seed, shows no bars, runs on the CPU
 WorkersOption = Annotated[Optional[int], typer.Option(help="Parallel worker processes (default: cores // --threads).")]
 BackendOption = Annotated[str, typer.Option(help="process (this machine) | ray (a Ray cluster; pip install 'moe-mlora[ray]').")]
 ModelsOption = Annotated[str, typer.Option(help="Comma-separated backbones.")]
@@ -361,7 +310,9 @@ def _sweep(configs, results_dir: Path, workers, backend: str, retry_failed: bool
 
 @reproduce_app.command("table1")
 @user_errors
+@with_settings(("train", TrainConfig), exclude=SWEEP_OWNS)
 def reproduce_table1(
+    config_options: Settings,
     datasets: Annotated[Optional[str], typer.Option(help="Splits, e.g. movielens-100k:occupation,taobao:20 "
                                                          "(a bare name means all its splits; default: all available).")] = None,
     models: ModelsOption = ",".join(PAPER_MODELS),
@@ -369,21 +320,15 @@ def reproduce_table1(
     results_dir: Annotated[Path, typer.Option(help="Where run records and the report go.")] = Path("results/table1"),
     workers: WorkersOption = None,
     backend: BackendOption = "process",
-    max_epochs: MaxEpochsOption = DEFAULT_MAX_EPOCHS,
-    batch_order: BatchOrderOption = BatchOrder.SHUFFLED.value,
-    select_by: SelectByOption = SelectBy.WAUC.value,
-    threads: ThreadsOption = 1,
     config_file: ReproduceConfigOption = None,
     retry_failed: Annotated[bool, typer.Option(help="Run again the runs recorded as failed.")] = False,
     moe_variant: Annotated[Optional[str], typer.Option(help="Also run this MoE-MLoRA variant as a fourth arm, e.g. gate-init=own-domain,gate-lr=0.01 or authors-code.")] = None,
     methods: Annotated[Optional[str], typer.Option(help=f"Also run these registered methods as further arms, e.g. star,pepnet (registered: {', '.join(METHODS)}).")] = None,
-    precision: PrecisionOption = "fp32",
     data_dir: DataDirOption = None,
 ) -> None:
     """Table 1: Base / MLoRA / MoE-MLoRA (and any other methods) x models x splits, resumable; prints the table
     and writes the report."""
-    train = TrainConfig(max_epochs=max_epochs, batch_order=batch_order, select_by=select_by, progress=False,
-                        threads=threads, precision=precision)
+    train = TrainConfig(**config_options.of("train"), progress=False)
     configs = table1_configs(_split_list(datasets, data_dir), [m.strip() for m in models.split(",")],
                              seed_list(seeds), train, moe_variants=[moe_variant] if moe_variant else [],
                              methods=[m.strip() for m in (methods or "").split(",") if m.strip()])
@@ -392,7 +337,9 @@ def reproduce_table1(
 
 @reproduce_app.command("experts")
 @user_errors
+@with_settings(("train", TrainConfig), exclude=SWEEP_OWNS)
 def reproduce_experts(
+    config_options: Settings,
     split: Annotated[str, typer.Option(help="The split (the paper: MovieLens by gender).")] = "movielens-100k:gender",
     models: ModelsOption = ",".join(PAPER_MODELS),
     experts_per_domain: Annotated[str, typer.Option(help="Values of k (experts per domain).")] = "1,2,3,4",
@@ -400,17 +347,12 @@ def reproduce_experts(
     results_dir: Annotated[Path, typer.Option(help="Where run records and the report go.")] = Path("results/experts"),
     workers: WorkersOption = None,
     backend: BackendOption = "process",
-    max_epochs: MaxEpochsOption = DEFAULT_MAX_EPOCHS,
-    batch_order: BatchOrderOption = BatchOrder.SHUFFLED.value,
-    select_by: SelectByOption = SelectBy.WAUC.value,
-    threads: ThreadsOption = 1,
     config_file: ReproduceConfigOption = None,
     retry_failed: bool = False,
     data_dir: DataDirOption = None,
 ) -> None:
     """Figure 2: MoE-MLoRA WAUC vs total experts (k = 1..4 per domain), resumable; writes figure2.png."""
-    train = TrainConfig(max_epochs=max_epochs, batch_order=batch_order, select_by=select_by, progress=False,
-                        threads=threads)
+    train = TrainConfig(**config_options.of("train"), progress=False)
     configs = experts_configs(split, [m.strip() for m in models.split(",")], seed_list(seeds),
                               int_list(experts_per_domain, "--experts-per-domain"), train)
     _sweep(configs, results_dir, workers, backend, retry_failed, data_dir, config_file)
@@ -418,7 +360,9 @@ def reproduce_experts(
 
 @reproduce_app.command("ablation")
 @user_errors
+@with_settings(("train", TrainConfig), exclude=SWEEP_OWNS)
 def reproduce_ablation(
+    config_options: Settings,
     datasets: Annotated[str, typer.Option(help="Splits (a bare name means all its splits).")] = "movielens-100k",
     models: ModelsOption = ",".join(ABLATION_MODELS),
     variants: Annotated[str, typer.Option(help="MoE-MLoRA variants, separated by ';'.")] = ";".join(ABLATION_VARIANTS),
@@ -426,18 +370,13 @@ def reproduce_ablation(
     results_dir: Annotated[Path, typer.Option(help="Where run records and the report go.")] = Path("results/ablation"),
     workers: WorkersOption = None,
     backend: BackendOption = "process",
-    max_epochs: MaxEpochsOption = DEFAULT_MAX_EPOCHS,
-    batch_order: BatchOrderOption = BatchOrder.SHUFFLED.value,
-    select_by: SelectByOption = SelectBy.WAUC.value,
-    threads: ThreadsOption = 1,
     config_file: ReproduceConfigOption = None,
     retry_failed: bool = False,
     data_dir: DataDirOption = None,
 ) -> None:
     """The ablation: Base, MoE-MLoRA and its variants (gate start, gate learning rate, feature gate, the
     authors' schedule) x models x splits, resumable; the report ranks the variants by validation WAUC."""
-    train = TrainConfig(max_epochs=max_epochs, batch_order=batch_order, select_by=select_by, progress=False,
-                        threads=threads)
+    train = TrainConfig(**config_options.of("train"), progress=False)
     configs = ablation_configs(_split_list(datasets, data_dir), [m.strip() for m in models.split(",")],
                                seed_list(seeds), train, [v.strip() for v in variants.split(";") if v.strip()])
     _sweep(configs, results_dir, workers, backend, retry_failed, data_dir, config_file)
@@ -445,15 +384,15 @@ def reproduce_ablation(
 
 @reproduce_app.command("controlled")
 @user_errors
+@with_settings(("train", TrainConfig), exclude=SWEEP_OWNS)
 def reproduce_controlled(
+    config_options: Settings,
     models: ModelsOption = "deepfm,dcn",
     settings: Annotated[str, typer.Option(help="Knob settings by name (default: all of moe_mlora.experiments.controlled.SETTINGS).")] = "",
     seeds: SeedsOption = 5,
     results_dir: Annotated[Path, typer.Option(help="Where the tables, run records and the report go.")] = Path("results/controlled"),
     workers: WorkersOption = None,
     backend: BackendOption = "process",
-    max_epochs: MaxEpochsOption = DEFAULT_MAX_EPOCHS,
-    threads: ThreadsOption = 1,
     retry_failed: bool = False,
 ) -> None:
     """When do domain adapters help? Base / MLoRA / MoE-MLoRA on controlled tables from no domain signal to
@@ -464,7 +403,7 @@ def reproduce_controlled(
         raise ConfigError(f"unknown setting(s) {unknown}; choose from {', '.join(SETTINGS)}")
     probe_writable(results_dir)
     tables = write_tables({name: SETTINGS[name] for name in chosen}, results_dir / "tables")
-    train = TrainConfig(max_epochs=max_epochs, progress=False, threads=threads)
+    train = TrainConfig(**config_options.of("train"), progress=False)
     configs = controlled_configs(tables, check_models([m.strip() for m in models.split(",")]), seed_list(seeds), train)
     _sweep(configs, results_dir, workers, backend, retry_failed, None)
 

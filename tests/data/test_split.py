@@ -1,5 +1,4 @@
 import numpy as np
-import pytest
 
 from moe_mlora.data import DatasetConfig, prepare_dataset
 from moe_mlora.data.split import TEST, TRAIN, VALID, stratified_domain_split

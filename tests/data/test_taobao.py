@@ -1,5 +1,4 @@
 import numpy as np
-import pandas as pd
 import pytest
 
 from moe_mlora.data import DatasetConfig, load_interactions, prepare_dataset

@@ -111,6 +111,25 @@ def test_runs_under_other_conditions_are_other_cells_never_extra_seeds():
     assert other.cells[("s", "base", "wdl")].mean == pytest.approx(70.0)
 
 
+def test_every_setting_that_can_change_the_numbers_separates_conditions_but_the_seed():
+    from dataclasses import replace
+
+    from moe_mlora.experiments.config import RunConfig
+    from moe_mlora.experiments.report import DEFAULT_CONDITIONS, conditions_label
+    from moe_mlora.models import ModelConfig
+    from moe_mlora.training.config import TrainConfig
+
+    base = RunConfig()
+    assert conditions_label(base) == conditions_label(base.with_seed(7)) == DEFAULT_CONDITIONS
+    assert conditions_label(replace(base, train=TrainConfig(progress=False, device="cuda"))) == DEFAULT_CONDITIONS
+    labels = {conditions_label(replace(base, train=TrainConfig(weight_decay=1e-5))),
+              conditions_label(replace(base, train=TrainConfig(learning_rate=0.01))),
+              conditions_label(replace(base, train=TrainConfig(precision="bf16"))),
+              conditions_label(replace(base, model_config=ModelConfig(dnn_hidden=(64,)))), DEFAULT_CONDITIONS}
+    assert len(labels) == 5 and f"{DEFAULT_CONDITIONS}, weight decay 1e-05" in labels and \
+        f"{DEFAULT_CONDITIONS}, dnn hidden [64]" in labels
+
+
 def test_figure2_compares_every_k_on_the_same_seeds_with_paired_deltas():
     from moe_mlora.experiments.report import experts_frame
 

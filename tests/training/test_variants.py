@@ -13,7 +13,7 @@ from moe_mlora.training.approaches import SCHEDULES, ApproachConfig, train_appro
 from moe_mlora.training.config import TrainConfig, set_seed
 from moe_mlora.training.diagnostics import moe_diagnostics
 from moe_mlora.training.evaluation import evaluate, predict_logits
-from moe_mlora.training.loop import enter_phase, fit
+from moe_mlora.training.loop import enter_phase
 from moe_mlora.training.optim import ModelAdam
 
 FAST = TrainConfig(learning_rate=1e-2, max_epochs=6, patience=2, batch_size=256, progress=False)

@@ -9,6 +9,7 @@ from dataclasses import asdict, dataclass
 from moe_mlora.data.sources import SOURCES, source_of
 from moe_mlora.data.split import PART_NAMES
 from moe_mlora.errors import ConfigError
+from moe_mlora.settings import setting
 
 DATASETS = tuple(SOURCES)  # the registry (moe_mlora.data.sources) knows them
 CACHE_FORMAT = 2  # 2: vocabularies saved with the codes
@@ -18,26 +19,26 @@ CACHE_FORMAT = 2  # 2: vocabularies saved with the codes
 class DatasetConfig:
     """Everything that decides the encoded rows; its hash keys the cache and the run records."""
 
-    dataset: str = "movielens-100k"
-    split_by: str | None = None  # gender | age | occupation (MovieLens), theme (Taobao), a column (table)
-    features: tuple[str, ...] = ("user_id", "item_id")
+    dataset: str = setting("movielens-100k", help=lambda: f"{' | '.join(SOURCES)} (table: a user's own CSV or Parquet file, --table-path).")
+    split_by: str | None = setting(None, help="Domain field: gender|age|occupation (MovieLens), theme (Taobao), or the table's domain column.")
+    features: tuple[str, ...] = setting(("user_id", "item_id"), help="Comma-separated categorical features; the domain id is added as a feature.")
     domain_as_feature: bool = True  # the paper feeds the domain id to the model as a categorical field
-    n_themes: int = 10
+    n_themes: int = setting(10, help="Taobao: number of themes (domains).")
     theme_selection: str = "first"
     split_seed: int = 123
     sampling_seed: int = 123
-    table_path: str | None = None
-    label_column: str = "label"
+    table_path: str | None = setting(None, help="dataset 'table': a CSV or Parquet file.")
+    label_column: str = setting("label", help="dataset 'table': the 0/1 label column.")
     verify_checksums: bool = True
     # 0: vocabulary over all rows (the paper's); n >= 1: fitted on training rows, values seen < n times there
     # share a trained out-of-vocabulary row (moe_mlora.data.vocabulary). Default: 0, or 2 for a user table.
-    min_count: int | None = None
+    min_count: int | None = setting(None, help="0: vocabulary over all rows (the paper's; default for MovieLens and Taobao). N: fitted on the training rows, values seen fewer than N times there share a trained out-of-vocabulary row, which serves values never seen (default 2 for a table).")
     # A user table's other feature types (moe_mlora.data.feature_types) and its split.
-    numeric: tuple[str, ...] = ()  # standardised with the training rows' statistics
-    multi_valued: tuple[str, ...] = ()  # e.g. genres "Action|Comedy", mean-pooled embeddings
-    multi_separator: str = "|"
-    split: str = "random"  # random (stratified 60/20/20) | time:COLUMN[:global] | column:COLUMN (train/valid/test)
-    out_of_core: bool = False  # a Parquet file or folder larger than memory (moe_mlora.data.streaming)
+    numeric: tuple[str, ...] = setting((), help="dataset 'table': comma-separated numeric columns (standardised on the training rows; missing cells flagged).")
+    multi_valued: tuple[str, ...] = setting((), help="dataset 'table': comma-separated multi-valued columns, e.g. genres 'Action|Comedy' (mean-pooled embeddings).")
+    multi_separator: str = setting("|", help="The separator inside a multi-valued cell.")
+    split: str = setting("random", help="random (stratified 60/20/20 per domain) | time:COLUMN (latest 20% of each domain's rows test, the 20% before validation; time:COLUMN:global over all rows) | column:COLUMN (the table's own train/valid/test labels).")
+    out_of_core: bool = setting(False, help="dataset 'table': a Parquet file or folder larger than memory, encoded into shards on disk and trained chunk by chunk.")
 
     def __post_init__(self) -> None:
         source = source_of(self.dataset)

@@ -15,16 +15,30 @@ from moe_mlora.data import DatasetConfig
 from moe_mlora.errors import ConfigError
 from moe_mlora.files import safe_name
 from moe_mlora.models import MODELS, ModelConfig
+from moe_mlora.settings import default_of, in_identity, setting
 from moe_mlora.training.approaches import ApproachConfig
 from moe_mlora.training.config import TrainConfig
 
-# Settings that cannot change a run's numbers, left out of its identity.
-NOT_IN_KEY = ("progress", "device")
-# Settings added after runs were published, left out of the identity at the value those runs had, so that
-# their keys (and a sweep's resumption over them) stay valid.
-KEY_SINCE = {("data", "min_count"): 0, ("data", "numeric"): [], ("data", "multi_valued"): [],
-             ("data", "multi_separator"): "|", ("data", "split"): "random", ("data", "out_of_core"): False, ("train", "threads"): 1,
-             ("train", "precision"): "fp32", ("train", "weight_decay"): 0.0}
+# A run's key covers everything that can change its numbers. The rule needs no list kept by hand: a setting
+# declared with identity=False (moe_mlora.settings) is never in it; the settings below, which every run had
+# from the first published sweep, are in it at any value; any other setting, added since, is in it only where
+# it differs from its default, so that every key written before the setting existed stays valid. This is a
+# record of history, never edited: a new setting needs no entry here.
+FOUNDING_SETTINGS = {
+    "data": ("dataset", "split_by", "features", "domain_as_feature", "n_themes", "theme_selection", "split_seed",
+             "sampling_seed", "table_path", "label_column", "verify_checksums"),
+    "model_config": ("embedding_dim", "embedding_init_std", "dnn_hidden", "dnn_dropout", "l2_embedding",
+                     "attention_layers", "attention_dim", "attention_heads", "attention_residual", "cross_layers",
+                     "l2_cross", "senet_reduction_ratio", "cin_layer_sizes", "cin_split_half", "cin_activation",
+                     "bi_dropout"),
+    "approach": ("approach", "experts_per_domain", "lora_reduce", "rank", "phase2_schedule", "schedule", "gate_init",
+                 "gate_input", "gate_learning_rate"),
+    "train": ("learning_rate", "batch_size", "eval_batch_size", "max_epochs", "patience", "seed", "batch_order",
+              "select_by"),
+}
+# The one setting added later whose value in runs before it existed is not its declared default (None, which
+# each dataset resolves): those runs used the vocabulary over all rows.
+VALUE_BEFORE = {("data", "min_count"): 0}
 
 
 def load_config_file(path: Path) -> dict:
@@ -86,7 +100,7 @@ def check_type(value, hint, where: str) -> None:
 @dataclass(frozen=True)
 class RunConfig:
     data: DatasetConfig = field(default_factory=DatasetConfig)
-    model: str = "deepfm"
+    model: str = setting("deepfm", help=lambda: " | ".join(MODELS))
     model_config: ModelConfig = field(default_factory=ModelConfig)
     approach: ApproachConfig = field(default_factory=ApproachConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
@@ -133,13 +147,14 @@ class RunConfig:
         return cls(built["data"], model.lower(), built["model_config"], built["approach"], built["train"])
 
     def key(self) -> str:
-        """Identity of the run: everything that can change its numbers."""
+        """Identity of the run: everything that can change its numbers (the rule: FOUNDING_SETTINGS)."""
         identity = self.to_dict()
-        for name in NOT_IN_KEY:
-            identity["train"].pop(name)
-        for (section, name), old_value in KEY_SINCE.items():
-            if identity[section].get(name) == old_value:
-                identity[section].pop(name)
+        for section, kind in SECTIONS.items():
+            for spec in fields(kind):
+                value = identity[section][spec.name]
+                if not in_identity(spec) or spec.name not in FOUNDING_SETTINGS[section] and \
+                        value == as_json(VALUE_BEFORE.get((section, spec.name), default_of(spec))):
+                    del identity[section][spec.name]
         return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
 
     @property
@@ -157,6 +172,11 @@ class RunConfig:
 
     def with_seed(self, seed: int) -> "RunConfig":
         return replace(self, train=replace(self.train, seed=seed))
+
+
+def as_json(value):
+    """A value as a config's dict holds it (tuples as lists)."""
+    return list(value) if isinstance(value, tuple) else value
 
 
 SECTIONS = {"data": DatasetConfig, "model_config": ModelConfig, "approach": ApproachConfig, "train": TrainConfig}

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +28,7 @@ from moe_mlora.experiments.statistics import Cell, holm, summarise
 from moe_mlora.experiments.records import RESULT_FILE, SCHEMA_VERSION, RunRecord
 from moe_mlora.methods import METHODS, PAPER_METHODS
 from moe_mlora.models.registry import PAPER_MODELS  # the paper's eight columns, in its order
+from moe_mlora.settings import default_of, in_identity
 from moe_mlora.training.diagnostics import path_meaning
 
 ARM_NAMES = {"base": "Base", "mlora": "MLoRA", "moe-mlora": "MoE-MLoRA"}  # the paper's arms, as its tables name them
@@ -113,11 +114,20 @@ DEFAULT_CONDITIONS = "shuffled batches, selection by wauc, 1 thread"
 
 
 def conditions_label(config) -> str:
-    """The training conditions a cell holds fixed: batch order, selection metric and threads (the thread count
-    can change the last digits). Runs under other conditions are other cells, never extra seeds."""
+    """The conditions a cell holds fixed: batch order, selection metric and threads (the thread count can change
+    the last digits), then every other training or model setting that differs from its default, found from the
+    dataclasses (a new setting needs no line here). Runs under other conditions are other cells, never extra
+    seeds."""
     train = config.train
     threads = f"{train.threads} thread" + ("s" if train.threads != 1 else "")
-    return f"{train.batch_order} batches, selection by {train.select_by}, {threads}"
+    label = f"{train.batch_order} batches, selection by {train.select_by}, {threads}"
+    named = {"seed", "batch_order", "select_by", "threads"}  # the seed varies within a cell; the rest are above
+    for section in (config.model_config, train):
+        for spec in fields(section):
+            value = getattr(section, spec.name)
+            if in_identity(spec) and spec.name not in named and value != default_of(spec):
+                label += f", {spec.name.replace('_', ' ')} {list(value) if isinstance(value, tuple) else value}"
+    return label
 
 
 def _diagnostic_columns(record: RunRecord) -> dict:

@@ -39,8 +39,9 @@ import torch
 from moe_mlora.adapters import (
     DEFAULT_LORA_REDUCE, AdapterConfig, AdapterMode, GateInit, GateInput, GateWeights, adapters_of, set_adapter_mode,
 )
-from moe_mlora.batches import TensorPart
+from moe_mlora.batches import Part, TensorPart
 from moe_mlora.errors import ConfigError, DataError
+from moe_mlora.settings import setting
 from moe_mlora.layers.domain_part import backbone_state_keys
 from moe_mlora.methods import METHODS, get_method
 from moe_mlora.methods.lora import (  # noqa: F401 (the phases' home is the method; re-exported for callers)
@@ -87,15 +88,15 @@ GATE_PHASES = (PhaseName.GATE, PhaseName.AUTHORS_GATE)  # the last phase of each
 
 @dataclass(frozen=True)
 class ApproachConfig:
-    approach: str = "base"
-    experts_per_domain: int = 1
-    lora_reduce: int | None = None  # None: the backbone's default from the MLoRA configs
-    rank: int | None = None
-    phase2_schedule: str = Phase2Schedule.PARALLEL.value
-    schedule: str = Schedule.PAPER.value
-    gate_init: str = GateInit.UNIFORM.value
-    gate_input: str = GateInput.DOMAIN.value
-    gate_learning_rate: float | None = None  # phase 3's learning rate (None: the run's)
+    approach: str = setting("base", help=lambda: f"The multi-domain method, one of the registered ones: {' | '.join(METHODS)}.")
+    experts_per_domain: int = setting(1, help="MoE-MLoRA: experts per domain (k).")
+    lora_reduce: int | None = setting(None, help="Adapter rank = layer width // this (default: per-model).")
+    rank: int | None = setting(None, help="A fixed adapter rank instead of --lora-reduce.")
+    phase2_schedule: str = setting(Phase2Schedule.PARALLEL.value, help="MoE-MLoRA phase 2: parallel (all experts in one pass) | sequential.")
+    schedule: str = setting(Schedule.PAPER.value, help="MoE-MLoRA: paper (the method as described) | authors-code (what the authors' TF code does: all parameters in every phase, fixed gate embedding, non-improving epochs undone).")
+    gate_init: str = setting(GateInit.UNIFORM.value, help="MoE-MLoRA phase 3 starts from: uniform (every expert the same weight) | random (torch's default initialisation, not uniform) | own-domain (each domain routed to its own experts).")
+    gate_input: str = setting(GateInput.DOMAIN.value, help="MoE-MLoRA gate input: domain | features (the domain and the row's tower input; per-row, not foldable per domain).")
+    gate_learning_rate: float | None = setting(None, help="MoE-MLoRA phase 3 learning rate (default: --learning-rate).")
 
     def __post_init__(self) -> None:
         method = get_method(self.approach)  # a one-line error naming the registered methods
@@ -182,10 +183,13 @@ class TrainingReport:
     gate_start: torch.Tensor | None = None  # MoE-MLoRA: (n_domains, E) routing when the last phase began
 
 
-def expert_view(part: TensorPart, config: AdapterConfig) -> TensorPart:
-    """Each row once per expert of its domain, with `experts` set: what phase 2 trains and selects on."""
-    if not isinstance(part, TensorPart):  # a part on disk: the view is taken chunk by chunk
-        return part.expert_view(lambda chunk: expert_view(chunk, config), config.experts_per_domain)
+def expert_view(part: Part, config: AdapterConfig) -> Part:
+    """Each row once per expert of its domain, with `experts` set: what phase 2 trains and selects on (a part
+    on disk takes the view chunk by chunk)."""
+    return part.expert_view(lambda chunk: expert_rows(chunk, config), config.experts_per_domain)
+
+
+def expert_rows(part: TensorPart, config: AdapterConfig) -> TensorPart:
     k = config.experts_per_domain
     replica = torch.arange(k).repeat_interleave(len(part))
     domains = part.domains.repeat(k)
@@ -204,8 +208,8 @@ def load_backbone_state(model: CTRModel, state: dict[str, torch.Tensor], source:
 
 def train_approach(
     model: CTRModel,
-    train: TensorPart,
-    valid: TensorPart,
+    train: Part,
+    valid: Part,
     domain_names: tuple[str, ...],
     approach: ApproachConfig,
     config: TrainConfig,
@@ -219,7 +223,7 @@ def train_approach(
     """
     started = time.perf_counter()
     one_domain = [p.name.value for p in approach.schedule_phases if p.rows is Rows.EACH_EXPERTS_DOMAIN]
-    if one_domain and not isinstance(train, TensorPart):
+    if one_domain and not train.in_memory:
         raise ConfigError(f"{one_domain[0]} selects one domain's rows at a time, which needs the rows in memory; "
                           "--out-of-core data trains the paper's schedule")
     report = TrainingReport(approach.approach)

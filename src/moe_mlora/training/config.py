@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from moe_mlora.errors import ConfigError
+from moe_mlora.settings import setting
 from moe_mlora.training.metrics import SelectBy
 from moe_mlora.training.samplers import BatchOrder
 
@@ -23,25 +24,26 @@ DEFAULT_MAX_EPOCHS = 200  # per phase; early stopping ends every ML-100K phase l
 
 @dataclass(frozen=True)
 class TrainConfig:
-    learning_rate: float = 1e-3
-    batch_size: int = 1024
-    eval_batch_size: int = 8192
-    max_epochs: int = DEFAULT_MAX_EPOCHS
-    patience: int = 3
-    seed: int = 2024
-    batch_order: str = BatchOrder.SHUFFLED.value  # the same for every approach and phase
-    select_by: str = SelectBy.WAUC.value  # the validation score early stopping maximises
-    progress: bool = True
-    device: str = "cpu"
-    # CPU threads of one run. Part of the run's identity: the thread count changes the order of float
-    # reductions, hence the last digits of the results (1 is what the published sweeps used).
-    threads: int = 1
-    # Arithmetic of the forward passes: fp32, or bf16 autocast (matrix products in bfloat16 where the CPU has
-    # the instructions, and on GPUs; weights, optimizer and loss stay fp32). Part of the run's identity.
-    precision: str = "fp32"
-    # Adam's weight decay on every trained weight (torch's, coupled: wd * w joins the gradient), on top of the
-    # model's own L2 terms. 0, the paper's setting; Scenario-Wise Rec's protocol uses 1e-5.
-    weight_decay: float = 0.0
+    """Training settings shared by every phase. Each field is a setting (moe_mlora.settings): a command-line
+    option of `train` and of the sweeps, a config-file key, and, unless it cannot change the numbers, part
+    of the run's key."""
+
+    learning_rate: float = setting(1e-3, help="Adam's learning rate, every phase (MoE-MLoRA's gate: see --gate-learning-rate).")
+    batch_size: int = setting(1024, help="Training rows per batch.")
+    eval_batch_size: int = setting(8192, help="Rows per forward pass in validation, test and serving (cannot change the numbers beyond the last digits).")
+    max_epochs: int = setting(DEFAULT_MAX_EPOCHS, help="Epoch cap per phase (early stopping ends sooner; the record says if the cap ended a phase).")
+    patience: int = setting(3, help="Epochs without validation improvement before stopping.")
+    seed: int = setting(2024, help="Seed for initialisation and batch order (sweeps set it per run).")
+    batch_order: str = setting(BatchOrder.SHUFFLED.value, help="shuffled (mixed-domain batches) | by-domain (single-domain batches, domains in shuffled order, as the authors' code); the same for every approach and phase.")
+    select_by: str = setting(SelectBy.WAUC.value, help="Validation score for early stopping and selection: wauc | mean-auc (unweighted mean of per-domain AUCs, as the authors' code) | auc (pooled over all rows, as Scenario-Wise Rec).")
+    progress: bool = setting(True, help="Show progress bars.", identity=False)
+    device: str = setting("cpu", help="cpu, cuda, ... (CPU is the default; no GPU is required).", identity=False)
+    # The thread count changes the order of float reductions, hence the last digits (1: the published sweeps).
+    threads: int = setting(1, help="CPU threads per run (default 1). Part of a run's identity: the thread count changes the last digits of the results.")
+    # bf16: matrix products in bfloat16 where the CPU has the instructions, and on GPUs.
+    precision: str = setting("fp32", help="fp32 | bf16 (bfloat16 autocast of the forward passes where the CPU has the instructions, and on GPUs; weights, optimizer and loss stay fp32). Part of a run's identity.")
+    # torch's coupled decay (wd * w joins the gradient), on top of the model's own L2 terms.
+    weight_decay: float = setting(0.0, help="Adam's weight decay on every trained weight (0: the paper's; Scenario-Wise Rec's protocol uses 1e-5).")
 
     def __post_init__(self) -> None:
         try:

@@ -12,13 +12,13 @@ from sklearn.metrics import log_loss, roc_auc_score
 from torch import nn
 
 from moe_mlora.adapters import merged_adapters
-from moe_mlora.batches import TensorPart
+from moe_mlora.batches import Part
 from moe_mlora.training.config import evaluation_autocast
 from moe_mlora.training.metrics import Evaluation, evaluate_predictions
 
 
 @torch.no_grad()
-def predict_logits(model: nn.Module, part: TensorPart, batch_size: int = 8192) -> torch.Tensor:
+def predict_logits(model: nn.Module, part: Part, batch_size: int = 8192) -> torch.Tensor:
     """Logits for every row, routed by the part's routing ids (domains, or experts in an expert view)."""
     was_training = model.training
     model.eval()
@@ -32,12 +32,12 @@ def predict_logits(model: nn.Module, part: TensorPart, batch_size: int = 8192) -
     return torch.cat(out) if out else torch.empty(0)
 
 
-def evaluate(model: nn.Module, part: TensorPart, domain_names: tuple[str, ...], batch_size: int = 8192) -> Evaluation:
+def evaluate(model: nn.Module, part: Part, domain_names: tuple[str, ...], batch_size: int = 8192) -> Evaluation:
     probabilities = torch.sigmoid(predict_logits(model, part, batch_size)).numpy()
     return evaluate_predictions(part.domains.numpy(), part.labels.numpy(), probabilities, domain_names)
 
 
-def group_scores(model: nn.Module, part: TensorPart, groups: list[int], batch_size: int = 8192) -> dict[int, float]:
+def group_scores(model: nn.Module, part: Part, groups: list[int], batch_size: int = 8192) -> dict[int, float]:
     """Each expert's AUC on its own rows of an expert view (negative logloss where those rows hold one class)."""
     if not groups:
         return {}

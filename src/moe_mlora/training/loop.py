@@ -20,7 +20,7 @@ from torch import nn
 from tqdm import tqdm
 
 from moe_mlora.adapters import adapters_of, set_adapter_mode
-from moe_mlora.batches import TensorPart
+from moe_mlora.batches import Part
 from moe_mlora.errors import MoeMloraError
 from moe_mlora.training.config import TrainConfig, autocast, derive_seed
 from moe_mlora.training.evaluation import evaluate, group_scores
@@ -104,8 +104,8 @@ def enter_phase(model: nn.Module, phase: Phase) -> list[nn.Parameter]:
 def fit(
     model: nn.Module,
     phase: Phase,
-    train: TensorPart,
-    valid: TensorPart,
+    train: Part,
+    valid: Part,
     domain_names: tuple[str, ...],
     config: TrainConfig,
     *,
@@ -207,7 +207,7 @@ def fit(
 def train_epoch(
     model: nn.Module,
     phase: Phase,
-    train: TensorPart,
+    train: Part,
     optimizer: ModelAdam | StackedExpertAdam,
     config: TrainConfig,
     generator: torch.Generator,
@@ -269,8 +269,8 @@ def train_epoch(
 def fit_one_group_at_a_time(
     model: nn.Module,
     phase: Phase,
-    train: TensorPart,
-    valid: TensorPart,
+    train: Part,
+    valid: Part,
     domain_names: tuple[str, ...],
     config: TrainConfig,
     *,

@@ -18,7 +18,7 @@ from enum import Enum
 
 import torch
 
-from moe_mlora.batches import TensorPart
+from moe_mlora.batches import Part, TensorPart
 
 
 class BatchOrder(str, Enum):
@@ -26,7 +26,7 @@ class BatchOrder(str, Enum):
     BY_DOMAIN = "by-domain"
 
 
-def epoch_batches(part: TensorPart, batch_size: int, order: BatchOrder, generator: torch.Generator) -> Iterator[TensorPart]:
+def epoch_batches(part: Part, batch_size: int, order: BatchOrder, generator: torch.Generator) -> Iterator[TensorPart]:
     """One epoch over `part` in the given order (one gather per chunk, batches are slices). A part on disk
     (moe_mlora.data.streaming) goes chunk by chunk, the chunks in random order, each in the given order."""
     for chunk in part.chunks(generator):
