@@ -44,6 +44,21 @@ def test_early_stopping_restores_the_best_epoch():
     assert evaluate(model, valid, spec.domain_names).wauc == pytest.approx(result.best_valid_score, abs=1e-12)
 
 
+def test_a_minimum_epoch_count_keeps_early_stopping_from_ending_a_phase_sooner_and_still_restores_the_best():
+    spec, train, valid, _ = toy_parts()
+    stopped = []
+    for floor in (1, 12):
+        set_seed(0)
+        model = build_model("wdl", spec)
+        result = fit(model, BASE_PHASE, train, valid, spec.domain_names,
+                     TrainConfig(learning_rate=0.05, max_epochs=30, patience=2, min_epochs=floor, progress=False))
+        stopped.append(len(result.history))
+        assert evaluate(model, valid, spec.domain_names).wauc == pytest.approx(result.best_valid_score, abs=1e-12)
+    assert stopped[0] < 12 and stopped[1] >= 12  # without the floor this phase stops before epoch 12
+    with pytest.raises(Exception, match="min epochs must be at least 1"):
+        TrainConfig(min_epochs=0)
+
+
 def test_selection_by_mean_auc_keeps_the_epoch_with_the_best_unweighted_mean():
     spec, train, valid, _ = toy_parts()
     set_seed(0)

@@ -44,6 +44,7 @@ class TrainConfig:
     precision: str = setting("fp32", help="fp32 | bf16 (bfloat16 autocast of the forward passes where the CPU has the instructions, and on GPUs; weights, optimizer and loss stay fp32). Part of a run's identity.")
     # torch's coupled decay (wd * w joins the gradient), on top of the model's own L2 terms.
     weight_decay: float = setting(0.0, help="Adam's weight decay on every trained weight (0: the paper's; Scenario-Wise Rec's protocol uses 1e-5).")
+    min_epochs: int = setting(1, help="Epochs a phase trains before early stopping may end it (1: no floor, the paper's protocol); a floor keeps a slow start from being taken for a plateau.")
 
     def __post_init__(self) -> None:
         try:
@@ -62,7 +63,7 @@ class TrainConfig:
             raise ConfigError(f"weight decay must be 0 or a positive number, got {self.weight_decay}")
         if self.precision not in PRECISIONS:
             raise ConfigError(f"precision must be one of {', '.join(PRECISIONS)}, got '{self.precision}'")
-        for name in ("batch_size", "eval_batch_size", "max_epochs", "patience", "threads"):
+        for name in ("batch_size", "eval_batch_size", "max_epochs", "patience", "threads", "min_epochs"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name.replace('_', ' ')} must be at least 1, got {getattr(self, name)}")
 

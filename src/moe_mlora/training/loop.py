@@ -177,7 +177,7 @@ def fit(
                 snapshot.save(group)
             else:
                 stale[group] += 1
-                if stale[group] >= config.patience:
+                if stale[group] >= config.patience and epoch >= config.min_epochs:
                     active[group] = False
                 if phase.revert_each_epoch:
                     snapshot.restore(group)
