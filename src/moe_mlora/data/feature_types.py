@@ -90,9 +90,10 @@ class Tokens:
         parents = pc.list_parent_indices(split).to_numpy()[keep.to_numpy(zero_copy_only=False)]
         return cls(cells, len(strings), pc.filter(values, keep), parents)
 
-    def counts(self) -> Counter:
-        """How often each token occurs over the rows."""
-        weights = np.bincount(self.cells, minlength=self.n_distinct)[self.parents]
+    def counts(self, rows: np.ndarray | None = None) -> Counter:
+        """How often each token occurs over the rows (those `rows` selects, a boolean mask, when given)."""
+        cells = self.cells if rows is None else self.cells[rows]
+        weights = np.bincount(cells, minlength=self.n_distinct)[self.parents]
         summed = pd.Series(weights).groupby(self.values.to_numpy(zero_copy_only=False)).sum()
         return Counter({token: int(count) for token, count in summed.items()})
 
@@ -108,9 +109,10 @@ def longest_bag(column: pd.Series, separator: str) -> int:
 
 def fit_bag_vocabulary(column: pd.Series, training: np.ndarray, min_count: int, separator: str) -> Vocabulary:
     """The tokens' vocabulary: over every row (min_count 0) or the training rows with an OOV code 0."""
+    tokens = Tokens.of(column, separator)
     if min_count:
-        return fit_counts(Tokens.of(column[training], separator).counts(), min_count)
-    return Vocabulary(tuple(sorted(Tokens.of(column, separator).counts())), oov=False)
+        return fit_counts(tokens.counts(training), min_count)
+    return Vocabulary(tuple(sorted(tokens.counts())), oov=False)
 
 
 def encode_bags(column: pd.Series, vocabulary: Vocabulary, separator: str, length: int) -> np.ndarray:

@@ -83,7 +83,6 @@ def encode(table: InteractionTable, config: DatasetConfig) -> EncodedDataset:
     """The split (stratified 60/20/20 by default), then integer codes per field from each field's vocabulary
     (over all rows, as the paper's code does, or over the training rows with an OOV row: see
     DatasetConfig.min_count), and the numeric and multi-valued features, fitted on the training rows."""
-    domains = table.domain_ids()
     labels = table.frame[LABEL].to_numpy(dtype=np.int8)
     if len(labels) and labels.min() == labels.max():
         raise DataError(f"{table.name}: every row has label {int(labels[0])}; a CTR model needs both clicks and "
@@ -107,7 +106,7 @@ def encode(table: InteractionTable, config: DatasetConfig) -> EncodedDataset:
                            table.domain_order, table.where)
     spec = FeatureSpec(tuple(names), tuple(v.size for v in vocabularies), tuple(table.domain_order),
                        tuple(table.numeric_columns), tuple(table.bag_columns), tuple(v.size for v in bag_vocabularies))
-    notes = list(table.notes) + domain_warnings(domains, labels, split, spec.domain_names)
+    notes = list(table.notes) + domain_warnings(rows.domains, labels, split, spec.domain_names)
     return EncodedDataset(table.name, spec, rows.codes, rows.domains, labels, split, table.synthetic, notes,
                           tuple(vocabularies), table.domain_field, rows.dense, rows.bags, numeric, bag_vocabularies,
                           config.multi_separator)

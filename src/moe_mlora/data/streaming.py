@@ -34,7 +34,7 @@ import torch
 
 from moe_mlora.batches import TensorPart
 from moe_mlora.data.encoding import Encoding, RawColumns
-from moe_mlora.data.feature_types import NumericColumn, Tokens, longest_bag, parse_numbers
+from moe_mlora.data.feature_types import NumericColumn, Tokens, parse_numbers
 from moe_mlora.data.config import SPLIT_NAMES, DatasetConfig
 from moe_mlora.data.split import PART_NAMES
 from moe_mlora.data.table import DOMAIN
@@ -209,8 +209,9 @@ def stream_dataset(config: DatasetConfig, folder: Path) -> StreamedDataset:
             known = values[~np.isnan(values)]
             sums[name] += (len(known), known.sum(), (known ** 2).sum())
         for name in bags:
-            bag_length = max(bag_length, longest_bag(frame[name], config.multi_separator))
-            counts[name].update(Tokens.of(frame[name][training], config.multi_separator).counts())
+            tokens = Tokens.of(frame[name], config.multi_separator)  # split once; counted over training rows
+            bag_length = max(bag_length, tokens.longest())
+            counts[name].update(tokens.counts(training))
     domains = sorted(domain_counts)
     vocabularies = [fit_counts(counts[name], config.min_count) for name in categorical]
     if config.domain_as_feature:
