@@ -1,5 +1,7 @@
 """--device: a real device or a one-line error; never silently the CPU."""
 
+import numpy as np
+import pandas as pd
 import pytest
 import torch
 from typer.testing import CliRunner
@@ -7,7 +9,9 @@ from typer.testing import CliRunner
 from helpers import toy_parts
 from moe_mlora.cli import app
 from moe_mlora.errors import ConfigError
+from moe_mlora.methods.registry import METHODS
 from moe_mlora.models import build_model
+from moe_mlora.serving.predictor import Predictor
 from moe_mlora.training.approaches import ApproachConfig, train_approach
 from moe_mlora.training.config import TrainConfig, resolve_device, set_seed
 
@@ -33,9 +37,13 @@ def test_the_device_is_not_part_of_what_makes_a_run():
     assert RunConfig(train=TrainConfig(device="cpu")).key() == RunConfig(train=TrainConfig(device="cuda:3")).key()
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
-@pytest.mark.parametrize("approach", ["base", "mlora", "moe-mlora"])
-def test_every_approach_trains_end_to_end_on_cuda(approach):
+needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+
+
+@needs_cuda
+@pytest.mark.parametrize("approach", list(METHODS))
+def test_every_method_trains_end_to_end_on_cuda(approach):
+    """Every registered method: its parts (built when the method attaches) live on the backbone's device."""
     spec, train, valid, _ = toy_parts()
     set_seed(0)
     model = build_model("deepfm", spec).to("cuda")
@@ -43,3 +51,23 @@ def test_every_approach_trains_end_to_end_on_cuda(approach):
     report = train_approach(model, train, valid, spec.domain_names, ApproachConfig(approach, 1), config)
     assert all(p.device.type == "cuda" for p in model.parameters())
     assert report.valid.wauc > 0.5
+
+
+@needs_cuda
+@pytest.mark.parametrize("approach", ["moe-mlora", "star"])
+def test_a_run_trained_on_cuda_serves_on_cuda_as_on_the_cpu(approach, tmp_path):
+    csv = tmp_path / "clicks.csv"
+    rng = np.random.default_rng(0)
+    region = rng.integers(0, 3, 1500)
+    pd.DataFrame({"user": rng.integers(0, 50, 1500), "item": rng.integers(0, 40, 1500), "region": region,
+                  "clicked": (rng.random(1500) < np.array([0.2, 0.5, 0.8])[region]).astype(int)}).to_csv(csv, index=False)
+    runs = tmp_path / "runs"
+    result = CliRunner().invoke(app, ["train", "--approach", approach, "--dataset", "table", "--table-path", str(csv),
+                                      "--split-by", "region", "--features", "user,item", "--label-column", "clicked",
+                                      "--device", "cuda", "--max-epochs", "2", "--runs-dir", str(runs), "--no-progress"])
+    assert result.exit_code == 0, result.output
+    run = next(runs.iterdir())
+    rows = pd.read_csv(csv).head(200)
+    on_cuda = Predictor.from_run(run, device="cuda").predict(rows)
+    on_cpu = Predictor.from_run(run, device="cpu").predict(rows)
+    np.testing.assert_allclose(on_cuda, on_cpu, atol=1e-5)
