@@ -212,3 +212,36 @@ def test_a_method_run_on_some_models_gets_its_own_table_tested_against_base():
     assert "star" not in build_table1(records, conditions="c").arms  # Table 1 keeps the arms every model has
     text = "\n".join(methods_section(records, "c", already_shown=["base", "mlora", "moe-mlora"]))
     assert "| STAR |" in text and "Δ STAR − Base | +0.5" in text and "wdl" not in text
+
+
+def _movielens_rows(gain_by_split: dict[str, float], seeds=(1, 2, 3, 4, 5)) -> pd.DataFrame:
+    """Base, MLoRA and MoE-MLoRA on the three MovieLens splits for the paper's eight backbones; MoE-MLoRA is
+    MLoRA plus the split's gain (with a little seed noise), Base equals MoE-MLoRA."""
+    rng = np.random.default_rng(0)
+    rows = []
+    for split, gain in gain_by_split.items():
+        for model in PAPER_MODELS:
+            for seed in seeds:
+                mlora = 80 + rng.normal(0, 0.2)
+                moe = mlora + gain + rng.normal(0, 0.01)
+                rows += [{"split": f"movielens-1m-{split}", "dataset": "movielens-1m", "model": model, "approach": arm,
+                          "arm": arm, "k": 1, "seed": seed, "status": "ok", "wauc": value}
+                         for arm, value in {"base": moe, "mlora": mlora, "moe-mlora": moe}.items()]
+    return pd.DataFrame(rows)
+
+
+@pytest.mark.parametrize("gains, occupation_verdict, ordering", [
+    ({"gender": -0.1, "age": 0.0, "occupation": 0.3}, "| holds |", "the ordering holds (occupation largest)"),
+    ({"gender": 0.4, "age": 0.0, "occupation": -0.3}, "| does not hold |", "does not hold (gender largest)"),
+])
+def test_the_papers_movielens_claims_get_the_verdict_their_numbers_give(gains, occupation_verdict, ordering):
+    from moe_mlora.experiments.report import paper_claims_markdown
+
+    table = build_table1(_movielens_rows(gains))
+    claims = paper_claims_markdown(table, pd.DataFrame(), pd.DataFrame(),
+                                   {"movielens-1m-gender": 2, "movielens-1m-age": 7, "movielens-1m-occupation": 21})
+    occupation = next(line for line in claims.splitlines() if line.startswith("| MoE-MLoRA beats MLoRA"))
+    assert occupation.endswith(occupation_verdict)
+    assert ordering in claims
+    assert "MoE-MLoRA − Base is +0.00 on average" in claims  # Base equals MoE-MLoRA in these rows
+    assert "Figure 2" not in claims  # no k > 1 runs: no verdict on more experts
