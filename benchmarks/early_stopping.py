@@ -20,7 +20,7 @@ import statistics
 import subprocess
 import time
 from collections import Counter, defaultdict
-from dataclasses import replace
+from dataclasses import fields, replace
 from pathlib import Path
 
 import numpy as np
@@ -30,10 +30,14 @@ from moe_mlora.experiments.config import RunConfig
 from moe_mlora.experiments.controlled import SETTINGS, write_tables
 from moe_mlora.experiments.run import execute_run
 from moe_mlora.experiments.statistics import summarise
+from moe_mlora.models import ModelConfig
 from moe_mlora.training.approaches import ApproachConfig
 from moe_mlora.training.config import TrainConfig
 
 RULES = "patience=3;patience=10;patience=3,min_epochs=5"  # the first is the reference the others are paired with
+
+
+MODEL_FIELDS = {spec.name for spec in fields(ModelConfig)}  # a rule's knob goes to the model config or the train config
 
 
 def parse_rules(text: str) -> dict[str, dict]:
@@ -67,9 +71,12 @@ def generator_runs(settings: list[str], models: list[str], seeds: list[int], wor
         for model in models:
             for seed in seeds:
                 for rule, knobs in rules.items():
-                    train = replace(TrainConfig(progress=False, threads=1, seed=seed), **knobs)
+                    model_knobs = {k: v for k, v in knobs.items() if k in MODEL_FIELDS}
+                    train_knobs = {k: v for k, v in knobs.items() if k not in MODEL_FIELDS}
+                    train = replace(TrainConfig(progress=False, threads=1, seed=seed), **train_knobs)
                     started = time.perf_counter()
-                    record = execute_run(RunConfig(data, model, approach=ApproachConfig("base"), train=train))
+                    record = execute_run(RunConfig(data, model, ModelConfig(**model_knobs), ApproachConfig("base"),
+                                                   train))
                     phase = record.phases[0]
                     rows.append({"setting": name, "model": model, "seed": seed, "rule": rule,
                                  "wauc": 100 * record.test.wauc, "best_epoch": phase.best_epoch,
@@ -118,8 +125,8 @@ def main() -> None:
     parser.add_argument("--settings", default="h0.5,h0.5-dense")
     parser.add_argument("--models", default="deepfm")
     parser.add_argument("--seeds", default="1,2,3")
-    parser.add_argument("--rules", default=RULES, help="stopping rules, ';'-separated, each TrainConfig knobs "
-                        "'name=value,...'; the first is the reference")
+    parser.add_argument("--rules", default=RULES, help="stopping rules, ';'-separated, each 'name=value,...' "
+                        "of TrainConfig or ModelConfig knobs; the first is the reference")
     parser.add_argument("--records", type=Path, default=Path("docs/results/ml1m/records"))
     parser.add_argument("--work", type=Path, default=Path("results/early-stopping"))
     parser.add_argument("--render", type=Path, help="rewrite --out from this JSON of earlier runs, running nothing")
