@@ -3,7 +3,7 @@
     MOE_MLORA_DATA_DIR=../shared/data python benchmarks/gpu.py --out OUT [--device cuda] [--budget-s 420]
 
 1. The step: per backbone, steady training rows/s (batch 1024, a 204,800-row slice after a warm-up) and
-   inference rows/s (batch 8192, the whole training part), fp32 and bf16, on ML-1M's gender shapes with the
+   inference rows/s (batch 8192, the whole training part or --infer-rows of it), fp32 and bf16, on ML-1M's gender shapes with the
    model settings of the Table-1 records. CUDA is synchronised before each clock reading.
 2. The runs: for each backbone, the shipped CPU record of ML-1M Base by gender, seed 1
    (docs/results/ml1m/records), rerun with the same config on the device: wall time, epochs, test WAUC beside
@@ -45,13 +45,21 @@ RECORDS = ROOT / "docs/results/ml1m/records"
 STEP_ROWS, WARMUP_ROWS = 204_800, 20_480
 
 
+def cpu_model() -> str:
+    for line in Path("/proc/cpuinfo").read_text().splitlines() if Path("/proc/cpuinfo").is_file() else []:
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
+    return platform.processor()
+
+
 def synchronise(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
 
 
-def step_throughput(model_name: str, dataset, device: torch.device, precision: str) -> dict:
+def step_throughput(model_name: str, dataset, device: torch.device, precision: str, infer_rows: int | None = None) -> dict:
     train = dataset.part("train")
+    scored = train.select(torch.arange(min(infer_rows, len(train)))) if infer_rows else train
     set_seed(0)
     model = build_model(model_name, dataset.spec).to(device)
     config = TrainConfig(progress=False, device=str(device), precision=precision)
@@ -67,10 +75,10 @@ def step_throughput(model_name: str, dataset, device: torch.device, precision: s
         predict_logits(model, train.select(torch.arange(WARMUP_ROWS)), config.eval_batch_size)
         synchronise(device)
         start = time.perf_counter()
-        predict_logits(model, train, config.eval_batch_size)
+        predict_logits(model, scored, config.eval_batch_size)
         synchronise(device)
     infer_s = time.perf_counter() - start
-    return {"train_rows_per_s": STEP_ROWS / train_s, "infer_rows_per_s": len(train) / infer_s}
+    return {"train_rows_per_s": STEP_ROWS / train_s, "infer_rows_per_s": len(scored) / infer_s}
 
 
 def cpu_record(model: str, approach: str, seed: int = 1) -> dict:
@@ -93,8 +101,9 @@ def rerun_on(record: dict, dataset, device: torch.device, precision: str = "fp32
 def render(results: dict) -> str:
     """docs/benchmarks/gpu.md from the collected gpu.json."""
     machine = results["machine"]
-    lines = [f"# The GPU check: {machine['gpu']}, torch {machine['torch']}", "",
-             "Made by `benchmarks/gpu.py` on a lent device machine (issue #19); the raw numbers are in `gpu.json`.",
+    where = machine["gpu"] or f"CPU ({machine['cpu']}, {machine.get('threads', '?')} thread(s))"
+    lines = [f"# The device check: {where}, torch {machine['torch']}", "",
+             f"Made by `benchmarks/gpu.py` (issue #19); the raw numbers are in `{results.get('json', 'gpu.json')}`.",
              "Rows/s are medians over " + str(len(results["step_repeats"])) + " fresh processes (min-max in brackets); "
              "ML-1M by gender, the Table-1 model settings, training batch 1024, inference batch 8192.", "",
              "## The step", "", "| backbone | train rows/s fp32 | train rows/s bf16 | inference rows/s fp32 | inference rows/s bf16 |",
@@ -107,6 +116,8 @@ def render(results: dict) -> str:
     for model in results["step_repeats"][0]:
         lines.append(f"| {model} | {cell(model, 'fp32', 'train_rows_per_s')} | {cell(model, 'bf16', 'train_rows_per_s')} "
                      f"| {cell(model, 'fp32', 'infer_rows_per_s')} | {cell(model, 'bf16', 'infer_rows_per_s')} |")
+    if not results.get("runs"):
+        return "\n".join(lines) + "\n"
     lines += ["", "## ML-1M runs on the GPU beside the shipped CPU records", "",
               "Each shipped CPU record (one thread of this project's 2-core AMD EPYC, commit 91ead99) rerun with the "
               "same config on the GPU: one run each, so the times are single readings. The CPU seconds are the records' own, "
@@ -162,14 +173,19 @@ def main() -> None:
                         "bf16 on the device (the quality of bf16)")
     parser.add_argument("--shard", default="0/1", help="i/n: this process takes every n-th item from the i-th")
     parser.add_argument("--render", type=Path, help="print the markdown of this gpu.json, measuring nothing")
+    parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's)")
+    parser.add_argument("--infer-rows", type=int, help="score only this many training rows (default: all of them)")
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     if args.render:
         print(render(json.loads(args.render.read_text())), end="")
         return
     began, device = time.perf_counter(), torch.device(args.device)
     models = args.models.split(",")
     out = {"machine": {"gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
-                       "torch": torch.__version__, "python": platform.python_version(), "cpu": platform.processor()},
+                       "torch": torch.__version__, "python": platform.python_version(), "cpu": cpu_model(),
+                       "threads": torch.get_num_threads()},
            "step": {}, "runs": [], "skipped": []}
     args.out.mkdir(parents=True, exist_ok=True)
 
@@ -191,7 +207,7 @@ def main() -> None:
             continue
         try:
             if kind == "step":
-                out["step"].setdefault(model, {})[what] = step_throughput(model, dataset, device, what)
+                out["step"].setdefault(model, {})[what] = step_throughput(model, dataset, device, what, args.infer_rows)
             elif kind == "quality":
                 precision, seed = what.split(":")
                 out["runs"].append(rerun_on(cpu_record(model, "base", int(seed)), dataset, device, precision))
