@@ -245,3 +245,17 @@ def test_the_papers_movielens_claims_get_the_verdict_their_numbers_give(gains, o
     assert ordering in claims
     assert "MoE-MLoRA − Base is +0.00 on average" in claims  # Base equals MoE-MLoRA in these rows
     assert "Figure 2" not in claims  # no k > 1 runs: no verdict on more experts
+
+
+@pytest.mark.parametrize("gain, verdict", [(0.0, "| holds |"), (0.5, "| does not hold |")])
+def test_the_more_experts_claim_fails_when_more_experts_help_on_matched_seeds(gain, verdict):
+    from moe_mlora.experiments.report import experts_frame, paper_claims_markdown
+
+    rows = _movielens_rows({"gender": 0.1, "age": 0.1, "occupation": 0.1}, seeds=(1, 2, 3))
+    rng = np.random.default_rng(1)
+    more = [{**row, "k": 2, "wauc": row["wauc"] + gain + rng.normal(0, 0.01)}
+            for row in rows.to_dict("records") if row["arm"] == "moe-mlora" and row["split"] == "movielens-1m-gender"]
+    records = pd.concat([rows, pd.DataFrame(more)]).assign(n_domains=2)
+    claims = paper_claims_markdown(build_table1(records[records.k == 1]), experts_frame(records), pd.DataFrame(), {})
+    line = next(line for line in claims.splitlines() if "More experts" in line)
+    assert line.endswith(verdict), line

@@ -472,7 +472,8 @@ def paper_claims_markdown(table: Table1, experts: pd.DataFrame, diagnostics: pd.
         above = int(((more.delta - more.delta_ci95) > 0).sum())
         below = int(((more.delta + more.delta_ci95) < 0).sum())
         seeds = sorted(set(more.seeds)) if not more.empty else []
-        verdict = "holds" if above <= len(more) / 2 else "does not hold"
+        verdict = ("no intervals with one seed" if more.empty or more.seeds.max() < 2
+                   else "holds" if above <= len(more) / 2 else "does not hold")
         lines.append(f"| More experts per domain do not consistently help (Figure 2, by gender) | peaks at 6 experts "
                      f"for DeepFM and AutoInt, NFM gains with more | {split}: of {len(more)} (backbone, k > 1) points, "
                      f"{above} have a 95% interval of Δ against k = 1 above 0 and {below} below ({seeds} matched "
