@@ -32,6 +32,7 @@ sys.path.insert(0, str(ROOT / "src"))
 
 from moe_mlora.data import DatasetConfig, prepare_dataset  # noqa: E402
 from moe_mlora.experiments.config import RunConfig  # noqa: E402
+from moe_mlora.experiments.records import numerics_description  # noqa: E402
 from moe_mlora.experiments.run import execute_run  # noqa: E402
 from moe_mlora.models import build_model  # noqa: E402
 from moe_mlora.training.approaches import BASE_PHASE  # noqa: E402
@@ -43,13 +44,6 @@ from moe_mlora.training.optim import ModelAdam  # noqa: E402
 MODELS = ("wdl", "nfm", "autoint", "pnn", "dcn", "fibinet", "deepfm", "xdeepfm")
 RECORDS = ROOT / "docs/results/ml1m/records"
 STEP_ROWS, WARMUP_ROWS = 204_800, 20_480
-
-
-def cpu_model() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines() if Path("/proc/cpuinfo").is_file() else []:
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return platform.processor()
 
 
 def synchronise(device: torch.device) -> None:
@@ -184,7 +178,7 @@ def main() -> None:
     began, device = time.perf_counter(), torch.device(args.device)
     models = args.models.split(",")
     out = {"machine": {"gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
-                       "torch": torch.__version__, "python": platform.python_version(), "cpu": cpu_model(),
+                       "torch": torch.__version__, "python": platform.python_version(), "cpu": numerics_description()["cpu_model"],
                        "threads": torch.get_num_threads()},
            "step": {}, "runs": [], "skipped": []}
     args.out.mkdir(parents=True, exist_ok=True)

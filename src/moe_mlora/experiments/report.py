@@ -481,8 +481,8 @@ def paper_claims_markdown(table: Table1, experts: pd.DataFrame, diagnostics: pd.
     notes = ["", "Verdicts: a claim about Δ MoE-MLoRA − MLoRA holds when some cell is significant in its direction "
              "after Holm (primary family) and none against it. Δ: mean over the backbones of the paper's columns, "
              "test WAUC points."]
-    base = [(split, table.deltas.get((split, ("moe-mlora", "base"), m))) for split in table.splits for m in models]
-    base = [cell.mean for _, cell in base if cell is not None]
+    base = [table.deltas[key].mean for key in ((split, ("moe-mlora", "base"), m) for split in table.splits for m in models)
+            if key in table.deltas]
     if base:
         kept = diagnostics["experts_kept_start"].mean() if "experts_kept_start" in diagnostics else float("nan")
         notes += ["", f"What the Δ measures here: MoE-MLoRA − Base is {_signed(_mean(base))} on average (from "

@@ -40,7 +40,7 @@ def load_method_parts(model: nn.Module, folder: Path, approach, n_domains: int, 
         raise DataError(f"{path}: holds {meta.get('method')} parts, the run is {approach.approach}")
     if meta.get("backbone_sha256") != backbone_sha256:
         raise DataError(f"{path}: these parts were trained on another backbone than {folder}'s")
-    get_method(approach.approach).attach(model, n_domains, run_seed, approach)
+    get_method(approach.approach).plug_into(model, n_domains, run_seed, approach)
     saved, expected = read_safetensors(folder / METHOD_WEIGHTS), part_state_keys(model)
     if set(saved) != expected:
         raise DataError(f"{folder / METHOD_WEIGHTS}: does not fit the {approach.approach} parts of this model "

@@ -38,6 +38,15 @@ class Method:
     backbone_path: bool = False  # rows of an unknown domain can be scored by the backbone alone
     folds: bool = False  # each domain folds into one plain model (export --domain, merged inference)
 
+    def plug_into(self, model, n_domains: int, run_seed: int, approach) -> None:
+        """Attach the method's parts to `model`, on the device its backbone lives on (attach builds them on
+        the CPU); nothing for the bare backbone."""
+        if self.attach is None:
+            return
+        device = next(model.parameters()).device
+        self.attach(model, n_domains, run_seed, approach)
+        model.to(device)
+
     @property
     def adapts(self) -> bool:
         """Whether the method's parts are LoRA adapters (MLoRA, MoE-MLoRA)."""

@@ -210,7 +210,7 @@ def extend_model(model: CTRModel, shares: list[float], domain: str, approach=Non
         for old, new in zip(adapters, attach_adapters(grown, grown_config)):
             _grow_adapter(old, new, config, grown_config)
     elif domain_parts(model):  # another method's parts: built for n + 1 domains, then grown by the generic rule
-        get_method(approach.approach).attach(grown, spec.n_domains + 1, run_seed, approach)
+        get_method(approach.approach).plug_into(grown, spec.n_domains + 1, run_seed, approach)
         for (_, old), (_, new) in zip(domain_parts(model), domain_parts(grown)):
             old.grow_into(new, weights)
     return grown.to(next(model.parameters()).device), new_id

@@ -228,10 +228,7 @@ def train_approach(
                           "--out-of-core data trains the paper's schedule")
     report = TrainingReport(approach.approach)
     method = get_method(approach.approach)
-    if method.attach is not None:
-        device = next(model.parameters()).device
-        method.attach(model, len(domain_names), config.seed, approach)
-        model.to(device)  # a method builds its parts on the CPU; they live where the backbone lives
+    method.plug_into(model, len(domain_names), config.seed, approach)
     adapters = adapters_of(model)
     adapter_config = adapters[0].config if adapters else None
     for phase in approach.schedule_phases:
