@@ -24,7 +24,7 @@ from moe_mlora.data.stats import domain_statistics, stats_as_records
 from moe_mlora.cli_options import Settings, with_settings
 from moe_mlora.errors import ConfigError, MoeMloraError
 from moe_mlora.files import probe_writable
-from moe_mlora.experiments.controlled import SETTINGS, controlled_configs, write_tables
+from moe_mlora.experiments.controlled import CONTROLLED_TRAINING, SETTINGS, controlled_configs, write_tables
 from moe_mlora.experiments.grids import (
     ABLATION_MODELS, ABLATION_VARIANTS, ablation_configs, available_table1_splits, check_models, expand_splits, experts_configs,
     int_list,
@@ -48,6 +48,8 @@ from moe_mlora.training.loop import EpochRecord
 from moe_mlora.training.metrics import SelectBy
 
 # Help texts are plain text: rich markup would eat "[ray]" in "pip install 'moe-mlora[ray]'".
+CONTROLLED = ControlledConfig()  # the generator's defaults, shown by `data generate --help`
+
 app = typer.Typer(help="Multi-domain CTR prediction: Base, MLoRA and MoE-MLoRA on eight CTR backbones.",
                   no_args_is_help=True, pretty_exceptions_enable=False, rich_markup_mode=None)
 data_app = typer.Typer(help="Prepare datasets and inspect them.", no_args_is_help=True, rich_markup_mode=None)
@@ -134,21 +136,22 @@ def data_stats(
 @user_errors
 def data_generate(
     out: Annotated[Path, typer.Option("--out", help="The folder for table.parquet, truth.json and factors.npz.")],
-    n_domains: Annotated[int, typer.Option(help="Number of domains.")] = 4,
-    heterogeneity: Annotated[float, typer.Option(help="0: identical domains ... 1: unrelated.")] = 0.5,
-    rows: Annotated[int, typer.Option(help="Rows in all (density = rows / (users x items)).")] = 100_000,
-    users_per_domain: Annotated[int, typer.Option(help="Users a domain draws from.")] = 1000,
-    items_per_domain: Annotated[int, typer.Option(help="Items a domain draws from.")] = 400,
-    user_overlap: Annotated[float, typer.Option(help="Share of a domain's users common to all domains.")] = 1.0,
-    item_overlap: Annotated[float, typer.Option(help="Share of a domain's items common to all domains.")] = 1.0,
-    imbalance: Annotated[float, typer.Option(help="Zipf exponent of the domains' sizes (0: equal).")] = 0.0,
-    positive_rate: Annotated[float, typer.Option(help="Each domain's positive rate.")] = 0.25,
-    signal: Annotated[float, typer.Option(help="The true logit's scale.")] = 3.0,
-    seed: Annotated[int, typer.Option(help="Seed of the truth and the clicks.")] = 0,
+    n_domains: Annotated[int, typer.Option(help="Number of domains.")] = CONTROLLED.n_domains,
+    heterogeneity: Annotated[float, typer.Option(help="0: identical domains ... 1: unrelated.")] = CONTROLLED.heterogeneity,
+    rows: Annotated[int, typer.Option(help="Rows in all (density = rows / (users x items)).")] = CONTROLLED.rows,
+    users_per_domain: Annotated[int, typer.Option(help="Users a domain draws from.")] = CONTROLLED.users_per_domain,
+    items_per_domain: Annotated[int, typer.Option(help="Items a domain draws from.")] = CONTROLLED.items_per_domain,
+    user_overlap: Annotated[float, typer.Option(help="Share of a domain's users common to all domains.")] = CONTROLLED.user_overlap,
+    item_overlap: Annotated[float, typer.Option(help="Share of a domain's items common to all domains.")] = CONTROLLED.item_overlap,
+    imbalance: Annotated[float, typer.Option(help="Zipf exponent of the domains' sizes (0: equal).")] = CONTROLLED.imbalance,
+    positive_rate: Annotated[float, typer.Option(help="Each domain's positive rate.")] = CONTROLLED.positive_rate,
+    factors: Annotated[int, typer.Option(help="Latent factors of the shared and of each domain's own preference.")] = CONTROLLED.factors,
+    signal: Annotated[float, typer.Option(help="The true logit's scale.")] = CONTROLLED.signal,
+    seed: Annotated[int, typer.Option(help="Seed of the truth and the clicks.")] = CONTROLLED.seed,
 ) -> None:
     """A controlled multi-domain table with a known truth and its oracle gap (moe_mlora.data.controlled)."""
     config = ControlledConfig(n_domains, users_per_domain, items_per_domain, rows, heterogeneity, user_overlap,
-                              item_overlap, imbalance, positive_rate, seed=seed, signal=signal)
+                              item_overlap, imbalance, positive_rate, factors=factors, signal=signal, seed=seed)
     probe_writable(out)
     summary = write_controlled(config, out)
     console.print(f"wrote {out / TABLE_FILE} ({rows:,} rows, {summary['users']:,} users, {summary['items']:,} items, "
@@ -396,14 +399,17 @@ def reproduce_controlled(
     retry_failed: bool = False,
 ) -> None:
     """When do domain adapters help? Base / MLoRA / MoE-MLoRA on controlled tables from no domain signal to
-    strong; the report maps each method's gain over Base against the oracle gap."""
+    strong; the report maps each method's gain over Base against the oracle gap. Trains with batches of 256
+    unless --batch-size says otherwise (moe_mlora.experiments.controlled.CONTROLLED_TRAINING)."""
     chosen = [name.strip() for name in settings.split(",") if name.strip()] or list(SETTINGS)
     unknown = [name for name in chosen if name not in SETTINGS]
     if unknown:
         raise ConfigError(f"unknown setting(s) {unknown}; choose from {', '.join(SETTINGS)}")
     probe_writable(results_dir)
     tables = write_tables({name: SETTINGS[name] for name in chosen}, results_dir / "tables")
-    train = TrainConfig(**config_options.of("train"), progress=False)
+    chosen_training = {**config_options.of("train"), **{name: value for name, value in CONTROLLED_TRAINING.items()
+                                                         if name not in config_options.given}}
+    train = TrainConfig(**chosen_training, progress=False)
     configs = controlled_configs(tables, check_models([m.strip() for m in models.split(",")]), seed_list(seeds), train)
     _sweep(configs, results_dir, workers, backend, retry_failed, None)
 

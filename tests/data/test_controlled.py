@@ -8,8 +8,8 @@ from typer.testing import CliRunner
 
 from moe_mlora.cli import app
 from moe_mlora.data import DatasetConfig, prepare_dataset
-from moe_mlora.data.controlled import ControlledConfig, draw_labels, generate, oracle_gap, oracle_wauc
-from moe_mlora.data.split import stratified_domain_split
+from moe_mlora.data.controlled import ControlledConfig, draw_labels, generate, oracle_gap, oracle_wauc, weighted_auc
+from moe_mlora.data.split import PART_NAMES, stratified_domain_split
 from moe_mlora.errors import ConfigError
 
 SMALL = dict(users_per_domain=300, items_per_domain=150, rows=40_000)
@@ -36,7 +36,24 @@ def test_a_domain_aware_oracle_beats_the_shared_one_by_that_gap_on_fresh_draws()
         parts = stratified_domain_split(domains, labels)
         fresh.append(oracle_wauc(truth, users, items, domains, labels, parts, True)
                      - oracle_wauc(truth, users, items, domains, labels, parts, False))
-    assert recorded > 0.05 and abs(np.mean(fresh) - recorded) < 0.01, (recorded, fresh)
+    # One draw's gap on 8k test rows varies with sd about 0.004 (measured over fresh draws): 0.02 is five of them.
+    assert recorded > 0.05 and min(fresh) > 0.05 and abs(np.mean(fresh) - recorded) < 0.02, (recorded, fresh)
+
+
+def test_the_shared_oracle_is_the_best_domain_blind_scorer_not_the_average_transform():
+    # Unrelated, unequal domains with partly own users: the pair's click probability mixed over the domains it
+    # could come from beats scoring by the domains' average transform, and the domain-aware truth beats both.
+    config = ControlledConfig(heterogeneity=1.0, imbalance=1.0, user_overlap=0.5, **SMALL)
+    frame, truth = generate(config)
+    users, items, domains = frame.attrs["ids"]
+    labels = frame["label"].to_numpy()
+    parts = stratified_domain_split(domains, labels)
+    test = parts == PART_NAMES["test"]
+    average = np.mean([truth.scores(users[test], items[test], np.full(test.sum(), d)) for d in range(config.n_domains)], axis=0)
+    average_wauc = weighted_auc(labels[test], average, domains[test])
+    blind = oracle_wauc(truth, users, items, domains, labels, parts, False)
+    aware = oracle_wauc(truth, users, items, domains, labels, parts, True)
+    assert aware > blind > average_wauc + 0.01, (aware, blind, average_wauc)
 
 
 def test_the_knobs_set_sizes_overlaps_and_positive_rates():
