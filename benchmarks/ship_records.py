@@ -5,6 +5,8 @@
 
 The records go to DEST/records/<run>/ (the sweep's sweeps.jsonl beside them, for the wall time), and
 `moe-mlora report DEST/records --out DEST` writes DEST/report.md, table1.csv, records.csv, figure2.png.
+A controlled sweep's truth.json files (not its tables) go to DEST/records/tables/<setting>/, where the
+report finds each setting's oracle gap.
 A record already shipped is never overwritten by a different one: a sweep reran a run (e.g. after a
 schema change) and the report would silently change, so the script stops and names it.
 """
@@ -17,6 +19,8 @@ import shutil
 import sys
 from pathlib import Path
 
+from moe_mlora.data.controlled import TRUTH_FILE
+from moe_mlora.experiments.controlled import TABLES_FOLDER
 from moe_mlora.experiments.report import write_report
 
 SHIPPED = ("result.json", "epochs.csv")
@@ -46,6 +50,9 @@ def main() -> int:
             target.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(source, target / name)
             copied += name == "result.json"
+    for truth in sorted((args.results / TABLES_FOLDER).glob(f"*/{TRUTH_FILE}")):  # a controlled sweep's truths
+        (records / TABLES_FOLDER / truth.parent.name).mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(truth, records / TABLES_FOLDER / truth.parent.name / TRUTH_FILE)
     if (args.results / "sweeps.jsonl").is_file():
         shutil.copyfile(args.results / "sweeps.jsonl", records / "sweeps.jsonl")
     written = write_report(records, args.dest, title=args.dest.name, published=args.published)

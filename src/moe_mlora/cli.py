@@ -24,7 +24,7 @@ from moe_mlora.data.stats import domain_statistics, stats_as_records
 from moe_mlora.cli_options import Settings, with_settings
 from moe_mlora.errors import ConfigError, MoeMloraError
 from moe_mlora.files import probe_writable
-from moe_mlora.experiments.controlled import CONTROLLED_TRAINING, SETTINGS, controlled_configs, write_tables
+from moe_mlora.experiments.controlled import CONTROLLED_TRAINING, SETTINGS, TABLES_FOLDER, controlled_configs, write_tables
 from moe_mlora.experiments.grids import (
     ABLATION_MODELS, ABLATION_VARIANTS, ablation_configs, available_table1_splits, check_models, expand_splits, experts_configs,
     int_list,
@@ -406,7 +406,7 @@ def reproduce_controlled(
     if unknown:
         raise ConfigError(f"unknown setting(s) {unknown}; choose from {', '.join(SETTINGS)}")
     probe_writable(results_dir)
-    tables = write_tables({name: SETTINGS[name] for name in chosen}, results_dir / "tables")
+    tables = write_tables({name: SETTINGS[name] for name in chosen}, results_dir / TABLES_FOLDER)
     chosen_training = {**config_options.of("train"), **{name: value for name, value in CONTROLLED_TRAINING.items()
                                                          if name not in config_options.given}}
     train = TrainConfig(**chosen_training, progress=False)

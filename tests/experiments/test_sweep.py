@@ -237,6 +237,22 @@ def test_the_controlled_grid_maps_each_methods_gain_against_the_oracle_gap(tmp_p
     batch_sizes = {json.loads(path.read_text())["config"]["train"]["batch_size"] for path in results.glob("*/result.json")}
     assert batch_sizes == {256}  # the map's training default, not the paper's 1,024, unless --batch-size is given
 
+    # Shipped without its tables (records and truth.json files only), the map is rebuilt the same.
+    import shutil
+
+    from moe_mlora.experiments.report import write_report
+
+    shipped = tmp_path / "shipped"
+    for result in results.glob("*/result.json"):
+        (shipped / result.parent.name).mkdir(parents=True)
+        shutil.copyfile(result, shipped / result.parent.name / "result.json")
+    for truth in (results / "tables").glob("*/truth.json"):
+        (shipped / "tables" / truth.parent.name).mkdir(parents=True)
+        shutil.copyfile(truth, shipped / "tables" / truth.parent.name / "truth.json")
+    shutil.rmtree(results / "tables")
+    write_report(shipped)
+    pd.testing.assert_frame_equal(pd.read_csv(shipped / "controlled.csv"), frame)
+
 
 def test_a_moe_run_waits_for_the_base_run_it_reuses_but_not_for_anything_else():
     from moe_mlora.data import DatasetConfig

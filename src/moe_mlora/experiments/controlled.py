@@ -66,18 +66,28 @@ def controlled_configs(tables: dict[str, Path], models: list[str], seeds: list[i
             for seed in seeds for approach in PAPER_METHODS for path in tables.values() for model in models]
 
 
-def truth_of(table_path: str) -> dict | None:
-    path = Path(table_path).parent / TRUTH_FILE
-    return json.loads(path.read_text()) if path.is_file() else None
+TABLES_FOLDER = "tables"  # where a controlled sweep keeps its tables, inside its results folder
 
 
-def gains(records: pd.DataFrame) -> pd.DataFrame:
+def truth_of(table_path: str, tables_folder: Path | None = None) -> dict | None:
+    """The truth.json beside a run's table; else the one of the same setting in `tables_folder` (shipped
+    records keep the truths, not the tables, in records/tables/<setting>/)."""
+    candidates = [Path(table_path).parent / TRUTH_FILE]
+    if tables_folder is not None:
+        candidates.append(Path(tables_folder) / Path(table_path).parent.name / TRUTH_FILE)
+    for path in candidates:
+        if path.is_file():
+            return json.loads(path.read_text())
+    return None
+
+
+def gains(records: pd.DataFrame, tables_folder: Path | None = None) -> pd.DataFrame:
     """Per setting x model x method: the mean paired gain over Base (test WAUC points) with its 95% CI and
     the setting's oracle gap. Methods: MLoRA, MoE-MLoRA (gated mixture) and MoE-MLoRA's own-experts path."""
     ok = records[(records.status == "ok") & records.table_path.notna()]
     rows = []
     for (table, model), group in ok.groupby(["table_path", "model"]):
-        truth = truth_of(table)
+        truth = truth_of(table, tables_folder)
         if truth is None:
             continue
         base = group[group.arm == "base"].set_index("seed")["wauc"]

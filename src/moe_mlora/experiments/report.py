@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from moe_mlora.experiments.controlled import gains, map_markdown, plot_map
+from moe_mlora.experiments.controlled import TABLES_FOLDER, gains, map_markdown, plot_map
 from moe_mlora.errors import ConfigError
 from moe_mlora.experiments.grids import split_label
 from moe_mlora.experiments.published import PUBLISHED, published_markdown
@@ -766,15 +766,16 @@ def write_report(results_dir: Path, out_dir: Path | None = None, title: str | No
                          "Every point of a model uses the same seeds (those every k has). Test WAUC (%):", "",
                          markdown_table(pivot), "", "Paired Δ against k = 1 (points, ± 95% t-interval over seeds):",
                          "", markdown_table(delta_pivot), ""]
-    controlled = gains(records) if "table_path" in records else pd.DataFrame()
+    controlled = gains(records, results_dir / TABLES_FOLDER) if "table_path" in records else pd.DataFrame()
     if not controlled.empty:
         figure = plot_map(controlled, out_dir / "controlled.png")
         written["controlled"] = figure
         controlled.to_csv(out_dir / "controlled.csv", index=False)
         sections += ["## When do domain adapters help? (controlled tables)", "", "![map](controlled.png)", "",
                      "Gain over Base: test WAUC points, mean of per-seed paired differences ± 95% t-interval (not "
-                     "corrected for multiplicity). Oracle gap: the true per-domain model's test WAUC minus the true "
-                     "shared model's, on the same test rows (moe_mlora.data.controlled).", "",
+                     "corrected for multiplicity). Oracle gap: the true per-domain model's test WAUC minus that of the "
+                     "best model that cannot see the domain (it knows the truth and mixes the domains a pair could "
+                     "come from), on the same test rows (moe_mlora.data.controlled).", "",
                      map_markdown(controlled), ""]
     failed = records[records.status == "failed"]
     if not failed.empty:
