@@ -62,7 +62,7 @@ console = Console(soft_wrap=True, markup=False)  # printed text is data (paths, 
 DataDirOption = Annotated[Optional[Path], typer.Option(help="Raw data folder (else $MOE_MLORA_DATA_DIR, else ~/.cache/moe-mlora/data).")]
 SplitByOption = Annotated[Optional[str], typer.Option("--split-by", help="Domain field: gender|age|occupation (MovieLens), theme (Taobao), or the table's domain column.")]
 FeaturesOption = Annotated[str, typer.Option(help="Comma-separated categorical features; the domain id is added as a feature.")]
-ReproduceConfigOption = Annotated[Optional[Path], typer.Option("--config", help="A YAML/JSON config whose data (e.g. your own table), model_config and train sections replace the grid's defaults.")]
+ReproduceConfigOption = Annotated[Optional[Path], typer.Option("--config", help="A YAML/JSON config whose data (e.g. your own table), model_config and train sections replace the grid's defaults; training options given on the command line override its train section.")]
 
 
 def user_errors(command):
@@ -293,11 +293,13 @@ def _split_list(text: str | None, data_dir: Path | None) -> list[str]:
 
 
 def _sweep(configs, results_dir: Path, workers, backend: str, retry_failed: bool, data_dir: Path | None,
-           config_file: Path | None = None) -> None:
-    """Run a grid (on a config file's data, model_config and train settings, if given; resumable), then
-    print Table 1 and write the report."""
+           config_file: Path | None = None, settings: Settings | None = None) -> None:
+    """Run a grid (on a config file's data, model_config and train settings, if given, under the training
+    options given on the command line; resumable), then print Table 1 and write the report."""
     if config_file:
-        configs = with_config_file(configs, load_config_file(config_file), str(config_file))
+        given = {} if settings is None else {name: value for name, value in settings.of("train").items()
+                                             if name in settings.given}
+        configs = with_config_file(configs, load_config_file(config_file), str(config_file), train_overrides=given)
     summary = run_sweep(configs, results_dir, workers=workers, backend=backend, retry_failed=retry_failed,
                         data_dir=data_dir, console=console)
     console.print(f"sweep: {summary.finished} finished, {summary.skipped} already recorded, "
@@ -335,7 +337,7 @@ def reproduce_table1(
     configs = table1_configs(_split_list(datasets, data_dir), [m.strip() for m in models.split(",")],
                              seed_list(seeds), train, moe_variants=[moe_variant] if moe_variant else [],
                              methods=[m.strip() for m in (methods or "").split(",") if m.strip()])
-    _sweep(configs, results_dir, workers, backend, retry_failed, data_dir, config_file)
+    _sweep(configs, results_dir, workers, backend, retry_failed, data_dir, config_file, config_options)
 
 
 @reproduce_app.command("experts")
@@ -358,7 +360,7 @@ def reproduce_experts(
     train = TrainConfig(**config_options.of("train"), progress=False)
     configs = experts_configs(split, [m.strip() for m in models.split(",")], seed_list(seeds),
                               int_list(experts_per_domain, "--experts-per-domain"), train)
-    _sweep(configs, results_dir, workers, backend, retry_failed, data_dir, config_file)
+    _sweep(configs, results_dir, workers, backend, retry_failed, data_dir, config_file, config_options)
 
 
 @reproduce_app.command("ablation")
@@ -382,7 +384,7 @@ def reproduce_ablation(
     train = TrainConfig(**config_options.of("train"), progress=False)
     configs = ablation_configs(_split_list(datasets, data_dir), [m.strip() for m in models.split(",")],
                                seed_list(seeds), train, [v.strip() for v in variants.split(";") if v.strip()])
-    _sweep(configs, results_dir, workers, backend, retry_failed, data_dir, config_file)
+    _sweep(configs, results_dir, workers, backend, retry_failed, data_dir, config_file, config_options)
 
 
 @reproduce_app.command("controlled")

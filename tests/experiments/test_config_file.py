@@ -136,6 +136,16 @@ def test_reproduce_takes_the_users_table_and_model_overrides_from_a_config(setup
                and r["config"]["model_config"]["embedding_dim"] == 4 for r in records)
 
 
+def test_reproduce_with_a_config_still_obeys_the_training_options_given_on_the_command_line(setup):
+    # run.yaml says max_epochs 2 and batch 1024 by default; the command line says 1 and 64: the command line wins.
+    result = CliRunner().invoke(app, ["reproduce", "table1", "--config", str(setup / "run.yaml"), "--models", "wdl",
+                                      "--seeds", "1", "--results-dir", str(setup / "grid"), "--workers", "1",
+                                      "--max-epochs", "1", "--batch-size", "64"])
+    assert result.exit_code == 0, result.output
+    trains = [json.loads(p.read_text())["config"]["train"] for p in (setup / "grid").glob("*/result.json")]
+    assert len(trains) == 3 and all(t["max_epochs"] == 1 and t["batch_size"] == 64 for t in trains), trains
+
+
 def test_predict_and_export_serve_numeric_and_multi_valued_features(setup):
     import torch
 

@@ -158,10 +158,14 @@ def experts_configs(
     return base + moe
 
 
-def with_config_file(configs: list[RunConfig], data: dict, source: str) -> list[RunConfig]:
+def with_config_file(configs: list[RunConfig], data: dict, source: str,
+                     train_overrides: dict | None = None) -> list[RunConfig]:
     """A grid run on the config file's dataset (e.g. the user's own table), model hyper-parameters and
     training settings: its `data`, `model_config` and `train` sections replace the grid's (the grid keeps
-    its models, approaches and seeds, so `model` and `approach` in the file are not used)."""
+    its models, approaches and seeds, so `model` and `approach` in the file are not used). `train_overrides`
+    (the training options given on the command line) win over the file's train section."""
+    if train_overrides:
+        data = {**data, "train": {**(data.get("train") or {}), **train_overrides}}
     given = RunConfig.from_partial({k: v for k, v in data.items() if k in ("data", "model_config", "train")}, source)
     out: dict[str, RunConfig] = {}
     for config in configs:
