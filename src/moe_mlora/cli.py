@@ -48,8 +48,6 @@ from moe_mlora.training.loop import EpochRecord
 from moe_mlora.training.metrics import SelectBy
 
 # Help texts are plain text: rich markup would eat "[ray]" in "pip install 'moe-mlora[ray]'".
-CONTROLLED = ControlledConfig()  # the generator's defaults, shown by `data generate --help`
-
 app = typer.Typer(help="Multi-domain CTR prediction: Base, MLoRA and MoE-MLoRA on eight CTR backbones.",
                   no_args_is_help=True, pretty_exceptions_enable=False, rich_markup_mode=None)
 data_app = typer.Typer(help="Prepare datasets and inspect them.", no_args_is_help=True, rich_markup_mode=None)
@@ -134,29 +132,19 @@ def data_stats(
 
 @data_app.command("generate")
 @user_errors
+@with_settings(("generator", ControlledConfig))
 def data_generate(
+    config_options: Settings,
     out: Annotated[Path, typer.Option("--out", help="The folder for table.parquet, truth.json and factors.npz.")],
-    n_domains: Annotated[int, typer.Option(help="Number of domains.")] = CONTROLLED.n_domains,
-    heterogeneity: Annotated[float, typer.Option(help="0: identical domains ... 1: unrelated.")] = CONTROLLED.heterogeneity,
-    rows: Annotated[int, typer.Option(help="Rows in all (density = rows / (users x items)).")] = CONTROLLED.rows,
-    users_per_domain: Annotated[int, typer.Option(help="Users a domain draws from.")] = CONTROLLED.users_per_domain,
-    items_per_domain: Annotated[int, typer.Option(help="Items a domain draws from.")] = CONTROLLED.items_per_domain,
-    user_overlap: Annotated[float, typer.Option(help="Share of a domain's users common to all domains.")] = CONTROLLED.user_overlap,
-    item_overlap: Annotated[float, typer.Option(help="Share of a domain's items common to all domains.")] = CONTROLLED.item_overlap,
-    imbalance: Annotated[float, typer.Option(help="Zipf exponent of the domains' sizes (0: equal).")] = CONTROLLED.imbalance,
-    positive_rate: Annotated[float, typer.Option(help="Each domain's positive rate.")] = CONTROLLED.positive_rate,
-    factors: Annotated[int, typer.Option(help="Latent factors of the shared and of each domain's own preference.")] = CONTROLLED.factors,
-    signal: Annotated[float, typer.Option(help="The true logit's scale.")] = CONTROLLED.signal,
-    seed: Annotated[int, typer.Option(help="Seed of the truth and the clicks.")] = CONTROLLED.seed,
 ) -> None:
     """A controlled multi-domain table with a known truth and its oracle gap (moe_mlora.data.controlled)."""
-    config = ControlledConfig(n_domains, users_per_domain, items_per_domain, rows, heterogeneity, user_overlap,
-                              item_overlap, imbalance, positive_rate, factors=factors, signal=signal, seed=seed)
+    config = ControlledConfig(**config_options.of("generator"))
+    rows, n_domains = config.rows, config.n_domains
     probe_writable(out)
     summary = write_controlled(config, out)
     console.print(f"wrote {out / TABLE_FILE} ({rows:,} rows, {summary['users']:,} users, {summary['items']:,} items, "
                   f"{n_domains} domains); oracle gap {summary['oracle_gap']:+.4f} test WAUC (per-domain oracle "
-                  f"{summary['per_domain_oracle_wauc']:.4f}, shared {summary['shared_oracle_wauc']:.4f}); train with: "
+                  f"{summary['per_domain_oracle_wauc']:.4f}, domain-blind {summary['shared_oracle_wauc']:.4f}); train with: "
                   f"moe-mlora train --dataset table --table-path {out / TABLE_FILE} --split-by domain "
                   "--features user,item", highlight=False)
 

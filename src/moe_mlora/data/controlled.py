@@ -41,24 +41,29 @@ from sklearn.metrics import roc_auc_score
 from moe_mlora.data.split import PART_NAMES, stratified_domain_split
 from moe_mlora.errors import ConfigError
 from moe_mlora.files import write_text_atomic
+from moe_mlora.settings import setting
 
 TABLE_FILE, TRUTH_FILE, FACTORS_FILE = "table.parquet", "truth.json", "factors.npz"
 
 
 @dataclass(frozen=True)
 class ControlledConfig:
-    n_domains: int = 4
-    users_per_domain: int = 200  # with 100k rows, 125 rows a user and 167 an item in each domain: learnable
-    items_per_domain: int = 150  # (1,000 x 400 left DeepFM 30 points below the truth; docs/results/controlled)
-    rows: int = 100_000
-    heterogeneity: float = 0.5  # 0: identical domains ... 1: unrelated
-    user_overlap: float = 1.0  # share of a domain's users common to all domains
-    item_overlap: float = 1.0  # share of a domain's items common to all domains
-    imbalance: float = 0.0  # Zipf exponent of the domains' sizes
-    positive_rate: float = 0.25
-    factors: int = 4
-    signal: float = 3.0  # the logit's scale: how far the truth is from a coin
-    seed: int = 0
+    """The generator's knobs (each one a `data generate` option). The default table, 4 domains of 200 users x
+    150 items with 25k rows each (125 rows a user and 167 an item per domain), is one that Base can learn:
+    1,000 x 400 left DeepFM 30 points below the truth (docs/results/controlled/early-stopping.md)."""
+
+    n_domains: int = setting(4, help="Number of domains.")
+    users_per_domain: int = setting(200, help="Users a domain draws from.")
+    items_per_domain: int = setting(150, help="Items a domain draws from.")
+    rows: int = setting(100_000, help="Rows in all (density = rows / (users x items)).")
+    heterogeneity: float = setting(0.5, help="0: identical domains ... 1: unrelated.")
+    user_overlap: float = setting(1.0, help="Share of a domain's users common to all domains.")
+    item_overlap: float = setting(1.0, help="Share of a domain's items common to all domains.")
+    imbalance: float = setting(0.0, help="Zipf exponent of the domains' sizes (0: equal).")
+    positive_rate: float = setting(0.25, help="Each domain's positive rate.")
+    factors: int = setting(4, help="Latent factors of the shared and of each domain's own preference.")
+    signal: float = setting(3.0, help="The true logit's scale: how far the truth is from a coin.")
+    seed: int = setting(0, help="Seed of the truth and the clicks.")
 
     def __post_init__(self) -> None:
         checks = [
