@@ -1,7 +1,7 @@
 """Does patience 3 stop on the initial plateau? Issue #21's check, on the controlled generator and on ML-1M.
 
     python benchmarks/early_stopping.py --out docs/results/controlled/early-stopping.md \
-        [--settings h0.5,h0.5-dense] [--models deepfm] [--seeds 1,2,3] [--records docs/results/ml1m/records]
+        [--settings h0.5] [--models deepfm] [--seeds 1,2,3] [--records docs/results/ml1m/records]
 
 1. The generator: Base runs on tables of moe_mlora.experiments.controlled.SETTINGS under several stopping rules
    (by default patience 3, the paper's; patience 10; patience 3 with a floor of 5 epochs, `min_epochs`; any
@@ -121,8 +121,8 @@ def records_markdown(folder: Path) -> list[str]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--out", type=Path, required=True)
-    parser.add_argument("--settings", default="h0.5,h0.5-dense")
+    parser.add_argument("--out", type=Path, help="the markdown to write (its JSON beside it)")
+    parser.add_argument("--settings", default="h0.5")
     parser.add_argument("--models", default="deepfm")
     parser.add_argument("--seeds", default="1,2,3")
     parser.add_argument("--rules", default=RULES, help="stopping rules, ';'-separated, each 'name=value,...' "
@@ -130,7 +130,14 @@ def main() -> None:
     parser.add_argument("--records", type=Path, default=Path("docs/results/ml1m/records"))
     parser.add_argument("--work", type=Path, default=Path("results/early-stopping"))
     parser.add_argument("--render", type=Path, help="rewrite --out from this JSON of earlier runs, running nothing")
+    parser.add_argument("--records-only", action="store_true",
+                        help="print the stall table of --records (any folder of run records) and run nothing")
     args = parser.parse_args()
+    if args.records_only:
+        print("\n".join(records_markdown(args.records)))
+        return
+    if args.out is None:
+        parser.error("--out is required unless --records-only")
     if args.render:
         rows = json.loads(args.render.read_text())
         commit = "(see the JSON's runs)"
@@ -146,7 +153,7 @@ def main() -> None:
         truth = args.work / "tables" / name / "truth.json"
         if truth.is_file():
             values = json.loads(truth.read_text())
-            oracles.append(f"- {name}: the true shared model scores {100 * values['shared_oracle_wauc']:.2f}, the true "
+            oracles.append(f"- {name}: the best domain-blind model scores {100 * values['shared_oracle_wauc']:.2f}, the true "
                            f"per-domain model {100 * values['per_domain_oracle_wauc']:.2f} (test WAUC %, its truth.json)")
     text = ["# Does patience 3 stop on the initial plateau? (issue #21)", "",
             f"Made by `benchmarks/early_stopping.py` at commit {commit}; Base runs, one thread each, the same seeds "
