@@ -3,7 +3,8 @@
     python benchmarks/ship_records.py /work/results/ml1m docs/results/ml1m
     python benchmarks/ship_records.py /work/results/scenario-wise docs/results/scenario-wise --published scenario-wise-ml1m
 
-The records go to DEST/records/<run>/ (the sweep's sweeps.jsonl beside them, for the wall time), and
+The records go to DEST/records/<run>/ (the sweep's sweeps.jsonl lines beside them, merged with those already
+shipped, for the wall time), and
 `moe-mlora report DEST/records --out DEST` writes DEST/report.md, table1.csv, records.csv, figure2.png.
 A controlled sweep's truth.json files (not its tables) go to DEST/records/tables/<setting>/, where the
 report finds each setting's oracle gap.
@@ -53,8 +54,10 @@ def main() -> int:
     for truth in sorted((args.results / TABLES_FOLDER).glob(f"*/{TRUTH_FILE}")):  # a controlled sweep's truths
         (records / TABLES_FOLDER / truth.parent.name).mkdir(parents=True, exist_ok=True)
         shutil.copyfile(truth, records / TABLES_FOLDER / truth.parent.name / TRUTH_FILE)
-    if (args.results / "sweeps.jsonl").is_file():
-        shutil.copyfile(args.results / "sweeps.jsonl", records / "sweeps.jsonl")
+    if (args.results / "sweeps.jsonl").is_file():  # merged: records from several sweep folders keep every sweep's line
+        shipped = (records / "sweeps.jsonl").read_text().splitlines() if (records / "sweeps.jsonl").is_file() else []
+        new = [line for line in (args.results / "sweeps.jsonl").read_text().splitlines() if line not in shipped]
+        (records / "sweeps.jsonl").write_text("".join(line + "\n" for line in shipped + new))
     written = write_report(records, args.dest, title=args.dest.name, published=args.published)
     print(f"{copied} new records in {records}; wrote " + ", ".join(str(p) for p in written.values()))
     return 0
