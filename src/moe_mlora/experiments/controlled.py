@@ -101,15 +101,28 @@ def gains(records: pd.DataFrame, tables_folder: Path | None = None) -> pd.DataFr
                 continue
             cell = summarise((values.loc[seeds] - base.loc[seeds]).to_numpy())
             rows.append({"setting": Path(table).parent.name, "model": model, "method": method,
-                         "oracle_gap": truth["oracle_gap"] * 100, "gain": cell.mean, "ci95": cell.ci95,
+                         "oracle_gap": truth["oracle_gap"] * 100, "blind_oracle_wauc": truth["shared_oracle_wauc"] * 100,
+                         "gain": cell.mean, "ci95": cell.ci95,
                          "seeds": len(seeds), "base_wauc": float(base.loc[seeds].mean()),
                          **{k: truth["config"][k] for k in ("heterogeneity", "rows", "imbalance", "user_overlap",
                                                              "n_domains")}})
-    return pd.DataFrame(rows)
+    frame = pd.DataFrame(rows)
+    if frame.empty:
+        return frame
+    # The heterogeneity axis first (settings that move no other knob), by heterogeneity; then the other knobs.
+    frame["heterogeneity_axis"] = [on_heterogeneity_axis(setting) for setting in frame.setting]
+    order = ["heterogeneity_axis", "heterogeneity", "setting", "model", "method"]
+    return frame.sort_values(order, ascending=[False, True, True, True, True], kind="stable").reset_index(drop=True)
+
+
+def on_heterogeneity_axis(setting: str) -> bool:
+    """Whether a setting moves heterogeneity alone (named h<value>, e.g. h0.25) rather than another knob too."""
+    return setting.removeprefix("h").replace(".", "", 1).isdigit()
 
 
 def plot_map(frame: pd.DataFrame, path: Path) -> Path | None:
-    """Gain over Base against the oracle gap, one line per method and backbone, with 95% intervals."""
+    """Gain over Base against the oracle gap, with 95% intervals: per method and backbone a line along the
+    heterogeneity axis and a named square for each setting that moves another knob."""
     if frame.empty:
         return None
     import matplotlib
@@ -118,15 +131,21 @@ def plot_map(frame: pd.DataFrame, path: Path) -> Path | None:
     import matplotlib.pyplot as plt
 
     figure, axis = plt.subplots(figsize=(8, 5))
-    for (method, model), line in frame.groupby(["method", "model"]):
-        line = line.sort_values("oracle_gap")
+    for index, ((method, model), group) in enumerate(frame.groupby(["method", "model"])):
+        color = f"C{index % 10}"
+        line = group[group.heterogeneity_axis].sort_values("oracle_gap")  # the heterogeneity axis: a line
         axis.errorbar(line.oracle_gap, line.gain, yerr=line.ci95.fillna(0), marker="o", markersize=4, capsize=2,
-                      linewidth=1, label=f"{method} ({model})")
+                      linewidth=1, color=color, label=f"{method} ({model})")
+        for point in group[~group.heterogeneity_axis].itertuples():  # another knob moved: a lone marker, named
+            axis.errorbar(point.oracle_gap, point.gain, yerr=0 if point.ci95 != point.ci95 else point.ci95,
+                          marker="s", markersize=4, capsize=2, color=color, linestyle="none")
+            axis.annotate(point.setting.removeprefix("h0.5-"), (point.oracle_gap, point.gain), fontsize=6,
+                          xytext=(3, 3), textcoords="offset points", color=color)
     axis.axhline(0, color="black", linewidth=1)
     top = float(frame.oracle_gap.max())
     if math.isfinite(top) and top > 0:
         axis.plot([0, top], [0, top], color="grey", linestyle=":", linewidth=1, label="the oracle gap itself")
-    axis.set_xlabel("oracle gap (test WAUC points a perfect per-domain model gains over a perfect shared one)")
+    axis.set_xlabel("oracle gap (test WAUC points a perfect per-domain model gains over a perfect domain-blind one)")
     axis.set_ylabel("gain over Base (test WAUC points, paired by seed)")
     axis.set_title("When do domain adapters help? Controlled multi-domain data", fontsize=10)
     axis.grid(alpha=0.3)
@@ -139,9 +158,10 @@ def plot_map(frame: pd.DataFrame, path: Path) -> Path | None:
 
 def map_markdown(frame: pd.DataFrame) -> str:
     """One row per setting and backbone: the knobs, the oracle gap and each method's gain ± CI."""
-    lines = ["| setting | model | heterogeneity | rows | imbalance | user overlap | domains | oracle gap | Base WAUC | "
+    lines = ["| setting | model | heterogeneity | rows | imbalance | user overlap | domains | oracle gap | "
+             "domain-blind oracle WAUC | Base WAUC | "
              + " | ".join(sorted(set(frame.method))) + " |"]
-    lines.append("|" + " --- |" * (9 + frame.method.nunique()))
+    lines.append("|" + " --- |" * (10 + frame.method.nunique()))
     for (setting, model), group in frame.groupby(["setting", "model"], sort=False):
         first = group.iloc[0]
         cells = []
@@ -150,6 +170,7 @@ def map_markdown(frame: pd.DataFrame) -> str:
             cells.append("-" if row.empty else f"{row.gain.iloc[0]:+.2f}" + (
                 f" ± {row.ci95.iloc[0]:.2f}" if row.ci95.iloc[0] is not None and not np.isnan(row.ci95.iloc[0]) else ""))
         lines.append(f"| {setting} | {model} | {first.heterogeneity:g} | {first.rows:,} | {first.imbalance:g} | "
-                     f"{first.user_overlap:g} | {first.n_domains} | {first.oracle_gap:.2f} | {first.base_wauc:.2f} | "
+                     f"{first.user_overlap:g} | {first.n_domains} | {first.oracle_gap:.2f} | {first.blind_oracle_wauc:.2f} | "
+                     f"{first.base_wauc:.2f} | "
                      + " | ".join(cells) + " |")
     return "\n".join(lines)
