@@ -387,6 +387,7 @@ def reproduce_controlled(
     workers: WorkersOption = None,
     backend: BackendOption = "process",
     retry_failed: bool = False,
+    methods: Annotated[Optional[str], typer.Option(help=f"Also run these registered methods as further arms, e.g. star,pepnet (registered: {', '.join(METHODS)}).")] = None,
 ) -> None:
     """When do domain adapters help? Base / MLoRA / MoE-MLoRA on controlled tables from no domain signal to
     strong; the report maps each method's gain over Base against the oracle gap. Trains with batches of 256
@@ -400,7 +401,8 @@ def reproduce_controlled(
     chosen_training = {**config_options.of("train"), **{name: value for name, value in CONTROLLED_TRAINING.items()
                                                          if name not in config_options.given}}
     train = TrainConfig(**chosen_training, progress=False)
-    configs = controlled_configs(tables, check_models([m.strip() for m in models.split(",")]), seed_list(seeds), train)
+    configs = controlled_configs(tables, check_models([m.strip() for m in models.split(",")]), seed_list(seeds), train,
+                                 methods=[m.strip() for m in (methods or "").split(",") if m.strip()])
     _sweep(configs, results_dir, workers, backend, retry_failed, None)
 
 

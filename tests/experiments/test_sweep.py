@@ -225,10 +225,11 @@ def test_the_controlled_grid_maps_each_methods_gain_against_the_oracle_gap(tmp_p
     monkeypatch.setattr("moe_mlora.cli.SETTINGS", controlled.SETTINGS)
     results = tmp_path / "controlled"
     outcome = CliRunner().invoke(app, ["reproduce", "controlled", "--models", "wdl", "--seeds", "2", "--max-epochs", "2",
-                                       "--results-dir", str(results), "--workers", "1"])
+                                       "--results-dir", str(results), "--workers", "1", "--methods", "star"])
     assert outcome.exit_code == 0, outcome.output
     frame = pd.read_csv(results / "controlled.csv")
-    assert set(frame.setting) == {"flat", "apart"} and set(frame.method) == {"MLoRA", "MoE-MLoRA", "MoE-MLoRA own-experts"}
+    assert set(frame.setting) == {"flat", "apart"}
+    assert set(frame.method) == {"MLoRA", "MoE-MLoRA", "MoE-MLoRA own-experts", "STAR"}  # every arm, plugins too
     gaps = frame.groupby("setting").oracle_gap.first()
     assert gaps["flat"] == 0 and gaps["apart"] > 1  # points of WAUC
     assert (frame.seeds == 2).all() and (results / "controlled.png").is_file()

@@ -58,12 +58,14 @@ def write_tables(settings: dict[str, ControlledConfig], folder: Path) -> dict[st
 
 
 def controlled_configs(tables: dict[str, Path], models: list[str], seeds: list[int], train: TrainConfig,
-                       model_config: ModelConfig = ModelConfig()) -> list[RunConfig]:
-    """Base, MLoRA and MoE-MLoRA for every table x model x seed (seeds outermost; Base first, for reuse)."""
+                       model_config: ModelConfig = ModelConfig(), methods: list[str] = ()) -> list[RunConfig]:
+    """Base, MLoRA and MoE-MLoRA (then any other registered methods) for every table x model x seed (seeds
+    outermost; Base first, for reuse)."""
+    approaches = list(PAPER_METHODS) + [m for m in methods if m not in PAPER_METHODS]
     return [RunConfig(DatasetConfig("table", split_by="domain", features=("user", "item"), table_path=str(path),
                                     label_column="label"),
                       model, model_config, ApproachConfig(approach), replace(train, seed=seed))
-            for seed in seeds for approach in PAPER_METHODS for path in tables.values() for model in models]
+            for seed in seeds for approach in approaches for path in tables.values() for model in models]
 
 
 TABLES_FOLDER = "tables"  # where a controlled sweep keeps its tables, inside its results folder
@@ -83,7 +85,9 @@ def truth_of(table_path: str, tables_folder: Path | None = None) -> dict | None:
 
 def gains(records: pd.DataFrame, tables_folder: Path | None = None) -> pd.DataFrame:
     """Per setting x model x method: the mean paired gain over Base (test WAUC points) with its 95% CI and
-    the setting's oracle gap. Methods: MLoRA, MoE-MLoRA (gated mixture) and MoE-MLoRA's own-experts path."""
+    the setting's oracle gap. Methods: every arm recorded (MoE-MLoRA's gated mixture among them) and
+    MoE-MLoRA's own-experts path."""
+    from moe_mlora.experiments.report import arm_name  # report imports this module
     ok = records[(records.status == "ok") & records.table_path.notna()]
     rows = []
     for (table, model), group in ok.groupby(["table_path", "model"]):
@@ -91,8 +95,8 @@ def gains(records: pd.DataFrame, tables_folder: Path | None = None) -> pd.DataFr
         if truth is None:
             continue
         base = group[group.arm == "base"].set_index("seed")["wauc"]
-        methods = {"MLoRA": group[group.arm == "mlora"].set_index("seed")["wauc"],
-                   "MoE-MLoRA": group[group.arm == "moe-mlora"].set_index("seed")["wauc"]}
+        methods = {arm_name(arm): group[group.arm == arm].set_index("seed")["wauc"]
+                   for arm in sorted(set(group.arm) - {"base"})}
         if "own-experts_test" in group:
             methods["MoE-MLoRA own-experts"] = group[group.arm == "moe-mlora"].set_index("seed")["own-experts_test"]
         for method, values in methods.items():
