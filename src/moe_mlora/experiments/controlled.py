@@ -24,7 +24,7 @@ from moe_mlora.data.controlled import TABLE_FILE, TRUTH_FILE, ControlledConfig, 
 from moe_mlora.experiments.config import RunConfig
 from moe_mlora.experiments.statistics import summarise
 from moe_mlora.models import ModelConfig
-from moe_mlora.methods import PAPER_METHODS
+from moe_mlora.methods import PAPER_METHODS, arm_title
 from moe_mlora.training.approaches import ApproachConfig
 from moe_mlora.training.config import TrainConfig
 
@@ -87,7 +87,6 @@ def gains(records: pd.DataFrame, tables_folder: Path | None = None) -> pd.DataFr
     """Per setting x model x method: the mean paired gain over Base (test WAUC points) with its 95% CI and
     the setting's oracle gap. Methods: every arm recorded (MoE-MLoRA's gated mixture among them) and
     MoE-MLoRA's own-experts path."""
-    from moe_mlora.experiments.report import arm_name  # report imports this module
     ok = records[(records.status == "ok") & records.table_path.notna()]
     rows = []
     for (table, model), group in ok.groupby(["table_path", "model"]):
@@ -95,7 +94,7 @@ def gains(records: pd.DataFrame, tables_folder: Path | None = None) -> pd.DataFr
         if truth is None:
             continue
         base = group[group.arm == "base"].set_index("seed")["wauc"]
-        methods = {arm_name(arm): group[group.arm == arm].set_index("seed")["wauc"]
+        methods = {arm_title(arm): group[group.arm == arm].set_index("seed")["wauc"]
                    for arm in sorted(set(group.arm) - {"base"})}
         if "own-experts_test" in group:
             methods["MoE-MLoRA own-experts"] = group[group.arm == "moe-mlora"].set_index("seed")["own-experts_test"]

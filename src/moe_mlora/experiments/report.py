@@ -26,7 +26,7 @@ from moe_mlora.experiments.grids import split_label
 from moe_mlora.experiments.published import PUBLISHED, published_markdown
 from moe_mlora.experiments.statistics import Cell, holm, summarise
 from moe_mlora.experiments.records import RESULT_FILE, SCHEMA_VERSION, RunRecord
-from moe_mlora.methods import METHODS, PAPER_METHODS
+from moe_mlora.methods import METHODS, PAPER_METHODS, arm_title as arm_name, method_title
 from moe_mlora.models.registry import PAPER_MODELS  # the paper's eight columns, in its order
 from moe_mlora.settings import default_of, in_identity
 from moe_mlora.training.diagnostics import path_meaning
@@ -54,16 +54,6 @@ PAPER_TABLE1 = {
                         "MLoRA": [75.16, 78.06, 79.09, 78.17, 74.02, 79.22, 76.38, 76.87],
                         "MoE-MLoRA": [77.00, 78.22, 79.66, 80.71, 76.35, 79.75, 78.93, 77.92]},
 }
-
-
-def method_title(approach: str) -> str:
-    """A registered method's title (the registry is asked at call time, so plugins registered later count)."""
-    return METHODS[approach].title if approach in METHODS else approach
-
-
-def arm_name(arm: str) -> str:
-    approach, _, variant = arm.partition("[")
-    return f"{method_title(approach)} [{variant.rstrip(']')}]" if variant else method_title(approach)
 
 
 def paper_key(split: str) -> str:

@@ -25,3 +25,14 @@ def get_method(name: str) -> Method:
     if name not in METHODS:
         raise ConfigError(f"unknown approach '{name}'; choose one of {', '.join(METHODS)}")
     return METHODS[name]
+
+
+def method_title(approach: str) -> str:
+    """A registered method's title (the registry is asked at call time, so plugins registered later count)."""
+    return METHODS[approach].title if approach in METHODS else approach
+
+
+def arm_title(arm: str) -> str:
+    """An arm's name in tables: the method's title, and a MoE-MLoRA variant's settings in brackets."""
+    approach, _, variant = arm.partition("[")
+    return f"{method_title(approach)} [{variant.rstrip(']')}]" if variant else method_title(approach)
