@@ -139,11 +139,10 @@ def data_generate(
 ) -> None:
     """A controlled multi-domain table with a known truth and its oracle gap (moe_mlora.data.controlled)."""
     config = ControlledConfig(**config_options.of("generator"))
-    rows, n_domains = config.rows, config.n_domains
     probe_writable(out)
     summary = write_controlled(config, out)
-    console.print(f"wrote {out / TABLE_FILE} ({rows:,} rows, {summary['users']:,} users, {summary['items']:,} items, "
-                  f"{n_domains} domains); oracle gap {summary['oracle_gap']:+.4f} test WAUC (per-domain oracle "
+    console.print(f"wrote {out / TABLE_FILE} ({config.rows:,} rows, {summary['users']:,} users, {summary['items']:,} "
+                  f"items, {config.n_domains} domains); oracle gap {summary['oracle_gap']:+.4f} test WAUC (per-domain oracle "
                   f"{summary['per_domain_oracle_wauc']:.4f}, domain-blind {summary['shared_oracle_wauc']:.4f}); train with: "
                   f"moe-mlora train --dataset table --table-path {out / TABLE_FILE} --split-by domain "
                   "--features user,item", highlight=False)
@@ -272,6 +271,7 @@ SWEEP_OWNS = ("seed", "progress", "device")  # a sweep sets each run's seed, sho
 WorkersOption = Annotated[Optional[int], typer.Option(help="Parallel worker processes (default: cores // --threads).")]
 BackendOption = Annotated[str, typer.Option(help="process (this machine) | ray (a Ray cluster; pip install 'moe-mlora[ray]').")]
 ModelsOption = Annotated[str, typer.Option(help="Comma-separated backbones.")]
+MethodsOption = Annotated[Optional[str], typer.Option(help=f"Also run these registered methods as further arms, e.g. star,pepnet (registered: {', '.join(METHODS)}).")]
 
 
 def _split_list(text: str | None, data_dir: Path | None) -> list[str]:
@@ -285,8 +285,7 @@ def _sweep(configs, results_dir: Path, workers, backend: str, retry_failed: bool
     """Run a grid (on a config file's data, model_config and train settings, if given, under the training
     options given on the command line; resumable), then print Table 1 and write the report."""
     if config_file:
-        given = {} if settings is None else {name: value for name, value in settings.of("train").items()
-                                             if name in settings.given}
+        given = {} if settings is None else settings.given_of("train")
         configs = with_config_file(configs, load_config_file(config_file), str(config_file), train_overrides=given)
     summary = run_sweep(configs, results_dir, workers=workers, backend=backend, retry_failed=retry_failed,
                         data_dir=data_dir, console=console)
@@ -316,7 +315,7 @@ def reproduce_table1(
     config_file: ReproduceConfigOption = None,
     retry_failed: Annotated[bool, typer.Option(help="Run again the runs recorded as failed.")] = False,
     moe_variant: Annotated[Optional[str], typer.Option(help="Also run this MoE-MLoRA variant as a fourth arm, e.g. gate-init=own-domain,gate-lr=0.01 or authors-code.")] = None,
-    methods: Annotated[Optional[str], typer.Option(help=f"Also run these registered methods as further arms, e.g. star,pepnet (registered: {', '.join(METHODS)}).")] = None,
+    methods: MethodsOption = None,
     data_dir: DataDirOption = None,
 ) -> None:
     """Table 1: Base / MLoRA / MoE-MLoRA (and any other methods) x models x splits, resumable; prints the table
@@ -387,7 +386,7 @@ def reproduce_controlled(
     workers: WorkersOption = None,
     backend: BackendOption = "process",
     retry_failed: bool = False,
-    methods: Annotated[Optional[str], typer.Option(help=f"Also run these registered methods as further arms, e.g. star,pepnet (registered: {', '.join(METHODS)}).")] = None,
+    methods: MethodsOption = None,
 ) -> None:
     """When do domain adapters help? Base / MLoRA / MoE-MLoRA on controlled tables from no domain signal to
     strong; the report maps each method's gain over Base against the oracle gap. Trains with batches of 256
@@ -398,9 +397,8 @@ def reproduce_controlled(
         raise ConfigError(f"unknown setting(s) {unknown}; choose from {', '.join(SETTINGS)}")
     probe_writable(results_dir)
     tables = write_tables({name: SETTINGS[name] for name in chosen}, results_dir / TABLES_FOLDER)
-    chosen_training = {**config_options.of("train"), **{name: value for name, value in CONTROLLED_TRAINING.items()
-                                                         if name not in config_options.given}}
-    train = TrainConfig(**chosen_training, progress=False)
+    train = TrainConfig(**{**config_options.of("train"), **CONTROLLED_TRAINING, **config_options.given_of("train")},
+                        progress=False)
     configs = controlled_configs(tables, check_models([m.strip() for m in models.split(",")]), seed_list(seeds), train,
                                  methods=[m.strip() for m in (methods or "").split(",") if m.strip()])
     _sweep(configs, results_dir, workers, backend, retry_failed, None)

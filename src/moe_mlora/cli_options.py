@@ -36,6 +36,10 @@ class Settings:
         """Every option's value for one section (defaults included)."""
         return {name: value for name, value in self.values.items() if self.sections[name] == section}
 
+    def given_of(self, section: str) -> dict[str, Any]:
+        """The options of one section that the command line gave (defaults left out)."""
+        return {name: value for name, value in self.of(section).items() if name in self.given}
+
 
 def _listed(text: str) -> list[str]:
     return [item.strip() for item in text.split(",") if item.strip()]

@@ -108,19 +108,20 @@ def gains(records: pd.DataFrame, tables_folder: Path | None = None) -> pd.DataFr
                          "gain": cell.mean, "ci95": cell.ci95,
                          "seeds": len(seeds), "base_wauc": float(base.loc[seeds].mean()),
                          **{k: truth["config"][k] for k in ("heterogeneity", "rows", "imbalance", "user_overlap",
-                                                             "n_domains")}})
+                                                             "n_domains")},
+                         "heterogeneity_axis": on_heterogeneity_axis(truth["config"])})
     frame = pd.DataFrame(rows)
     if frame.empty:
         return frame
     # The heterogeneity axis first (settings that move no other knob), by heterogeneity; then the other knobs.
-    frame["heterogeneity_axis"] = [on_heterogeneity_axis(setting) for setting in frame.setting]
     order = ["heterogeneity_axis", "heterogeneity", "setting", "model", "method"]
     return frame.sort_values(order, ascending=[False, True, True, True, True], kind="stable").reset_index(drop=True)
 
 
-def on_heterogeneity_axis(setting: str) -> bool:
-    """Whether a setting moves heterogeneity alone (named h<value>, e.g. h0.25) rather than another knob too."""
-    return setting.removeprefix("h").replace(".", "", 1).isdigit()
+def on_heterogeneity_axis(config: dict) -> bool:
+    """Whether a table's knobs (its truth.json's config) are the base table's but for heterogeneity."""
+    base = asdict(BASE_SETTING)
+    return all(config[name] == base[name] for name in base if name != "heterogeneity")
 
 
 def plot_map(frame: pd.DataFrame, path: Path) -> Path | None:
