@@ -389,8 +389,9 @@ def reproduce_controlled(
     methods: MethodsOption = None,
 ) -> None:
     """When do domain adapters help? Base / MLoRA / MoE-MLoRA on controlled tables from no domain signal to
-    strong; the report maps each method's gain over Base against the oracle gap. Trains with batches of 256
-    unless --batch-size says otherwise (moe_mlora.experiments.controlled.CONTROLLED_TRAINING)."""
+    strong; the report maps each method's gain over Base against the oracle gap. Trains with batches of 256 and
+    at least 10 epochs a phase unless --batch-size / --min-epochs say otherwise
+    (moe_mlora.experiments.controlled.CONTROLLED_TRAINING)."""
     chosen = [name.strip() for name in settings.split(",") if name.strip()] or list(SETTINGS)
     unknown = [name for name in chosen if name not in SETTINGS]
     if unknown:

@@ -235,8 +235,9 @@ def test_the_controlled_grid_maps_each_methods_gain_against_the_oracle_gap(tmp_p
     assert (frame.seeds == 2).all() and (results / "controlled.png").is_file()
     report = (results / "report.md").read_text()
     assert "table-flat-domain" in report and "table-apart-domain" in report  # two tables, never pooled
-    batch_sizes = {json.loads(path.read_text())["config"]["train"]["batch_size"] for path in results.glob("*/result.json")}
-    assert batch_sizes == {256}  # the map's training default, not the paper's 1,024, unless --batch-size is given
+    trainings = {(train["batch_size"], train["min_epochs"])
+                 for train in (json.loads(path.read_text())["config"]["train"] for path in results.glob("*/result.json"))}
+    assert trainings == {(256, 10)}  # the map's training defaults (not the paper's 1,024 and no floor) unless given
 
     # Shipped without its tables (records and truth.json files only), the map is rebuilt the same.
     import shutil
