@@ -86,3 +86,20 @@ def test_interacting_layer_is_multi_head_softmax_attention_with_residual():
         expected[b, m, cols] = sum(weights[kk] * v[b, kk, cols] for kk in range(4))
     expected = torch.relu(expected + residual)
     assert torch.allclose(layer(E), expected)
+
+
+def test_cin_scores_a_large_batch_in_tiles_with_the_numbers_of_one_pass_and_exports_untiled():
+    torch.manual_seed(0)
+    cin = CompressedInteractionNetwork(3, (8, 6))
+    cin.scoring_tile = 16
+    x0 = torch.randn(50, 3, 4)
+    with torch.no_grad():
+        tiled = cin(x0)  # 16 + 16 + 16 + 2 rows
+        cin.scoring_tile = 1000
+        whole = cin(x0)
+    assert torch.allclose(tiled, whole, rtol=0, atol=1e-6)
+    cin.scoring_tile = 16
+    batch = torch.export.Dim("batch", min=1)
+    with torch.no_grad():  # a graph for any batch size: the tiling stays out of the traced graph
+        program = torch.export.export(cin, (x0[:4],), dynamic_shapes={"x0": {0: batch}}, strict=False)
+        assert torch.allclose(program.module()(x0), whole, rtol=0, atol=1e-6)
