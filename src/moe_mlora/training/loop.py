@@ -226,7 +226,7 @@ def train_epoch(
     device = next(model.parameters()).device
     total, n_rows = torch.zeros((), device=device), 0
     processes = world_size()
-    network = network or model
+    network = network if network is not None else model
     if phase.per_expert:
         batches = (batch for chunk in train.chunks(generator)  # one chunk in memory; many for a part on disk
                    for batch in group_batches(chunk, chunk.experts, active, config.batch_size, generator))
