@@ -75,13 +75,18 @@ EpochCallback = Callable[[str, EpochRecord], None]
 
 
 class Snapshot:
-    """The best weights of each group: whole tensors (one group) or slices of stacked expert tensors."""
+    """The best state of each group: whole tensors (one group) or slices of stacked expert tensors. With one
+    group it holds the model's buffers too: a running statistic (STAR's partitioned normalisation) belongs to
+    the weights it was gathered with, and restoring the weights alone scored 0.75 where the best epoch had
+    scored 0.89. Per-expert phases keep only their experts' slices: their buffers are shared by all groups
+    (no per-expert method has buffers that training changes)."""
 
-    def __init__(self, params: list[nn.Parameter], stacked: bool) -> None:
+    def __init__(self, params: list[nn.Parameter], stacked: bool, buffers: list[torch.Tensor] = ()) -> None:
         self.params, self.stacked, self.saved = params, stacked, {}
+        self.buffers = [] if stacked else list(buffers)
 
     def _views(self, group: int) -> list[torch.Tensor]:
-        return [p.detach()[group] if self.stacked else p.detach() for p in self.params]
+        return [p.detach()[group] if self.stacked else p.detach() for p in self.params] + self.buffers
 
     def save(self, group: int) -> None:
         self.saved[group] = [view.clone() for view in self._views(group)]
@@ -147,7 +152,7 @@ def fit(
                          trainable_parameters=sum(p[0].numel() if phase.per_expert else p.numel() for p in trainable)
                          * (len(groups) if phase.per_expert else 1),
                          total_parameters=sum(p.numel() for p in model.parameters()))
-    snapshot = Snapshot(trainable, stacked=phase.per_expert)
+    snapshot = Snapshot(trainable, stacked=phase.per_expert, buffers=list(model.buffers()))
     active = torch.zeros(n_groups, dtype=torch.bool)
     active[groups] = True
     best = {g: -np.inf for g in groups}
