@@ -137,12 +137,13 @@ def main() -> int:
         from gpu import step_throughput  # noqa: PLC0415 - a sibling benchmark script
 
         from moe_mlora.data import DatasetConfig, prepare_dataset  # noqa: PLC0415
-        from moe_mlora.experiments.records import numerics_description  # noqa: PLC0415
+        from moe_mlora.experiments.records import code_version, numerics_description  # noqa: PLC0415
 
         dataset = prepare_dataset(DatasetConfig("movielens-1m", "gender"))
         spec = dataset.spec
         result["machine"] = numerics_description()["cpu_model"]
-        result["commit"] = _commit()
+        version = code_version()
+        result["commit"] = (version["commit"] or "?")[:7] + (" with uncommitted changes" if version["dirty"] else "")
     print(f"sustained fp32 GEMM at the towers' shapes ({args.threads} thread(s)): "
           + ", ".join(f"{k}: {v / 1e9:.1f} GFLOP/s" for k, v in rates.items()))
     print(f"{'model':<10} {'train FLOP/row':>15} {'infer FLOP/row':>15} {'train ceiling rows/s':>21} "
@@ -166,13 +167,6 @@ def main() -> int:
     if args.out:
         args.out.write_text(json.dumps(result, indent=2))
     return 0
-
-
-def _commit() -> str:
-    import subprocess  # noqa: PLC0415
-
-    root = Path(__file__).resolve().parents[1]
-    return subprocess.run(["git", "-C", str(root), "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
 
 
 if __name__ == "__main__":

@@ -43,9 +43,9 @@ SETTINGS: dict[str, ControlledConfig] = {
 # How the map trains, unless the command line says otherwise: the paper's settings but batches of 256 and a
 # floor of 10 epochs before early stopping. At 1,024, 60k training rows are 59 steps an epoch and Base DeepFM
 # was still far from the truth when patience stopped it (heterogeneity 1, seed 1: 62.7 test WAUC with lr 0.01,
-# against 72+ at batch 256 and lr 1e-3). With patience 3 and no floor, 17 of the first map's 180 Base and MLoRA
-# runs stopped on the initial plateau (validation within 0.03 of its first epoch, stopped by epoch 7): DCN Base
-# at h0.75 seed 5 scored 53.7, and 67.9 with the floor (docs/results/controlled/early-stopping-new-tables.md).
+# against 72+ at batch 256 and lr 1e-3). With patience 3 and no floor, 6 of the first map's 90 Base runs stopped
+# on the initial plateau (validation within 0.02 of its first epoch, stopped by epoch 6): DCN Base at h0.75
+# seed 5 scored 53.7, and 67.1 with the floor (README, "Why the floor of 10 epochs").
 CONTROLLED_TRAINING = {"batch_size": 256, "min_epochs": 10}
 
 def write_tables(settings: dict[str, ControlledConfig], folder: Path) -> dict[str, Path]:
