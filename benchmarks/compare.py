@@ -323,6 +323,10 @@ def markdown(results: dict) -> str:
                          f"{r['ratio_train_rows_per_s']:.2f}× | {fmt(r['ours_infer_rows_per_s'])} | {fmt(r['deepctr_infer_rows_per_s'])} | "
                          f"{r['ratio_infer_rows_per_s']:.2f}× | {fmt(r['ours_peak_rss_mb'])} | {fmt(r['deepctr_peak_rss_mb'])} |")
         lines.append("")
+        later = [f"{r['data']} {r['model']} ({r['remeasured']})" for r in results["compare"] if "remeasured" in r]
+        if later:
+            lines += ["Re-measured later, both libraries side by side as above, after a change to that backbone: "
+                      + "; ".join(later) + ". The other rows are from the whole run.", ""]
     if "moe_forward" in results:
         lines += ["## MoE-MLoRA forward cost vs Base (DeepFM, inference, 200k synthetic rows)", "",
                   "| domains | k | Base µs/row | MoE-MLoRA µs/row | ratio |", "| --- | --- | --- | --- | --- |"]

@@ -125,7 +125,33 @@ def render(results: dict) -> str:
                      f"{100 * (run['test_wauc'] - run['cpu_test_wauc']):+.2f} |")
     if "bf16_quality" in results:
         lines += _bf16_section(results["bf16_quality"])
+    if "bf16_records" in results:
+        lines += _bf16_records_section(results["bf16_records"])
     return "\n".join(lines) + "\n"
+
+
+def _bf16_records_section(quality: dict) -> list[str]:
+    """Per backbone, test WAUC of a bf16 rerun minus the shipped fp32 record of the same config and seed."""
+    machine = quality["machine"]
+    lines = ["", f"## bf16 against fp32 on this CPU (ML-1M Base by gender, seeds 1-3)", "",
+             f"Each shipped fp32 record (docs/results/ml1m/records, one thread) rerun with `--precision bf16` on "
+             f"{machine['cpu']}, {machine['threads']} thread(s), torch {machine['torch']}: "
+             f"`benchmarks/gpu.py --device cpu --threads 1 --parts bf16-records` (raw: `{quality['json']}`). The fp32 "
+             "side is the record itself: at one thread on this machine the records rerun to the digit "
+             "(`benchmarks/rerun_records.py`). Difference in test WAUC points.", "",
+             "| backbone | bf16 - fp32 per seed (points) | mean | epochs bf16 (fp32) per seed |",
+             "| --- | --- | ---: | --- |"]
+    everything = []
+    for model in dict.fromkeys(run["label"].split("-")[3] for run in quality["runs"]):
+        runs = sorted((r for r in quality["runs"] if r["label"].split("-")[3] == model), key=lambda r: r["label"])
+        differences = [100 * (r["test_wauc"] - r["cpu_test_wauc"]) for r in runs]
+        everything += differences
+        lines.append(f"| {model} | {', '.join(f'{d:+.2f}' for d in differences)} | {statistics.mean(differences):+.2f} | "
+                     + "; ".join(f"{r['epochs']} ({r['cpu_epochs']})" for r in runs) + " |")
+    lines += ["", f"Over all {len(everything)} pairs: mean {statistics.mean(everything):+.3f} points, "
+              f"range {min(everything):+.2f} to {max(everything):+.2f}, "
+              f"{sum(d < 0 for d in everything)} of {len(everything)} below fp32."]
+    return lines
 
 
 def _bf16_section(quality: dict) -> list[str]:
@@ -164,7 +190,8 @@ def main() -> None:
     parser.add_argument("--models", default=",".join(MODELS))
     parser.add_argument("--parts", default="step,runs,approaches", help="step: throughput; runs: Base per backbone; "
                         "approaches: DeepFM's MLoRA and MoE-MLoRA; bf16: Base per backbone and seed 1-3, fp32 and "
-                        "bf16 on the device (the quality of bf16)")
+                        "bf16 on the device (the quality of bf16); bf16-records: bf16 only, "
+                        "against the shipped fp32 CPU records (on the CPU at --threads 1 these are the fp32 runs)")
     parser.add_argument("--shard", default="0/1", help="i/n: this process takes every n-th item from the i-th")
     parser.add_argument("--render", type=Path, help="print the markdown of this gpu.json, measuring nothing")
     parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's)")
@@ -193,6 +220,7 @@ def main() -> None:
     items += [("run", "deepfm", a) for a in ("mlora", "moe-mlora")] if "approaches" in parts else []
     items += [("quality", m, f"{p}:{seed}") for seed in (1, 2, 3) for m in models for p in ("fp32", "bf16")
               ] if "bf16" in parts else []
+    items += [("quality", m, f"bf16:{seed}") for seed in (1, 2, 3) for m in models] if "bf16-records" in parts else []
     shard, shards = map(int, args.shard.split("/"))
     items = items[shard::shards]
     for kind, model, what in items:

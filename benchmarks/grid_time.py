@@ -2,7 +2,7 @@
 seconds spent in training steps, in validation (selection and early stopping), and outside any phase
 (data preparation, the test evaluation, diagnostics, files).
 
-    python benchmarks/grid_time.py docs/results/ml1m/records > docs/benchmarks/ml1m-grid-time.md
+    python benchmarks/grid_time.py docs/results/ml1m/records --commit 91ead99 > docs/benchmarks/ml1m-grid-time.md
 
 A phase's training seconds are the sum of its epochs' (the loop times each epoch's steps); the rest of the
 phase is validation. A MoE-MLoRA phase 1 that reused its Base run's backbone cost nothing in this run and
@@ -21,11 +21,13 @@ from pathlib import Path
 import pandas as pd
 
 
-def phase_rows(results: Path) -> pd.DataFrame:
+def phase_rows(results: Path, commit: str | None = None) -> pd.DataFrame:
     rows = []
     for path in sorted(results.glob("*/result.json")):
         record = json.loads(path.read_text())
         if record["status"] != "ok":
+            continue
+        if commit and not record["code"].get("commit", "").startswith(commit):
             continue
         config = record["config"]
         base = dict(run=path.parent.name, model=config["model"], approach=config["approach"]["approach"],
@@ -45,7 +47,7 @@ def phase_rows(results: Path) -> pd.DataFrame:
     return frame
 
 
-def markdown(frame: pd.DataFrame, source: str) -> str:
+def markdown(frame: pd.DataFrame, source: str, workers: int = 2, target_minutes: float = 120) -> str:
     total = frame.total_s.sum()
     commits = ", ".join(sorted(frame.commit.unique()))
     try:
@@ -77,14 +79,38 @@ def markdown(frame: pd.DataFrame, source: str) -> str:
                   "| phase | runs | minutes | mean epochs | groups ended by the epoch cap |", "|---|---|---|---|---|"]
         for name, row in parts.iterrows():
             lines.append(f"| {name} | {int(row.runs)} | {row.minutes:.1f} | {row.epochs:.1f} | {int(row.capped)} |")
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines) + "\n" + against_target(frame, workers, target_minutes)
+
+
+def against_target(frame: pd.DataFrame, workers: int, target_minutes: float) -> str:
+    """The grid's run time against a wall-time target on `workers` parallel workers, and where the excess is."""
+    total = frame.total_s.sum() / 60
+    wall = total / workers
+    by_model = frame.groupby("model").total_s.sum().sort_values(ascending=False) / 60
+    slow = by_model.index[:2]
+    rest = total - by_model[slow].sum()
+    return "\n".join([
+        "", f"## Against the target of {target_minutes:.0f} minutes of wall time on {workers} workers", "",
+        f"- The summed run time, {total:.0f} min, packed perfectly onto {workers} workers, is {wall:.0f} min of wall "
+        f"time: {wall / target_minutes:.1f}x the target. The target needs every run {wall / target_minutes:.1f}x faster.",
+        f"- {slow[0]} and {slow[1]} are {by_model[slow].sum() / total:.0%} of it. Without them the other backbones "
+        f"take {rest / workers:.0f} min on {workers} workers.",
+        f"- Training steps are {frame.train_s.sum() / 60 / total:.0%} of the time. [ceiling.md](ceiling.md) measures "
+        "them against this CPU's arithmetic ceiling: what is left per step is element-wise work (dropout, ReLU, "
+        "the embedding gradient, Adam), not waste in the loop. Validation is "
+        f"{frame.valid_s.sum() / 60 / total:.0%}, everything outside the phases {frame.other_s.sum() / 60 / total:.0%}.",
+        "- Run times are wall-clock while the machine also did other work (the records name their threads and "
+        "machine), so they are upper bounds for an idle machine.", ""])
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("results", type=Path, help="a folder of run folders (each with a result.json)")
+    parser.add_argument("--commit", help="only the records of this commit (one sweep's), e.g. the Table-1 grid's")
+    parser.add_argument("--workers", type=int, default=2, help="parallel workers the target assumes")
+    parser.add_argument("--target-minutes", type=float, default=120, help="the wall-time target (issue #19: 2 hours)")
     args = parser.parse_args()
-    print(markdown(phase_rows(args.results), str(args.results)), end="")
+    print(markdown(phase_rows(args.results, args.commit), str(args.results), args.workers, args.target_minutes), end="")
 
 
 if __name__ == "__main__":
