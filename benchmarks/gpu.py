@@ -193,6 +193,8 @@ def main() -> None:
                         "bf16 on the device (the quality of bf16); bf16-records: bf16 only, "
                         "against the shipped fp32 CPU records (on the CPU at --threads 1 these are the fp32 runs)")
     parser.add_argument("--shard", default="0/1", help="i/n: this process takes every n-th item from the i-th")
+    parser.add_argument("--only-skipped", type=Path, help="a gpu.json: run only the items it lists as skipped (finish a "
+                        "run that the device time cut short)")
     parser.add_argument("--render", type=Path, help="print the markdown of this gpu.json, measuring nothing")
     parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's)")
     parser.add_argument("--infer-rows", type=int, help="score only this many training rows (default: all of them)")
@@ -221,6 +223,9 @@ def main() -> None:
     items += [("quality", m, f"{p}:{seed}") for seed in (1, 2, 3) for m in models for p in ("fp32", "bf16")
               ] if "bf16" in parts else []
     items += [("quality", m, f"bf16:{seed}") for seed in (1, 2, 3) for m in models] if "bf16-records" in parts else []
+    if args.only_skipped:
+        pending = set(json.loads(args.only_skipped.read_text()).get("skipped", []))
+        items = [item for item in items if " ".join(item) in pending]
     shard, shards = map(int, args.shard.split("/"))
     items = items[shard::shards]
     for kind, model, what in items:
