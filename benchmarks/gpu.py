@@ -110,24 +110,29 @@ def render(results: dict) -> str:
     for model in results["step_repeats"][0]:
         lines.append(f"| {model} | {cell(model, 'fp32', 'train_rows_per_s')} | {cell(model, 'bf16', 'train_rows_per_s')} "
                      f"| {cell(model, 'fp32', 'infer_rows_per_s')} | {cell(model, 'bf16', 'infer_rows_per_s')} |")
-    if not results.get("runs"):
-        return "\n".join(lines) + "\n"
-    lines += ["", "## ML-1M runs on the GPU beside the shipped CPU records", "",
-              "Each shipped CPU record (one thread of this project's 2-core AMD EPYC, commit 91ead99) rerun with the "
-              "same config on the GPU: one run each, so the times are single readings. The CPU seconds are the records' own, "
-              "taken while the sweep ran two workers on the two cores.", "",
-              "| run | GPU s | CPU s | CPU / GPU | epochs GPU (CPU) | test WAUC GPU | CPU | GPU - CPU (points) |",
-              "| --- | ---: | ---: | ---: | --- | ---: | ---: | ---: |"]
-    for run in results["runs"]:
-        lines.append(f"| {run['label']} | {run['seconds']:.0f} | {run['cpu_seconds']:.0f} | "
-                     f"{run['cpu_seconds'] / run['seconds']:.1f}x | {run['epochs']} ({run['cpu_epochs']}) | "
-                     f"{100 * run['test_wauc']:.2f} | {100 * run['cpu_test_wauc']:.2f} | "
-                     f"{100 * (run['test_wauc'] - run['cpu_test_wauc']):+.2f} |")
+    if results.get("runs"):
+        lines += _runs_section(results["runs"])
     if "bf16_quality" in results:
         lines += _bf16_section(results["bf16_quality"])
     if "bf16_records" in results:
         lines += _bf16_records_section(results["bf16_records"])
     return "\n".join(lines) + "\n"
+
+
+def _runs_section(runs: list[dict]) -> list[str]:
+    """The shipped CPU records rerun on the GPU, one row each."""
+    lines = ["", "## ML-1M runs on the GPU beside the shipped CPU records", "",
+              "Each shipped CPU record (one thread of this project's 2-core AMD EPYC, commit 91ead99) rerun with the "
+              "same config on the GPU: one run each, so the times are single readings. The CPU seconds are the records' own, "
+              "taken while the sweep ran two workers on the two cores.", "",
+              "| run | GPU s | CPU s | CPU / GPU | epochs GPU (CPU) | test WAUC GPU | CPU | GPU - CPU (points) |",
+              "| --- | ---: | ---: | ---: | --- | ---: | ---: | ---: |"]
+    for run in runs:
+        lines.append(f"| {run['label']} | {run['seconds']:.0f} | {run['cpu_seconds']:.0f} | "
+                     f"{run['cpu_seconds'] / run['seconds']:.1f}x | {run['epochs']} ({run['cpu_epochs']}) | "
+                     f"{100 * run['test_wauc']:.2f} | {100 * run['cpu_test_wauc']:.2f} | "
+                     f"{100 * (run['test_wauc'] - run['cpu_test_wauc']):+.2f} |")
+    return lines
 
 
 def _bf16_records_section(quality: dict) -> list[str]:
