@@ -138,11 +138,13 @@ def plot_map(frame: pd.DataFrame, path: Path) -> Path | None:
     import matplotlib.pyplot as plt
 
     figure, axis = plt.subplots(figsize=(8, 5))
-    for index, ((method, model), group) in enumerate(frame.groupby(["method", "model"])):
-        color = f"C{index % 10}"
+    methods, models = sorted(frame.method.unique()), sorted(frame.model.unique())
+    for (method, model), group in frame.groupby(["method", "model"]):
+        color = plt.get_cmap("tab10" if len(methods) <= 10 else "tab20")(methods.index(method))  # a colour per method
+        style = ("-", "--", ":", "-.")[models.index(model) % 4]  # a line style per backbone
         line = group[group.heterogeneity_axis].sort_values("oracle_gap")  # the heterogeneity axis: a line
         axis.errorbar(line.oracle_gap, line.gain, yerr=line.ci95.fillna(0), marker="o", markersize=4, capsize=2,
-                      linewidth=1, color=color, label=f"{method} ({model})")
+                      linewidth=1, linestyle=style, color=color, label=f"{method} ({model})")
         for point in group[~group.heterogeneity_axis].itertuples():  # another knob moved: a lone marker, named
             axis.errorbar(point.oracle_gap, point.gain, yerr=0 if point.ci95 != point.ci95 else point.ci95,
                           marker="s", markersize=4, capsize=2, color=color, linestyle="none")
