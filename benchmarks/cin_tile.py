@@ -28,6 +28,9 @@ from moe_mlora.models import build_model  # noqa: E402
 from moe_mlora.training.config import set_seed  # noqa: E402
 from moe_mlora.training.evaluation import predict_logits  # noqa: E402
 
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from gpu import synchronise  # noqa: E402 - a sibling benchmark script
+
 UNTILED = 1 << 62
 
 
@@ -49,28 +52,23 @@ def main() -> None:
 
     def score(rows_per_tile: int) -> tuple[float, torch.Tensor]:
         cin.scoring_tile = rows_per_tile
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
+        synchronise(device)
         start = time.perf_counter()
         logits = predict_logits(model, part)
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
+        synchronise(device)
         return len(part) / (time.perf_counter() - start), logits
 
     score(tile), score(UNTILED)  # warm-up
     rates: dict[str, list[float]] = {"tiled": [], "one_pass": []}
+    last: dict[str, torch.Tensor] = {}
     for repeat in range(args.repeats):
         order = (("tiled", tile), ("one_pass", UNTILED)) if repeat % 2 == 0 else (("one_pass", UNTILED), ("tiled", tile))
         for name, rows_per_tile in order:
-            rate, logits = score(rows_per_tile)
+            rate, last[name] = score(rows_per_tile)
             rates[name].append(rate)
-            if name == "tiled":
-                tiled_logits = logits
-            else:
-                one_pass_logits = logits
     result = {"device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
               "threads": torch.get_num_threads(), "torch": torch.__version__, "rows": len(part), "tile": tile,
-              "rows_per_s": rates, "max_abs_logit_difference": float((tiled_logits - one_pass_logits).abs().max())}
+              "rows_per_s": rates, "max_abs_logit_difference": float((last["tiled"] - last["one_pass"]).abs().max())}
     print(json.dumps(result))
     if args.out:
         args.out.write_text(json.dumps(result, indent=1))

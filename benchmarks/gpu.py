@@ -138,7 +138,7 @@ def _runs_section(runs: list[dict]) -> list[str]:
 def _bf16_records_section(quality: dict) -> list[str]:
     """Per backbone, test WAUC of a bf16 rerun minus the shipped fp32 record of the same config and seed."""
     machine = quality["machine"]
-    lines = ["", f"## bf16 against fp32 on this CPU (ML-1M Base by gender, seeds 1-3)", "",
+    lines = ["", "## bf16 against fp32 on this CPU (ML-1M Base by gender, seeds 1-3)", "",
              f"Each shipped fp32 record (docs/results/ml1m/records, one thread) rerun with `--precision bf16` on "
              f"{machine['cpu']}, {machine['threads']} thread(s), torch {machine['torch']}: "
              f"`benchmarks/gpu.py --device cpu --threads 1 --parts bf16-records` (raw: `{quality['json']}`). The fp32 "

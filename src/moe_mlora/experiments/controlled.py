@@ -139,8 +139,9 @@ def plot_map(frame: pd.DataFrame, path: Path) -> Path | None:
 
     figure, axis = plt.subplots(figsize=(8, 5))
     methods, models = sorted(frame.method.unique()), sorted(frame.model.unique())
+    palette = plt.get_cmap("tab10" if len(methods) <= 10 else "tab20")
     for (method, model), group in frame.groupby(["method", "model"]):
-        color = plt.get_cmap("tab10" if len(methods) <= 10 else "tab20")(methods.index(method))  # a colour per method
+        color = palette(methods.index(method) % palette.N)  # a colour per method
         style = ("-", "--", ":", "-.")[models.index(model) % 4]  # a line style per backbone
         line = group[group.heterogeneity_axis].sort_values("oracle_gap")  # the heterogeneity axis: a line
         axis.errorbar(line.oracle_gap, line.gain, yerr=line.ci95.fillna(0), marker="o", markersize=4, capsize=2,
