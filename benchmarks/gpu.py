@@ -99,8 +99,11 @@ def render(results: dict) -> str:
     lines = [f"# The device check: {where}, torch {machine['torch']}", "",
              f"Made by `benchmarks/gpu.py` (issue #19); the raw numbers are in `{results.get('json', 'gpu.json')}`.",
              "Rows/s are medians over " + str(len(results["step_repeats"])) + " fresh processes (min-max in brackets); "
-             "ML-1M by gender, the Table-1 model settings, training batch 1024, inference batch 8192.", "",
-             "## The step", "", "| backbone | train rows/s fp32 | train rows/s bf16 | inference rows/s fp32 | inference rows/s bf16 |",
+             "ML-1M by gender, the Table-1 model settings, training batch 1024, inference batch 8192.", ""]
+    if results.get("device_calls"):
+        lines += ["The device calls that made these numbers:", ""]
+        lines += [f"{number}. {what}" for number, what in results["device_calls"].items()] + [""]
+    lines += ["## The step", "", "| backbone | train rows/s fp32 | train rows/s bf16 | inference rows/s fp32 | inference rows/s bf16 |",
              "| --- | ---: | ---: | ---: | ---: |"]
 
     def cell(model: str, precision: str, what: str) -> str:
@@ -166,9 +169,10 @@ def _bf16_section(quality: dict) -> list[str]:
         by_run[(run["label"], run["precision"])] = run
     lines = ["", "## bf16 against fp32 (ML-1M Base by gender, both on the GPU)", "",
              f"{quality['concurrent_processes']} runs at a time on the one GPU, so their seconds are not the step's "
-             "speed. Planned: 8 backbones x seeds 1-3 x 2 precisions; the device time ran out after "
-             f"{len(quality['runs'])} runs, so seed 3 and a few pairs are missing (not drawn, not chosen). "
-             "Difference in test WAUC points, per seed.", "",
+             f"speed. Planned: 8 backbones x seeds 1-3 x 2 precisions; {len(quality['runs'])} runs were made"
+             + (f", {len(quality['skipped'])} are missing (device time ran out; not drawn, not chosen). "
+                if quality["skipped"] else " (over several device calls, listed at the top). ")
+             + "Difference in test WAUC points, per seed.", "",
              "| backbone | seeds with both | bf16 - fp32 per seed (points) | mean |", "| --- | --- | --- | ---: |"]
     models = sorted({label.split("-")[3] for label, _ in by_run})
     all_differences = []
