@@ -259,3 +259,20 @@ def test_the_more_experts_claim_fails_when_more_experts_help_on_matched_seeds(ga
     claims = paper_claims_markdown(build_table1(records[records.k == 1]), experts_frame(records), pd.DataFrame(), {})
     line = next(line for line in claims.splitlines() if "More experts" in line)
     assert line.endswith(verdict), line
+
+
+def test_the_gap_closed_by_the_papers_conditions_compares_only_cells_with_the_same_seeds():
+    from moe_mlora.experiments.report import Table1, conditions_gap_markdown
+    from moe_mlora.experiments.statistics import Cell
+
+    def table(n_by_model, conditions):
+        cells = {("movielens-1m-gender", "base", m): Cell(81.0, 0.1 if n > 1 else None, n) for m, n in n_by_model.items()}
+        return Table1(["movielens-1m-gender"], list(n_by_model), ["base"], [], cells=cells, conditions=conditions)
+
+    main = table({"deepfm": 3, "dcn": 3}, "shuffled")
+    other = table({"deepfm": 3, "dcn": 1}, "by-domain")  # dcn: only seed 1 so far
+    text = conditions_gap_markdown(main, other)
+    rows = [row for row in text.splitlines() if row.startswith("| movielens")]
+    assert [row.split(" | ")[2] for row in rows] == ["deepfm"]
+    assert "1 cell(s) are left out" in text
+    assert conditions_gap_markdown(main, table({"deepfm": 1, "dcn": 1}, "by-domain")).startswith("2 cell(s)")

@@ -394,7 +394,7 @@ def conditions_gap_markdown(main: Table1, other: Table1) -> str:
     under our conditions and under the paper's, and the part of the first that the second removes."""
     lines = ["| split | arm | model | ours − paper (" + main.conditions + ") | ours − paper (" + other.conditions
              + ") | gap closed |", "| --- | --- | --- | --- | --- | --- |"]
-    closed_all = []
+    closed_all, pending = [], 0
     for split in main.splits:
         key = paper_key(split)
         if not key or split not in other.splits:
@@ -410,13 +410,18 @@ def conditions_gap_markdown(main: Table1, other: Table1) -> str:
                 theirs = other.cells[(split, other_arm, model)].mean - paper
                 if math.isnan(ours) or math.isnan(theirs):
                     continue
+                if other.cells[(split, other_arm, model)].n != main.cells[(split, arm, model)].n:
+                    pending += 1  # a sweep under way: its mean is over fewer seeds, so not comparable yet
+                    continue
                 closed = abs(ours) - abs(theirs)
                 closed_all.append(closed)
                 lines.append(f"| {split} | {arm_name(other_arm)} | {model} | {ours:+.2f} | {theirs:+.2f} | {closed:+.2f} |")
+    waiting = (f"{pending} cell(s) are left out until they have the main table's number of seeds "
+               "(a mean over fewer seeds is not comparable).") if pending else ""
     if not closed_all:
-        return ""
+        return waiting
     lines.append(f"| all | | | | | {_mean(closed_all):+.2f} (mean) |")
-    return "\n".join(lines)
+    return "\n".join(lines + ([ "", waiting] if waiting else []))
 
 
 def paper_claims_markdown(table: Table1, experts: pd.DataFrame, diagnostics: pd.DataFrame,
