@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -29,18 +28,18 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from moe_mlora.experiments.records import numerics_description
+
 # One run in a fresh interpreter: the tree's code on sys.path, the record's config, its result as JSON.
 _CHILD = """
-import json, sys, time
-started = time.perf_counter()
+import json, sys
 from moe_mlora.experiments.config import RunConfig
 from moe_mlora.experiments.run import execute_run
 record = json.loads(open(sys.argv[1]).read())
 config = RunConfig.from_dict(record["config"])
 assert config.key() == record["key"], "this tree gives the record another key"
 result = execute_run(config, None, reuse_base=False)
-print(json.dumps({"test_wauc": result.test.wauc, "run_seconds": result.seconds,
-                  "process_seconds": time.perf_counter() - started}))
+print(json.dumps({"test_wauc": result.test.wauc, "run_seconds": result.seconds}))
 """
 
 
@@ -69,8 +68,7 @@ def measure(args: argparse.Namespace) -> None:
     if args.out.exists():
         done = {(line["record"], line["repeat"]) for line in map(json.loads, args.out.read_text().splitlines())}
     commits = {name: tree_commit(Path(path)) for name, path in trees.items()}
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor()) if Path("/proc/cpuinfo").exists() else platform.processor()
+    cpu = numerics_description()["cpu_model"]
     for repeat in range(1, args.repeats + 1):
         # alternate the record order between repeats so no record always runs first
         for record in (records if repeat % 2 else records[::-1]):

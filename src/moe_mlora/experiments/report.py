@@ -406,11 +406,11 @@ def conditions_gap_markdown(main: Table1, other: Table1) -> str:
                 continue
             for model in [m for m in other.models if m in main.models and m in PAPER_MODELS]:
                 paper = paper_value(key, arm, model)
-                ours = main.cells[(split, arm, model)].mean - paper
-                theirs = other.cells[(split, other_arm, model)].mean - paper
+                main_cell, other_cell = main.cells[(split, arm, model)], other.cells[(split, other_arm, model)]
+                ours, theirs = main_cell.mean - paper, other_cell.mean - paper
                 if math.isnan(ours) or math.isnan(theirs):
                     continue
-                if other.cells[(split, other_arm, model)].n != main.cells[(split, arm, model)].n:
+                if other_cell.n != main_cell.n:
                     pending += 1  # a sweep under way: its mean is over fewer seeds, so not comparable yet
                     continue
                 closed = abs(ours) - abs(theirs)
@@ -421,7 +421,7 @@ def conditions_gap_markdown(main: Table1, other: Table1) -> str:
     if not closed_all:
         return waiting
     lines.append(f"| all | | | | | {_mean(closed_all):+.2f} (mean) |")
-    return "\n".join(lines + ([ "", waiting] if waiting else []))
+    return "\n".join(lines + (["", waiting] if waiting else []))
 
 
 def paper_claims_markdown(table: Table1, experts: pd.DataFrame, diagnostics: pd.DataFrame,
