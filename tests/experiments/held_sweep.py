@@ -26,6 +26,12 @@ def _held_after_free_runs(config, results_dir, **kwargs):
 sweep.execute_run = _held_after_free_runs
 
 if __name__ == "__main__":
+    import signal
+
     from moe_mlora.cli import app
+
+    # A shell without job control starts a background command (`pytest ... &`) with SIGINT ignored, and the
+    # child inherits that: Python then installs no KeyboardInterrupt handler and the SIGINT test would hang.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
     sys.exit(app())
