@@ -1,5 +1,6 @@
 """Sweeps on a tiny generated dataset: end to end through the CLI, failure recording, kill and resume."""
 
+import contextlib
 import json
 import os
 import signal
@@ -133,20 +134,24 @@ def wait_for_records(results: Path, count: int, process: subprocess.Popen) -> se
 def test_a_stopped_sweep_ends_its_workers_and_resumes_to_the_same_numbers(tiny_taobao, tmp_path, how):
     results = tmp_path / "stopped"
     process = start_sweep(results)
-    workers = wait_for_records(results, 2, process)
-    os.kill(process.pid, how)  # the sweep's own process only, not its group
-    # A stopped sweep ends on its own: its held runs would never finish, so a sweep that ignored the signal
-    # would still be running here. The bound is generous (a loaded 2-core machine needed more than 10 s);
-    # it separates ending from hanging, not fast from slow.
-    process.wait(timeout=STOP_BOUND_S)
-    if how != signal.SIGKILL:
-        output = process.stdout.read()
-        assert process.returncode == 130 and "run the same command again to resume" in output, output
-        assert "Traceback" not in output and "leaked" not in output  # no resource_tracker warning after it
-    deadline = time.time() + STOP_BOUND_S
-    while any(alive(pid) for pid in workers) and time.time() < deadline:
-        time.sleep(0.1)
-    assert not any(alive(pid) for pid in workers), "a worker outlived its sweep"
+    try:
+        workers = wait_for_records(results, 2, process)
+        os.kill(process.pid, how)  # the sweep's own process only, not its group
+        # A stopped sweep ends on its own: its held runs would never finish, so a sweep that ignored the signal
+        # would still be running here. The bound is generous (a loaded 2-core machine needed more than 10 s);
+        # it separates ending from hanging, not fast from slow.
+        process.wait(timeout=STOP_BOUND_S)
+        if how != signal.SIGKILL:
+            output = process.stdout.read()
+            assert process.returncode == 130 and "run the same command again to resume" in output, output
+            assert "Traceback" not in output and "leaked" not in output  # no resource_tracker warning after it
+        deadline = time.time() + STOP_BOUND_S
+        while any(alive(pid) for pid in workers) and time.time() < deadline:
+            time.sleep(0.1)
+        assert not any(alive(pid) for pid in workers), "a worker outlived its sweep"
+    finally:  # a failed check must not leave a held sweep spinning for the rest of the session
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
     recorded = {p: p.read_bytes() for p in results.glob("*/result.json")}
     assert all(json.loads(content)["status"] == "ok" for content in recorded.values())
 
