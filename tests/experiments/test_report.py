@@ -111,6 +111,22 @@ def test_runs_under_other_conditions_are_other_cells_never_extra_seeds():
     assert other.cells[("s", "base", "wdl")].mean == pytest.approx(70.0)
 
 
+def test_the_gate_diagnostics_keep_each_conditions_runs_apart():
+    from moe_mlora.experiments.report import DEFAULT_CONDITIONS, diagnostics_frame
+
+    paper_conditions = "by-domain batches, selection by mean-auc, 1 thread"
+    rows = []
+    for seed in (1, 2):
+        for conditions, kept in ((DEFAULT_CONDITIONS, 1.0), (paper_conditions, 0.0)):
+            rows += [{**row, "own_weight": 0.5, "experts_kept_start": kept, "gate_chosen_epoch": 0}
+                     for row in _rows("wdl", seed, {"base": 80.0, "moe-mlora": 80.0}, conditions=conditions)]
+    records = pd.DataFrame(rows)
+    frame = diagnostics_frame(records)
+    assert frame["experts_kept_start"].to_dict() == {"s · MoE-MLoRA": 1.0, f"s · MoE-MLoRA · {paper_conditions}": 0.0}
+    assert frame["runs"].tolist() == [2, 2]
+    assert diagnostics_frame(records, DEFAULT_CONDITIONS).index.tolist() == ["s · MoE-MLoRA"]
+
+
 def test_every_setting_that_can_change_the_numbers_separates_conditions_but_the_seed():
     from dataclasses import replace
 

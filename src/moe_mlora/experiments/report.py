@@ -599,20 +599,28 @@ def ablation_table(records: pd.DataFrame) -> Table1 | None:
     return table
 
 
-def diagnostics_frame(records: pd.DataFrame) -> pd.DataFrame:
-    """Per split and MoE-MLoRA arm (k = 1), averaged over models and seeds: the gate's weight on own experts at
-    the start and the end of the gate phase (and what uniform gives), how often the gate phase kept its
-    starting gate (chosen epoch 0), and the three forward paths' validation and test WAUC."""
+def diagnostics_frame(records: pd.DataFrame, conditions: str | None = None) -> pd.DataFrame:
+    """Per split, MoE-MLoRA arm (k = 1) and training conditions, averaged over models and seeds: the gate's weight
+    on own experts at the start and the end of the gate phase (and what uniform gives), how often the gate phase
+    kept its starting gate (chosen epoch 0), and the three forward paths' validation and test WAUC. Conditions are
+    never pooled: a row under other than the main conditions names them (`conditions` keeps only those)."""
     moe = records[(records.status == "ok") & (records.k == 1) & (records.approach == "moe-mlora")]
+    if "conditions" not in moe:
+        moe = moe.assign(conditions="")
+    main = main_conditions(records[(records.status == "ok") & (records.k == 1)])
+    if conditions is not None:
+        moe = moe[moe.conditions == conditions]
     if moe.empty or "own_weight" not in moe:
         return pd.DataFrame()
     moe = moe.assign(kept_start=(moe["gate_chosen_epoch"] == 0).astype(float)
                      if "gate_chosen_epoch" in moe else np.nan)
     columns = ["experts_kept_start", "uniform_own_weight", "start_own_weight", "own_weight", "kept_start"] + [
         f"{p}_{part}" for p in ("backbone", "own-experts", "mixture") for part in ("valid", "test")]
-    frame = moe.reindex(columns=["split", "arm"] + columns).groupby(["split", "arm"])[columns].mean()
-    frame["runs"] = moe.groupby(["split", "arm"]).size()
-    frame.index = [f"{split} · {arm_name(arm)}" for split, arm in frame.index]
+    keys = ["split", "arm", "conditions"]
+    frame = moe.reindex(columns=keys + columns).groupby(keys)[columns].mean()
+    frame["runs"] = moe.groupby(keys).size()
+    frame.index = [f"{split} · {arm_name(arm)}" + ("" if setting in (main, "") else f" · {setting}")
+                   for split, arm, setting in frame.index]
     frame.index.name = "split · arm"
     return frame
 
@@ -736,7 +744,7 @@ def write_report(results_dir: Path, out_dir: Path | None = None, title: str | No
                      *path_labels(records[records.k == 1]), "", markdown_table(diagnostics, digits=3), ""]
     experts = experts_frame(records)
     if not single.empty:
-        claims = paper_claims_markdown(tables[0], experts, diagnostics,
+        claims = paper_claims_markdown(tables[0], experts, diagnostics_frame(records, tables[0].conditions or None),
                                        single.groupby("split")["n_domains"].first().to_dict())
         if claims:
             sections += [f"## The paper's MovieLens claims, checked ({tables[0].conditions})", "", claims, ""]
