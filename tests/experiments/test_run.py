@@ -121,7 +121,21 @@ def test_a_run_computes_with_its_configured_threads_and_records_them(ml100k_age)
     assert record.machine["threads"] == 1 and torch.get_num_threads() == before  # restored afterwards
 
 
+def test_runs_on_different_cpu_models_are_different_numerics():
+    from types import SimpleNamespace
+
+    from moe_mlora.experiments.report import numerics_label
+
+    def record(cpu):
+        return SimpleNamespace(versions={"torch": "2.13.0+cpu"}, machine={"threads": 1, "numerics": {"cpu_model": cpu}})
+
+    assert numerics_label(record("AMD EPYC")) == "torch 2.13.0+cpu, 1 thread(s), AMD EPYC"
+    assert numerics_label(record("AMD EPYC")) != numerics_label(record("Intel(R) Xeon(R) Processor"))
+    assert numerics_label(SimpleNamespace(versions={}, machine={})) == "torch ?, ? thread(s)"  # an older record
+
+
 def test_the_report_flags_differing_numerics_and_lists_unreadable_records(tmp_path, ml100k_age):
+    from moe_mlora.experiments.records import numerics_description
     from moe_mlora.experiments.report import write_report
 
     for threads in (1, 2):
@@ -131,5 +145,7 @@ def test_the_report_flags_differing_numerics_and_lists_unreadable_records(tmp_pa
         (tmp_path / name / "result.json").write_bytes(content)
     written = write_report(tmp_path)
     text = "\n".join(path.read_text() for path in written.values() if path.suffix == ".md")
-    assert "numerics differ between records" in text and "1 thread(s): 1 runs" in text and "2 thread(s): 1 runs" in text
+    cpu = numerics_description()["cpu_model"]
+    assert "numerics differ between records" in text and f"1 thread(s), {cpu}: 1 runs" in text
+    assert f"2 thread(s), {cpu}: 1 runs" in text
     assert "3 unreadable records: binary, empty-object, truncated" in text

@@ -94,7 +94,7 @@ def load_records(results_dir: Path) -> pd.DataFrame:
             "n_domains": record.n_domains, "seconds": record.seconds, "error": record.error,
             "commit": record.code.get("commit") or "unknown", "dirty": bool(record.code.get("dirty")),
             "machine": json.dumps(record.machine, sort_keys=True),
-            "numerics": f"torch {record.versions.get('torch', '?')}, {record.machine.get('threads', '?')} thread(s)",
+            "numerics": numerics_label(record),
         })
     frame = pd.DataFrame(rows)
     frame.attrs.update(older=older, unreadable=unreadable)
@@ -102,6 +102,15 @@ def load_records(results_dir: Path) -> pd.DataFrame:
 
 
 DEFAULT_CONDITIONS = "shuffled batches, selection by wauc, 1 thread"
+
+
+def numerics_label(record: RunRecord) -> str:
+    """What can move a run's last digits besides the code (records.numerics_description): the torch build, the
+    threads and, where the record has it, the CPU model (its kernels differ: an AMD and an Intel CPU with the
+    same flags need not give the same bits)."""
+    cpu = record.machine.get("numerics", {}).get("cpu_model")
+    return (f"torch {record.versions.get('torch', '?')}, {record.machine.get('threads', '?')} thread(s)"
+            + (f", {cpu}" if cpu else ""))
 
 
 def conditions_label(config) -> str:
@@ -814,7 +823,7 @@ def _provenance(results_dir: Path, records: pd.DataFrame) -> list[str]:
     settings = records.groupby("conditions").size()
     lines.append("- training conditions (each its own table; a cell never pools conditions): "
                  + "; ".join(f"{conditions}: {count} runs" for conditions, count in settings.items()))
-    for machine in machines:
+    for machine in sorted(machines):
         lines.append(f"- machine: {machine}")
     numerics = records.groupby("numerics").size()
     if len(numerics) > 1:  # float results depend on the torch build and the thread count
