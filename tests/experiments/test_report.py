@@ -292,3 +292,21 @@ def test_the_gap_closed_by_the_papers_conditions_compares_only_cells_with_the_sa
     assert [row.split(" | ")[2] for row in rows] == ["deepfm"]
     assert "1 cell(s) are left out" in text
     assert conditions_gap_markdown(main, table({"deepfm": 1, "dcn": 1}, "by-domain")).startswith("2 cell(s)")
+
+
+def test_a_table_under_other_conditions_keeps_the_backbones_with_every_arm_and_names_the_rest(tmp_path):
+    from moe_mlora.experiments.report import DEFAULT_CONDITIONS, other_conditions_table
+
+    paper_conditions = "by-domain batches, selection by mean-auc, 1 thread"
+    rows = []
+    for seed in (1, 2):
+        rows += _rows("deepfm", seed, {"base": 80.0, "mlora": 79.9, "moe-mlora": 80.1}, conditions=DEFAULT_CONDITIONS)
+        rows += _rows("dcn", seed, {"base": 80.0, "mlora": 79.9, "moe-mlora": 80.1}, conditions=DEFAULT_CONDITIONS)
+        rows += _rows("deepfm", seed, {"base": 80.2, "mlora": 80.0, "moe-mlora": 80.3}, conditions=paper_conditions)
+        rows += _rows("dcn", seed, {"base": 80.2}, conditions=paper_conditions)  # its grid is still running
+    records = pd.DataFrame(rows)
+    table, waiting = other_conditions_table(records, paper_conditions)
+    assert table.models == ["deepfm"] and waiting == ["dcn"]
+    assert table.arms == ["base", "mlora", "moe-mlora"] and table.cells[("s", "moe-mlora", "deepfm")].mean == 80.3
+    complete, none_waiting = other_conditions_table(records[records.model == "deepfm"], paper_conditions)
+    assert complete.models == ["deepfm"] and none_waiting == []
