@@ -273,10 +273,8 @@ def other_conditions_table(records: pd.DataFrame, conditions: str) -> tuple[Tabl
     and returns the others, which wait. With no such backbone it is the arms every backbone has, as for the main
     table."""
     ok = records[(records.status == "ok") & (records.k == 1) & (records.conditions == conditions)]
-    ok = ok if "arm" in ok else ok.assign(arm=ok["approach"])
-    models = model_order(set(ok.model))
-    complete = [m for m in models if all(((ok.split == s) & (ok.model == m) & (ok.arm == a)).any()
-                                         for s in set(ok.split) for a in set(ok.arm))]
+    splits, models = list(set(ok.split)), model_order(set(ok.model))
+    complete = [m for m in models if len(complete_arms(ok, splits, [m])) == ok.arm.nunique()]
     if not complete or len(complete) == len(models):
         return build_table1(records, conditions=conditions), []
     return build_table1(records, models=complete, conditions=conditions), [m for m in models if m not in complete]
