@@ -23,8 +23,9 @@ install: $(BIN)/.installed
 demo: install
 	$(BIN)/moe-mlora reproduce table1 --datasets movielens-100k:occupation --models deepfm --seeds 1 --results-dir results/demo
 
+# One pytest worker per core (tests/conftest.py keeps each on a core of its own); plain `pytest` runs serially.
 test: install
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n auto --dist worksteal
 
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -8,6 +8,33 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
+
+if os.environ.get("PYTEST_XDIST_WORKER") and hasattr(os, "sched_setaffinity"):
+    # `make test` runs the suite on one worker process per core (pytest-xdist). Each worker keeps to a core of its
+    # own, and so do the runs and sweeps its tests start (they size their threads and workers by the cores they
+    # may use). Left to the machine's count, every worker ran one spinning OpenMP thread per core: the small
+    # models here ran 10-100x slower.
+    ALL_CORES = sorted(os.sched_getaffinity(0))
+    os.sched_setaffinity(0, {ALL_CORES[int(os.environ["PYTEST_XDIST_WORKER"].removeprefix("gw")) % len(ALL_CORES)]})
+    torch.set_num_threads(1)
+else:
+    ALL_CORES = None
+
+
+@pytest.fixture
+def every_core():
+    """For a test whose sweep must run several worker processes at once: the machine's cores for the test's
+    duration, not the one core of its pytest-xdist worker (a sweep never runs more workers than it has cores)."""
+    if ALL_CORES is None:
+        yield
+        return
+    own = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, ALL_CORES)
+    try:
+        yield
+    finally:
+        os.sched_setaffinity(0, own)
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("MOE_MLORA_DATA_DIR") or REPO.parent / "shared" / "data")

@@ -36,6 +36,7 @@ from moe_mlora.experiments.records import RESULT_FILE, RunRecord
 from moe_mlora.experiments.config import load_config_file
 from moe_mlora.experiments.run import RunConfig, execute_run
 from moe_mlora.experiments.sweep import SweepInterrupted, run_sweep
+from moe_mlora.training.config import available_cores
 from moe_mlora.methods import METHODS
 from moe_mlora.models.registry import PAPER_MODELS
 from moe_mlora.serving import VOCABULARY_FILE, Predictor, UnknownDomain, read_manifest
@@ -151,8 +152,8 @@ def data_generate(
 @app.command()
 @user_errors
 @with_settings(("", RunConfig), ("data", DatasetConfig), ("approach", ApproachConfig), ("train", TrainConfig),
-               replace={"threads": (Optional[int], None, "CPU threads (default: the config file's, else all of this "
-                                    "machine's cores, shared out among torchrun's processes). Part of a run's identity: "
+               replace={"threads": (Optional[int], None, "CPU threads (default: the config file's, else every core "
+                                    "this process may use, shared out among torchrun's processes). Part of a run's identity: "
                                     "the thread count changes the last digits of the results.")})
 def train(
     context: typer.Context,
@@ -187,10 +188,10 @@ def _train(config: RunConfig, runs_dir: Path, data_dir: Path | None, log_dir: Pa
 
 
 def default_threads() -> int:
-    """One run on its own gets the machine's cores (shared out among torchrun's processes); sweeps keep one
-    thread per worker."""
+    """One run on its own gets the cores it may use (its CPU affinity; shared out among torchrun's processes);
+    sweeps keep one thread per worker."""
     processes = int(os.environ.get("WORLD_SIZE", "1") or 1)
-    return max(1, (os.cpu_count() or 1) // max(1, processes))
+    return max(1, available_cores() // max(1, processes))
 
 
 def command_line_config(settings: Settings, config_file: Path | None) -> RunConfig:

@@ -195,13 +195,13 @@ def test_the_issue_run_movielens_joined_numeric_age_genres_time_split_from_yaml(
     assert wauc[0] == wauc[1]
 
 
-def test_one_train_gets_the_machines_cores_unless_told_and_a_config_keeps_its_threads(setup):
-    import os
+def test_one_train_gets_the_cores_it_may_run_on_unless_told_and_a_config_keeps_its_threads(setup):
+    from moe_mlora.training.config import available_cores
 
     alone = train("--config", setup / "run.yaml", "--runs-dir", setup / "cores")
     assert alone.exit_code == 0, alone.output
     record = json.loads((only_run(setup / "cores") / "result.json").read_text())
-    assert record["config"]["train"]["threads"] == os.cpu_count() == record["machine"]["threads"]
+    assert record["config"]["train"]["threads"] == available_cores() == record["machine"]["threads"]
     text = (setup / "run.yaml").read_text().replace("  seed: 3\n", "  seed: 3\n  threads: 1\n")
     (setup / "one.yaml").write_text(text)
     told = train("--config", setup / "one.yaml", "--runs-dir", setup / "one")

@@ -46,7 +46,7 @@ def stop_args(results: Path) -> list[str]:
             "--max-epochs", "2", "--results-dir", str(results), "--workers", "2"]
 
 
-def test_tiny_table1_grid_runs_end_to_end_and_reports(tiny_taobao, tmp_path):
+def test_tiny_table1_grid_runs_end_to_end_and_reports(tiny_taobao, tmp_path, every_core):
     results = tmp_path / "results"
     outcome = CliRunner().invoke(app, reproduce_args(results, "--workers", "2"))
     assert outcome.exit_code == 0, outcome.output
@@ -131,7 +131,7 @@ def wait_for_records(results: Path, count: int, process: subprocess.Popen) -> se
 
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs Linux /proc to find worker processes")
 @pytest.mark.parametrize("how", [signal.SIGINT, signal.SIGTERM, signal.SIGKILL], ids=["SIGINT", "SIGTERM", "SIGKILL"])
-def test_a_stopped_sweep_ends_its_workers_and_resumes_to_the_same_numbers(tiny_taobao, tmp_path, how):
+def test_a_stopped_sweep_ends_its_workers_and_resumes_to_the_same_numbers(tiny_taobao, tmp_path, how, every_core):
     results = tmp_path / "stopped"
     process = start_sweep(results)
     try:
@@ -193,7 +193,8 @@ def test_a_second_sweep_on_the_same_folder_refuses_at_once(tiny_taobao, tmp_path
 
 @pytest.mark.skipif(__import__("importlib").util.find_spec("ray") is None,
                     reason="the ray extra is not installed (pip install 'moe-mlora[ray]')")
-def test_the_ray_backend_on_a_local_ray_instance_records_what_the_process_backend_does(tiny_taobao, tmp_path, monkeypatch):
+def test_the_ray_backend_on_a_local_ray_instance_records_what_the_process_backend_does(tiny_taobao, tmp_path, monkeypatch,
+                                                                                    every_core):
     import ray
 
     monkeypatch.delenv("RAY_ADDRESS", raising=False)

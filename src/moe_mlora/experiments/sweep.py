@@ -38,6 +38,7 @@ from moe_mlora.files import probe_writable
 from moe_mlora.experiments.config import RunConfig
 from moe_mlora.experiments.records import RunRecord
 from moe_mlora.experiments.run import base_run_of, execute_run
+from moe_mlora.training.config import available_cores
 
 BACKENDS = ("process", "ray")
 LOCK_FILE = ".sweep.lock"
@@ -143,7 +144,7 @@ def _run_locked(configs, results_dir, workers, backend, retry_failed, data_dir, 
         except MoeMloraError as exc:
             console.print(f"[red]{escape(f'{data.dataset}:{data.split_by}')}[/]: {escape(str(exc))} (its runs will be "
                           "recorded as failed)", markup=True)
-    cores = os.cpu_count() or 1
+    cores = available_cores()
     threads = max(c.train.threads for c in todo)  # each run sets its own (TrainConfig.threads, part of its key)
     workers = max(1, min(workers or cores // threads, cores))
     workers = min(workers, len(todo))

@@ -6,6 +6,7 @@ import contextvars
 
 import hashlib
 import math
+import os
 import random
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
@@ -94,6 +95,15 @@ def forward_precision(precision: str) -> Iterator[None]:
 
 def evaluation_autocast(device: torch.device | str = "cpu"):
     return autocast(_PRECISION.get(), device)
+
+
+def available_cores() -> int:
+    """The CPU cores this process may run on: its affinity mask where the OS has one (taskset, a container's
+    cpuset, a test worker pinned to a core), else the machine's count. os.cpu_count() ignores the mask."""
+    try:
+        return len(os.sched_getaffinity(0)) or 1
+    except AttributeError:  # no affinity call on this OS (macOS, Windows)
+        return os.cpu_count() or 1
 
 
 @contextmanager
