@@ -52,6 +52,10 @@ def test_tiny_table1_grid_runs_end_to_end_and_reports(tiny_taobao, tmp_path, eve
     assert outcome.exit_code == 0, outcome.output
     assert len(list(results.glob("*/result.json"))) == 12  # 3 approaches x 2 models x 2 seeds
     assert "| taobao-synthetic-theme-3 (SYNTHETIC) | Base |" in outcome.output
+    # Output to a file (not a terminal) gets one progress line per finished run, counting up to the grid's size.
+    counts = [line.split("]")[0] for line in outcome.output.splitlines() if line.startswith("[") and " ok " in line]
+    assert counts == [f"[{done}/12" for done in range(1, 13)], outcome.output
+    assert "elapsed, ~0:00:00 left" in outcome.output
     report = (results / "report.md").read_text()
     assert "Table 1" in report and "Avg(Δ MoE-MLoRA − MLoRA)" in report and "p (Holm)" in report
     assert "vs paper" not in report  # a 3-theme split has no row in the paper to sit beside

@@ -8,6 +8,9 @@ Stopping: at most `workers` runs are in flight. Ctrl-C or SIGTERM ends the sweep
 workers are killed and it says how many runs are recorded (a rerun resumes). Workers also end on their
 own when the sweep's process dies (even by SIGKILL): each watches its parent. One sweep at a time may
 write to a results folder (a lock file there; a second sweep refuses at once).
+
+Progress: a live bar on a terminal; written to a file (a sweep in the background), one plain line per
+finished run with the count, the elapsed time and an estimate of the time left.
 """
 
 from __future__ import annotations
@@ -170,6 +173,9 @@ def _run_locked(configs, results_dir, workers, backend, retry_failed, data_dir, 
                     console.print(f"[red]failed[/] {escape(label)}: {escape(error)}", highlight=False, markup=True)
                 progress.advance(task)
                 describe(running)
+                if not console.is_terminal:  # a log file gets no live bar: a line per run instead
+                    console.print(progress_line(summary, len(todo), label, status, time.perf_counter() - started),
+                                  highlight=False, markup=False)
         except KeyboardInterrupt:
             recorded = summary.skipped + summary.finished + len(summary.failed)
             summary.seconds = time.perf_counter() - started
@@ -182,6 +188,19 @@ def _run_locked(configs, results_dir, workers, backend, retry_failed, data_dir, 
     summary.seconds = time.perf_counter() - started
     _log_sweep(results_dir, summary, len(todo), workers, backend)
     return summary
+
+
+def progress_line(summary: SweepSummary, runs: int, label: str, status: str, elapsed: float) -> str:
+    """`[done/runs] status label · elapsed, ~left` for a sweep whose output goes to a file. The time left
+    assumes the remaining runs take as long as the finished ones did on average."""
+    done = summary.finished + len(summary.failed)
+    left = elapsed / done * (runs - done)
+    return f"[{done}/{runs}] {status} {label} · {_clock(elapsed)} elapsed, ~{_clock(left)} left"
+
+
+def _clock(seconds: float) -> str:
+    minutes, seconds = divmod(round(seconds), 60)
+    return f"{minutes // 60}:{minutes % 60:02d}:{seconds:02d}"
 
 
 def _log_sweep(results_dir: Path, summary: SweepSummary, runs: int, workers: int, backend: str,
