@@ -28,14 +28,13 @@ from multiprocessing import get_context
 from pathlib import Path
 
 import torch
-from tqdm import tqdm
+from filelock import FileLock, Timeout
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from tqdm import tqdm
 
 from moe_mlora.data import prepare_dataset
-from filelock import FileLock, Timeout
-
 from moe_mlora.errors import ConfigError, MoeMloraError
 from moe_mlora.files import probe_writable
 from moe_mlora.experiments.config import RunConfig
