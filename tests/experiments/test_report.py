@@ -196,6 +196,11 @@ def test_variant_arms_join_table1_only_where_every_model_has_them_and_lead_the_a
     assert ablation.models == ["dcn"] and ablation.arms == ["base", "moe-mlora", "moe-mlora[authors-code]"]
     assert ablation.deltas[("s", ("moe-mlora[authors-code]", "base"), "dcn")].mean == pytest.approx(0.4)
     assert ablation.valid_average["moe-mlora[authors-code]"] == pytest.approx(80.4) and ablation.valid_cells == 2
+    # The ablation has no MLoRA arm: its note names the family that does decide it, not the paper's Δ.
+    from moe_mlora.experiments.report import statistics_note
+
+    assert "is Δ MoE-MLoRA − Base (the table has no MLoRA arm" in statistics_note(ablation)
+    assert "is the paper's own Δ MoE-MLoRA − MLoRA" in statistics_note(build_table1(records))
 
 
 def test_markdown_tables_need_no_extra_dependency():

@@ -726,7 +726,7 @@ def write_report(results_dir: Path, out_dir: Path | None = None, title: str | No
             seeds = sorted(single[single.conditions == table.conditions].seed.unique().tolist())
             title = "Table 1" if index == 0 else "Table 1 under other conditions"
             sections += [f"## {title}: {table.conditions}; test WAUC (%), mean ± 95% CI over seeds {seeds}", "",
-                         table1_markdown(table), "", STATISTICS_NOTE.format(tests=table.tests), "",
+                         table1_markdown(table), "", statistics_note(table), "",
                          families_summary(table), ""]
             if waiting[table.conditions]:
                 sections += ["Not yet in this table (some arm or split is not recorded under these conditions): "
@@ -752,7 +752,7 @@ def write_report(results_dir: Path, out_dir: Path | None = None, title: str | No
         validation = pd.DataFrame({"mean validation WAUC (%)": ablation.valid_average}).rename(index=arm_name)
         validation.index.name = "arm"
         sections += ["## Ablation: MoE-MLoRA variants against Base, test WAUC (%)", "", table1_markdown(ablation), "",
-                     STATISTICS_NOTE.format(tests=ablation.tests), "",
+                     statistics_note(ablation), "", families_summary(ablation), "",
                      f"Mean validation WAUC per arm over the {ablation.valid_cells} (split, model, seed) cells that every arm "
                      "has (what a variant is chosen by; never test):", "",
                      markdown_table(validation), ""]
@@ -816,11 +816,18 @@ def write_report(results_dir: Path, out_dir: Path | None = None, title: str | No
     return written
 
 
+def statistics_note(table: Table1) -> str:
+    """How to read a table's cells and tests, naming its primary family (the paper's Δ where the table has it)."""
+    primary = ("the paper's own Δ MoE-MLoRA − MLoRA" if table.primary == PRIMARY
+               else f"{comparison_name(table.primary)} (the table has no MLoRA arm for the paper's Δ)")
+    return STATISTICS_NOTE.format(tests=table.tests, primary=primary)
+
+
 STATISTICS_NOTE = (
     "Cells: mean ± half-width of the 95% t-interval over seeds. Δ rows: mean of per-seed paired differences "
     "(same split, model and seed) ± its 95% t-interval; p (Holm): a two-sided paired t-test over seeds, "
     "Holm-corrected within its family: each comparison's cells over every split and model form one family, and "
-    "the primary family, named before any result, is the paper's own Δ MoE-MLoRA − MLoRA (the correction pooled "
+    "the primary family, named before any result, is {primary} (the correction pooled "
     "over all {tests} Δ cells of the table is given below as secondary). * marks p < 0.05 after the family's "
     "correction. The intervals are per cell and not corrected. They cover the seed-to-seed variation of "
     "training (initialisation, batch order, dropout) on one fixed data split (seed 123), not the variation "
