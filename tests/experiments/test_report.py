@@ -199,7 +199,7 @@ def test_variant_arms_join_table1_only_where_every_model_has_them_and_lead_the_a
     # The ablation has no MLoRA arm: its note names the family that does decide it, not the paper's Δ.
     from moe_mlora.experiments.report import statistics_note
 
-    assert "is Δ MoE-MLoRA − Base (the table has no MLoRA arm" in statistics_note(ablation)
+    assert "is Δ MoE-MLoRA − Base, as the table has no MLoRA arm" in statistics_note(ablation)
     assert "is the paper's own Δ MoE-MLoRA − MLoRA" in statistics_note(build_table1(records))
 
 
