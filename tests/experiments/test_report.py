@@ -201,6 +201,7 @@ def test_variant_arms_join_table1_only_where_every_model_has_them_and_lead_the_a
 
     assert "is Δ MoE-MLoRA − Base, as the table has no MLoRA arm" in statistics_note(ablation)
     assert "is the paper's own Δ MoE-MLoRA − MLoRA" in statistics_note(build_table1(records))
+    assert "is none here" in statistics_note(build_table1(records[records.arm == "base"]))
 
 
 def test_markdown_tables_need_no_extra_dependency():

@@ -818,8 +818,12 @@ def write_report(results_dir: Path, out_dir: Path | None = None, title: str | No
 
 def statistics_note(table: Table1) -> str:
     """How to read a table's cells and tests, naming its primary family (the paper's Δ where the table has it)."""
-    primary = ("the paper's own Δ MoE-MLoRA − MLoRA" if table.primary == PRIMARY
-               else f"{comparison_name(table.primary)}, as the table has no MLoRA arm for the paper's Δ")
+    if table.primary == PRIMARY:
+        primary = "the paper's own Δ MoE-MLoRA − MLoRA"
+    elif table.primary is not None:
+        primary = f"{comparison_name(table.primary)}, as the table has no MLoRA arm for the paper's Δ"
+    else:
+        primary = "none here (the table has no two arms to compare)"
     return STATISTICS_NOTE.format(tests=table.tests, primary=primary)
 
 
