@@ -183,7 +183,7 @@ def test_holm_adjusts_step_down_and_keeps_the_order():
 
 def test_variant_arms_join_table1_only_where_every_model_has_them_and_lead_the_ablation():
     rows = []
-    for seed in (1, 2):
+    for seed in (1, 2, 3):
         for model in ("wdl", "dcn"):
             for arm, value in (("base", 80.0), ("mlora", 79.5), ("moe-mlora", 80.1), ("moe-mlora[authors-code]", 80.4)):
                 if arm.endswith("]") and model == "wdl":
@@ -195,13 +195,33 @@ def test_variant_arms_join_table1_only_where_every_model_has_them_and_lead_the_a
     ablation = ablation_table(records)
     assert ablation.models == ["dcn"] and ablation.arms == ["base", "moe-mlora", "moe-mlora[authors-code]"]
     assert ablation.deltas[("s", ("moe-mlora[authors-code]", "base"), "dcn")].mean == pytest.approx(0.4)
-    assert ablation.valid_average["moe-mlora[authors-code]"] == pytest.approx(80.4) and ablation.valid_cells == 2
+    assert ablation.valid_average["moe-mlora[authors-code]"] == pytest.approx(80.4) and ablation.valid_cells == 3
     # The ablation has no MLoRA arm: its note names the family that does decide it, not the paper's Δ.
     from moe_mlora.experiments.report import statistics_note
 
     assert "is Δ MoE-MLoRA − Base, as the table has no MLoRA arm" in statistics_note(ablation)
     assert "is the paper's own Δ MoE-MLoRA − MLoRA" in statistics_note(build_table1(records))
     assert "is none here" in statistics_note(build_table1(records[records.arm == "base"]))
+
+
+def test_the_ablation_compares_every_arm_on_the_same_seeds_and_leaves_an_underpowered_one_untested():
+    # Table 1 in the same folder gave Base and MoE-MLoRA seeds 1-5; the ablation ran its variants on 1-3, and one
+    # variant only on 1-2. Seeds 4 and 5 would move Base's mean (seed-dependent value), so they must be left out.
+    seeds_of = {"base": range(1, 6), "moe-mlora": range(1, 6), "moe-mlora[gate-lr=0.01]": range(1, 4),
+                "moe-mlora[gate-input=features]": range(1, 3)}
+    rows = [{"split": "s", "dataset": "d", "model": model, "approach": arm.split("[")[0], "arm": arm, "k": 1,
+             "seed": seed, "status": "ok", "wauc": 80.0 + seed + (0.3 if arm != "base" else 0.0), "valid_wauc": 80.0}
+            for arm, seeds in seeds_of.items() for seed in seeds for model in ("dcn", "deepfm")]
+    ablation = ablation_table(pd.DataFrame(rows))
+    assert ablation.matched_seeds == [1, 2, 3]
+    assert ablation.arms == ["base", "moe-mlora", "moe-mlora[gate-lr=0.01]"]
+    assert ablation.untested == ["moe-mlora[gate-input=features]"]
+    assert ablation.cells[("s", "base", "dcn")].mean == pytest.approx(82.0)  # seeds 1-3 only, not 1-5 (83.0)
+    assert ablation.cells[("s", "base", "dcn")].n == 3
+    assert ablation.deltas[("s", ("moe-mlora[gate-lr=0.01]", "base"), "dcn")].mean == pytest.approx(0.3)
+    # With every variant below the bar, nothing is compared: each is listed as untested.
+    few = pd.DataFrame([row for row in rows if row["seed"] <= 2])
+    assert ablation_table(few).arms == ["base"] and len(ablation_table(few).untested) == 3
 
 
 def test_markdown_tables_need_no_extra_dependency():

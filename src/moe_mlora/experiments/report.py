@@ -165,6 +165,7 @@ class Table1:
     valid_average: dict[str, float] = field(default_factory=dict)  # arm -> mean validation WAUC, common cells
     valid_cells: int = 0  # the (split, model, seed) cells every arm has
     untested: list[str] = field(default_factory=list)  # arms left out for lacking seeds (the ablation)
+    matched_seeds: list = field(default_factory=list)  # the seeds every arm is compared on (the ablation)
 
     conditions: str = ""
 
@@ -592,10 +593,15 @@ def markdown_table(frame: pd.DataFrame, digits: int = 2) -> str:
     return "\n".join(lines)
 
 
+MIN_SEEDS = 3  # the fewest seeds a compared arm may have (the bar the issues set for every table)
+
+
 def ablation_table(records: pd.DataFrame) -> Table1 | None:
     """Every MoE-MLoRA arm (k = 1) against Base, on the models that have more than one such arm, under the main
-    conditions. An arm that lacks any of Base's seeds in any (split, model) cell is left out and listed in the
-    table's `untested` (an underpowered variant is not compared)."""
+    conditions, on matched seeds: the seeds that Base and every compared arm have in every (split, model) cell.
+    An arm with fewer than MIN_SEEDS such seeds, or without the seeds the others share, is left out and listed in
+    the table's `untested` (an underpowered variant is not compared). Seeds that only some arms have (Table 1's
+    extra seeds, run in the same results folder) are left out of every arm alike."""
     ok = records[(records.status == "ok") & (records.k == 1)]
     if "conditions" in ok and not ok.empty:
         ok = ok[ok["conditions"] == main_conditions(ok)]
@@ -606,18 +612,27 @@ def ablation_table(records: pd.DataFrame) -> Table1 | None:
     models = [m for m in model_order(arms_per_model.index) if arms_per_model.get(m, 0) == arms_per_model.max()]
     candidates = ["moe-mlora"] + sorted(set(moe.arm) - {"moe-mlora"})
     scope = ok[ok.model.isin(models)]
-    base = scope[scope.arm == "base"]
-    full = {cell: set(group.seed) for cell, group in base.groupby(["split", "model"])}
-    arms, untested = ["base"], []
-    for arm in candidates:
+    cells = sorted({cell for cell, _ in scope[scope.arm == "base"].groupby(["split", "model"])})
+
+    def seeds_in_every_cell(arm: str) -> set:
         rows = scope[scope.arm == arm]
-        if rows.empty:
-            continue
         has = {cell: set(group.seed) for cell, group in rows.groupby(["split", "model"])}
-        (arms if all(seeds <= has.get(cell, set()) for cell, seeds in full.items()) else untested).append(arm)
-    table = build_table1(ok[ok.arm.isin(arms)], arms=arms, models=models,
+        return set.intersection(*(has.get(cell, set()) for cell in cells)) if cells else set()
+
+    base_seeds = seeds_in_every_cell("base")
+    covered = {arm: seeds_in_every_cell(arm) & base_seeds for arm in candidates if (scope.arm == arm).any()}
+    eligible = [arm for arm, seeds in covered.items() if len(seeds) >= MIN_SEEDS]
+    matched = set.intersection(*(covered[arm] for arm in eligible)) if eligible else set()
+    if len(matched) < MIN_SEEDS and "moe-mlora" in eligible:  # no common set: the default variant's seeds decide
+        matched = covered["moe-mlora"]
+    if len(matched) < MIN_SEEDS:
+        matched = set()
+    arms = ["base"] + [arm for arm in eligible if matched and matched <= covered[arm]]
+    untested = [arm for arm in covered if arm not in arms]
+    chosen = ok[ok.arm.isin(arms) & ok.seed.isin(matched or base_seeds)]
+    table = build_table1(chosen, arms=arms, models=models,
                          comparisons=[(arm, "base") for arm in arms if arm != "base"])
-    table.untested = untested
+    table.untested, table.matched_seeds = untested, sorted(matched)
     return table
 
 
@@ -751,13 +766,14 @@ def write_report(results_dir: Path, out_dir: Path | None = None, title: str | No
     if ablation is not None and (len(ablation.arms) > 2 or ablation.untested):
         validation = pd.DataFrame({"mean validation WAUC (%)": ablation.valid_average}).rename(index=arm_name)
         validation.index.name = "arm"
-        sections += ["## Ablation: MoE-MLoRA variants against Base, test WAUC (%)", "", table1_markdown(ablation), "",
+        sections += [f"## Ablation: MoE-MLoRA variants against Base, test WAUC (%), matched seeds "
+                     f"{ablation.matched_seeds}", "", table1_markdown(ablation), "",
                      statistics_note(ablation), "", families_summary(ablation), "",
                      f"Mean validation WAUC per arm over the {ablation.valid_cells} (split, model, seed) cells that every arm "
                      "has (what a variant is chosen by; never test):", "",
                      markdown_table(validation), ""]
         if ablation.untested:
-            sections += ["Untested (lack some of Base's seeds, so not compared): "
+            sections += [f"Untested (fewer than {MIN_SEEDS} of the matched seeds, so not compared): "
                          + ", ".join(arm_name(a) for a in ablation.untested), ""]
     diagnostics = diagnostics_frame(records)
     if not diagnostics.empty:
