@@ -172,6 +172,35 @@ def test_a_stopped_sweep_ends_its_workers_and_resumes_to_the_same_numbers(tiny_t
     assert recorded_test_metrics(results) == uninterrupted_test_metrics(tmp_path / "straight")
 
 
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs Linux /proc to find worker processes")
+def test_a_sweep_stopped_as_timeout_stops_it_ends_cleanly_once(tiny_taobao, tmp_path, every_core):
+    # `timeout -s TERM` (and a service manager) signals the sweep and then its whole process group: the sweep
+    # gets SIGTERM twice and its workers once. The second signal must not break the first one's stop (it once
+    # ended in "RuntimeError: release unlocked lock" inside concurrent.futures, with no stopped-sweep line logged).
+    results = tmp_path / "twice"
+    process = start_sweep(results)
+    try:
+        workers = wait_for_records(results, 2, process)
+        os.kill(process.pid, signal.SIGTERM)
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(timeout=STOP_BOUND_S)
+        output = process.stdout.read()
+        # A second signal that lands after the stop is done (records safe, workers ended, the sweep logged) is
+        # the plain SIGTERM it is: the process ends by it. One that lands during the stop is ignored.
+        assert process.returncode in (130, -signal.SIGTERM), output
+        assert process.returncode == -signal.SIGTERM or "run the same command again to resume" in output, output
+        assert "Traceback" not in output and "Error" not in output, output
+        deadline = time.time() + STOP_BOUND_S
+        while any(alive(pid) for pid in workers) and time.time() < deadline:
+            time.sleep(0.1)
+        assert not any(alive(pid) for pid in workers), "a worker outlived its sweep"
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+    logged = [json.loads(line) for line in (results / "sweeps.jsonl").read_text().splitlines()]
+    assert logged[-1]["interrupted"] is True  # the stopped sweep logged itself
+
+
 _UNINTERRUPTED: dict = {}
 
 

@@ -100,8 +100,26 @@ def _exit_with_parent(parent: int) -> None:
             os._exit(3)
 
 
-def _stop_on_sigterm(signum, frame) -> None:
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+def _stop_once(signum, frame) -> None:
+    """The first SIGTERM or SIGINT stops the sweep (as Ctrl-C does); any further one is ignored until the stop
+    is done, so that killing the workers and logging the stopped sweep are not themselves interrupted.
+    `timeout` and service managers signal the sweep and then its whole process group: it gets two."""
+    for stop in STOP_SIGNALS:
+        signal.signal(stop, signal.SIG_IGN)
     raise KeyboardInterrupt
+
+
+def _catch_stop_signals() -> dict:
+    """Install _stop_once for SIGTERM, and for SIGINT unless it is ignored (a script's `... &` ignores SIGINT
+    in what it starts, and that choice is kept); returns the handlers to put back."""
+    previous = {stop: signal.getsignal(stop) for stop in STOP_SIGNALS}
+    for stop, handler in previous.items():
+        if handler is not signal.SIG_IGN or stop == signal.SIGTERM:
+            signal.signal(stop, _stop_once)
+    return previous
 
 
 def run_sweep(
@@ -162,7 +180,7 @@ def _run_locked(configs, results_dir, workers, backend, retry_failed, data_dir, 
         describe(0)
         runner = _ray_results if backend == "ray" else _process_results
         in_main_thread = threading.current_thread() is threading.main_thread()
-        previous = signal.signal(signal.SIGTERM, _stop_on_sigterm) if in_main_thread else None
+        previous = _catch_stop_signals() if in_main_thread else {}
         try:
             for label, status, error, running in runner(todo, results_dir, data_dir, workers, threads):
                 if status == "ok":
@@ -182,8 +200,8 @@ def _run_locked(configs, results_dir, workers, backend, retry_failed, data_dir, 
             raise SweepInterrupted(f"{recorded} of {summary.total} runs are recorded in {results_dir}; "
                                    "run the same command again to resume") from None
         finally:
-            if in_main_thread:
-                signal.signal(signal.SIGTERM, previous)
+            for stop, handler in previous.items():
+                signal.signal(stop, handler)
     summary.seconds = time.perf_counter() - started
     _log_sweep(results_dir, summary, len(todo), workers, backend)
     return summary
