@@ -701,9 +701,12 @@ def methods_section(records: pd.DataFrame, conditions: str, already_shown: list[
     if not shown:
         return []
     seeds = sorted(single[single.arm.isin(shown)].seed.unique().tolist())
+    waiting = [arm for arm in others if arm not in shown]
     return [f"## The field's methods beside the paper's arms ({conditions}; test WAUC (%), seeds {seeds})", "",
             "Only the models every one of these arms ran on. Each method is tested against Base on the same seeds, "
-            "one Holm family per comparison.", "", table1_markdown(table), "", families_summary(table), ""]
+            "one Holm family per comparison.", "", table1_markdown(table), "", families_summary(table), ""] + (
+        [f"Not shown until every (split, model) cell has a run: {', '.join(arm_name(a) for a in waiting)}.", ""]
+        if waiting else [])
 
 
 def write_report(results_dir: Path, out_dir: Path | None = None, title: str | None = None,
