@@ -201,7 +201,8 @@ def _run_locked(configs, results_dir, workers, backend, retry_failed, data_dir, 
                                    "run the same command again to resume") from None
         finally:
             for stop, handler in previous.items():
-                signal.signal(stop, handler)
+                if handler is not None:  # None: a handler not installed from Python, which Python cannot put back
+                    signal.signal(stop, handler)
     summary.seconds = time.perf_counter() - started
     _log_sweep(results_dir, summary, len(todo), workers, backend)
     return summary
