@@ -343,3 +343,20 @@ def test_a_table_under_other_conditions_keeps_the_backbones_with_every_arm_and_n
     assert table.arms == ["base", "mlora", "moe-mlora"] and table.cells[("s", "moe-mlora", "deepfm")].mean == 80.3
     complete, none_waiting = other_conditions_table(records[records.model == "deepfm"], paper_conditions)
     assert complete.models == ["deepfm"] and none_waiting == []
+
+
+def test_a_table_under_other_conditions_waits_for_a_backbone_whose_arms_have_different_seeds():
+    from moe_mlora.experiments.report import other_conditions_table
+
+    paper_conditions = "by-domain batches, selection by mean-auc, 1 thread"
+    rows = []
+    for seed in (1, 2, 3):
+        rows += _rows("deepfm", seed, {"base": 80.2, "mlora": 80.0, "moe-mlora": 80.3}, conditions=paper_conditions)
+        late = {"base": 80.0, "mlora": 79.9} | ({} if seed == 3 else {"moe-mlora": 79.0 + seed})
+        rows += _rows("dcn", seed, late, conditions=paper_conditions)  # MoE-MLoRA's seed 3 still running
+    records = pd.DataFrame(rows)
+    table, waiting = other_conditions_table(records, paper_conditions)
+    assert table.models == ["deepfm"] and waiting == ["dcn"]
+    complete, none_waiting = other_conditions_table(records[records.seed < 3], paper_conditions)
+    assert set(complete.models) == {"deepfm", "dcn"} and none_waiting == []
+    assert complete.cells[("s", "moe-mlora", "dcn")].mean == 80.5

@@ -270,12 +270,18 @@ def build_table1(records: pd.DataFrame, arms: list[str] | None = None, models: l
 
 def other_conditions_table(records: pd.DataFrame, conditions: str) -> tuple[Table1, list[str]]:
     """Table 1 under conditions other than the main ones, whose grid may still be running: it keeps the backbones
-    that have every arm recorded in every split under these conditions (so every arm averages the same backbones),
-    and returns the others, which wait. With no such backbone it is the arms every backbone has, as for the main
-    table."""
+    that have every arm recorded in every split under these conditions, each arm with the same seeds (so every
+    arm averages the same backbones and every cell of a backbone the same seeds), and returns the others, which
+    wait. With no such backbone it is the arms every backbone has, as for the main table."""
     ok = records[(records.status == "ok") & (records.k == 1) & (records.conditions == conditions)]
-    splits, models = list(set(ok.split)), model_order(set(ok.model))
-    complete = [m for m in models if len(complete_arms(ok, splits, [m])) == ok.arm.nunique()]
+    splits, models, arms = list(set(ok.split)), model_order(set(ok.model)), set(ok.arm)
+
+    def complete_on_matched_seeds(model: str) -> bool:
+        rows = ok[ok.model == model]
+        seeds = {cell: frozenset(group.seed) for cell, group in rows.groupby(["split", "arm"])}
+        return len(seeds) == len(splits) * len(arms) and len(set(seeds.values())) == 1
+
+    complete = [m for m in models if complete_on_matched_seeds(m)]
     if not complete or len(complete) == len(models):
         return build_table1(records, conditions=conditions), []
     return build_table1(records, models=complete, conditions=conditions), [m for m in models if m not in complete]
@@ -747,7 +753,7 @@ def write_report(results_dir: Path, out_dir: Path | None = None, title: str | No
                          table1_markdown(table), "", statistics_note(table), "",
                          families_summary(table), ""]
             if waiting[table.conditions]:
-                sections += ["Not yet in this table (some arm or split is not recorded under these conditions): "
+                sections += ["Not yet in this table (some arm, split or seed is not recorded under these conditions): "
                              + ", ".join(waiting[table.conditions]) + ".", ""]
             beside = paper_comparison_markdown(table)
             if beside.strip():  # only for the paper's datasets and backbones
