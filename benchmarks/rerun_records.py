@@ -4,6 +4,8 @@
     MOE_MLORA_DATA_DIR=../shared/data python benchmarks/rerun_records.py results/ml100k --pattern gender-deepfm -n 3
     # a sample of shipped records, every arm represented, each difference against a stated tolerance:
     MOE_MLORA_DATA_DIR=../shared/data python benchmarks/rerun_records.py docs/results/ml1m/records --sample 6
+    # each rerun killed (SIGKILL) after 60 s of training, then resumed from what it had saved:
+    MOE_MLORA_DATA_DIR=../shared/data python benchmarks/rerun_records.py docs/results/ml100k/records --sample 3 --kill-after 60
 
 Each record is retrained with the threads it recorded. The same code on the same numerics (CPU model and
 kernel-selecting flags, torch build, BLAS/oneDNN, threads: the record's `machine.numerics`) reproduces it
@@ -17,8 +19,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
 import random
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -26,6 +30,7 @@ from moe_mlora.experiments.config import RunConfig
 from moe_mlora.experiments.records import numerics_description
 from moe_mlora.experiments.run import execute_run
 from moe_mlora.training.config import torch_threads
+from moe_mlora.training.resume import RESUME_FOLDER
 
 
 def sample_records(paths: list[Path], n: int, seed: int = 0) -> list[Path]:
@@ -38,6 +43,28 @@ def sample_records(paths: list[Path], n: int, seed: int = 0) -> list[Path]:
     chosen = [rng.choice(group) for _, group in sorted(by_arm.items())][:n]
     rest = [p for p in paths if p not in chosen]
     return chosen + rng.sample(rest, min(len(rest), n - len(chosen)))
+
+
+def _run_into(config: RunConfig, runs: Path, data_dir: Path | None) -> None:
+    execute_run(config, runs, data_dir=data_dir, reuse_base=False)
+
+
+def killed_then_resumed(config: RunConfig, data_dir: Path | None, seconds: float) -> tuple[float, str]:
+    """The run started in a child process that is killed (SIGKILL: no clean-up) after `seconds`, then run here
+    into the same folder, where it resumes from the state the child saved; its test WAUC and what was saved."""
+    with tempfile.TemporaryDirectory() as runs:
+        child = multiprocessing.get_context("spawn").Process(target=_run_into, args=(config, Path(runs), data_dir))
+        child.start()
+        child.join(seconds)
+        if not child.is_alive():
+            return execute_run(config, None, data_dir=data_dir, reuse_base=False).test.wauc, "ended before the kill"
+        child.kill()
+        child.join()
+        saved = config.run_dir(Path(runs)) / RESUME_FOLDER
+        fits = len(list(saved.glob("fit-*.pt")))
+        state = f"killed after {seconds:g} s with {fits} finished fit(s)" + (
+            ", an epoch of the next" if (saved / "epoch.pt").is_file() else "") + " saved"
+        return execute_run(config, Path(runs), data_dir=data_dir, reuse_base=False).test.wauc, state
 
 
 def same_numerics(recorded: dict, threads: int) -> bool:
@@ -54,6 +81,8 @@ def main() -> int:
     parser.add_argument("--sample", type=int, default=0, help="instead: a seeded sample of this many, every arm represented")
     parser.add_argument("--tolerance", type=float, default=5e-4, help="allowed |WAUC difference| on other numerics")
     parser.add_argument("--data-dir", type=Path, default=None)
+    parser.add_argument("--kill-after", type=float, default=None,
+                        help="kill each rerun after this many seconds and resume it from its saved state")
     args = parser.parse_args()
     paths = sorted(p for p in args.results.glob(f"*{args.pattern}*/result.json")
                    if json.loads(p.read_text()).get("status") == "ok")
@@ -71,7 +100,10 @@ def main() -> int:
             failures += 1
             continue
         started = time.perf_counter()
-        wauc = execute_run(config, None, data_dir=args.data_dir, reuse_base=False).test.wauc
+        if args.kill_after is None:
+            wauc, how = execute_run(config, None, data_dir=args.data_dir, reuse_base=False).test.wauc, ""
+        else:
+            wauc, how = killed_then_resumed(config, args.data_dir, args.kill_after)
         difference = wauc - record["test"]["wauc"]
         same = same_numerics(record.get("machine", {}).get("numerics", {}), config.train.threads)
         if difference == 0:
@@ -84,7 +116,7 @@ def main() -> int:
             verdict = f"BEYOND {args.tolerance:g} (other numerics)"
         failures += verdict.startswith(("DIFFERENT", "BEYOND"))
         print(f"{path.parent.name:<60} {record['test']['wauc']:>10.6f} {wauc:>10.6f} {difference:>+9.1e}  {verdict} "
-              f"({time.perf_counter() - started:.0f} s)", flush=True)
+              f"({time.perf_counter() - started:.0f} s{'; ' + how if how else ''})", flush=True)
     print(f"{len(paths) - failures} of {len(paths)} reproduce")
     return 1 if failures else 0
 

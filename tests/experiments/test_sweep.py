@@ -323,3 +323,32 @@ def test_a_moe_run_waits_for_the_base_run_it_reuses_but_not_for_anything_else():
     assert started == [base, other_moe, mlora, authors] and queue.take() is None  # moe waits while base runs
     queue.done(base)
     assert queue.take() == moe and queue.take() is None
+
+
+def test_a_killed_run_resumes_from_its_saved_state_and_leaves_none_once_recorded(tiny_taobao, tmp_path, monkeypatch):
+    from moe_mlora.experiments.run import execute_run
+    from moe_mlora.training import resume
+    from moe_mlora.training.resume import RESUME_FOLDER
+
+    monkeypatch.setattr(resume, "SAVE_EVERY_S", 0.0)  # every epoch (its epochs are milliseconds)
+
+    run = RunConfig(DatasetConfig("taobao-synthetic", n_themes=3), "wdl", ModelConfig(dnn_hidden=(16, 8)),
+                    ApproachConfig("moe-mlora"), TrainConfig(max_epochs=3, progress=False, seed=2))
+    straight = execute_run(run, tmp_path / "straight", reuse_base=False)
+    epochs = []
+
+    def killed_after_four(label, record):
+        epochs.append(label)
+        if len(epochs) == 4:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        execute_run(run, tmp_path / "killed", on_epoch=killed_after_four, reuse_base=False)
+    folder = run.run_dir(tmp_path / "killed")
+    assert (folder / RESUME_FOLDER).is_dir() and not (folder / "result.json").exists()
+    resumed = execute_run(run, tmp_path / "killed", on_epoch=lambda label, record: epochs.append(label),
+                          reuse_base=False)
+    assert len(epochs) == 4 + sum(len(p.history) for p in straight.phases) - 4
+    assert resumed.test.to_dict() == straight.test.to_dict()
+    assert [p.best_epochs for p in resumed.phases] == [p.best_epochs for p in straight.phases]
+    assert not (folder / RESUME_FOLDER).exists() and (folder / "result.json").is_file()

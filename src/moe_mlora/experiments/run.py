@@ -6,10 +6,11 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
+import torch
 
 from moe_mlora.data import EncodedDataset, prepare_dataset
 from moe_mlora.experiments.config import RunConfig
-from moe_mlora.experiments.records import RESULT_FILE, RunRecord, write_json
+from moe_mlora.experiments.records import RESULT_FILE, RunRecord, code_version, write_json
 from moe_mlora.experiments.tracking import TensorBoardLog, write_epochs_csv
 from moe_mlora.models import build_model
 from moe_mlora.training.approaches import ApproachConfig, train_approach
@@ -17,7 +18,8 @@ from moe_mlora.serving.manifest import save_run_weights, write_run_files
 from moe_mlora.training.checkpoint import MODEL_WEIGHTS
 from moe_mlora.files import probe_writable, read_safetensors
 from moe_mlora.training.config import forward_precision, resolve_device, set_seed, torch_threads
-from moe_mlora.training.distributed import is_main_process
+from moe_mlora.training.distributed import is_main_process, world_size
+from moe_mlora.training.resume import RESUME_FOLDER, RunCheckpoint
 from moe_mlora.training.diagnostics import moe_diagnostics
 from moe_mlora.training.evaluation import evaluate
 from moe_mlora.training.loop import EpochCallback, PhaseResult
@@ -62,8 +64,13 @@ def _execute_run(config, runs_root, dataset, data_dir, on_epoch, reuse_base) -> 
     model = build_model(config.model, dataset.spec, config.model_config).to(device)
     train, valid, test = dataset.part("train"), dataset.part("valid"), dataset.part("test")
     reused = finished_base_backbone(config, runs_root) if runs_root is not None and reuse_base else None
+    checkpoint = None
+    if runs_root is not None and world_size() == 1:  # under torchrun a killed run starts again
+        checkpoint = RunCheckpoint(config.run_dir(runs_root) / RESUME_FOLDER, {
+            "config": config.to_dict(), "code": code_version(), "torch": torch.__version__,
+            "reused_backbone": reused[2] if reused else None})
     report = train_approach(model, train, valid, dataset.spec.domain_names, config.approach, config.train, on_epoch,
-                            trained_backbone=reused)
+                            trained_backbone=reused, checkpoint=checkpoint)
     report.test = evaluate(model, test, dataset.spec.domain_names, config.train.eval_batch_size)
     diagnostics = (moe_diagnostics(model, valid, test, dataset.spec.domain_names, config.train.eval_batch_size,
                                    report.gate_start, report.phases[-1].best_epoch)
@@ -77,6 +84,8 @@ def _execute_run(config, runs_root, dataset, data_dir, on_epoch, reuse_base) -> 
         write_run_files(folder, model, dataset, config.to_dict())
         write_epochs_csv(folder, record.phases)
         record.write(folder)
+    if checkpoint:
+        checkpoint.clear()
     return record
 
 

@@ -41,6 +41,7 @@ from moe_mlora.experiments.config import RunConfig
 from moe_mlora.experiments.records import RunRecord
 from moe_mlora.experiments.run import base_run_of, execute_run
 from moe_mlora.training.config import available_cores
+from moe_mlora.training.resume import RESUME_FOLDER
 
 BACKENDS = ("process", "ray")
 LOCK_FILE = ".sweep.lock"
@@ -149,8 +150,8 @@ def run_sweep(
 
 
 def _run_locked(configs, results_dir, workers, backend, retry_failed, data_dir, console) -> SweepSummary:
-    for stale in results_dir.glob("*/.*.tmp"):  # left by a worker killed mid-write; we hold the only lock
-        stale.unlink(missing_ok=True)
+    for stale in [*results_dir.glob("*/.*.tmp"), *results_dir.glob(f"*/{RESUME_FOLDER}/.*.tmp")]:
+        stale.unlink(missing_ok=True)  # left by a worker killed mid-write; we hold the only lock
     todo = pending_configs(configs, results_dir, retry_failed)
     summary = SweepSummary(total=len({c.key() for c in configs}))
     summary.skipped = summary.total - len(todo)

@@ -59,6 +59,7 @@ from moe_mlora.training.loop import (
     fit_one_group_at_a_time,
 )
 from moe_mlora.training.metrics import Evaluation
+from moe_mlora.training.resume import RunCheckpoint
 from moe_mlora.training.phase import (
     Phase,
     PhaseName,
@@ -215,11 +216,13 @@ def train_approach(
     config: TrainConfig,
     on_epoch: EpochCallback | None = None,
     trained_backbone: tuple[dict, PhaseResult, str] | None = None,
+    checkpoint: RunCheckpoint | None = None,
 ) -> TrainingReport:
     """Run the approach's phases on `model` (adapters are attached here); the model ends ready for inference.
 
     `trained_backbone` (a Base run's backbone state, its phase result and where it came from; same data,
-    model, settings and seed) stands in for MoE-MLoRA's phase 1, which would reproduce it bitwise.
+    model, settings and seed) stands in for MoE-MLoRA's phase 1, which would reproduce it bitwise. With a
+    `checkpoint` (moe_mlora.training.resume), a killed attempt of the same run resumes where it stood.
     """
     started = time.perf_counter()
     one_domain = [p.name.value for p in approach.schedule_phases if p.rows is Rows.EACH_EXPERTS_DOMAIN]
@@ -251,12 +254,14 @@ def train_approach(
         if phase.rows is Rows.OWN_DOMAIN:
             rows, valid_rows = expert_view(train, adapter_config), expert_view(valid, adapter_config)
             run = fit_one_group_at_a_time if approach.phase2_schedule == Phase2Schedule.SEQUENTIAL.value else fit
-            report.phases.append(run(model, phase, rows, valid_rows, domain_names, phase_config, on_epoch=on_epoch))
+            report.phases.append(run(model, phase, rows, valid_rows, domain_names, phase_config, on_epoch=on_epoch,
+                                     checkpoint=checkpoint))
         elif phase.rows is Rows.EACH_EXPERTS_DOMAIN:
             report.phases.append(_domain_passes(model, phase, train, valid, domain_names, phase_config, adapter_config,
-                                                on_epoch))
+                                                on_epoch, checkpoint))
         else:
-            report.phases.append(fit(model, phase, train, valid, domain_names, phase_config, on_epoch=on_epoch))
+            report.phases.append(fit(model, phase, train, valid, domain_names, phase_config, on_epoch=on_epoch,
+                                     checkpoint=checkpoint))
     if method.final_mode is not None:
         set_adapter_mode(model, method.final_mode)
     set_trainable(model, list(model.parameters()))
@@ -265,7 +270,8 @@ def train_approach(
     return report
 
 
-def _domain_passes(model, phase, train, valid, domain_names, config, adapter_config, on_epoch) -> PhaseResult:
+def _domain_passes(model, phase, train, valid, domain_names, config, adapter_config, on_epoch,
+                   checkpoint=None) -> PhaseResult:
     """The authors' phase 2: for each expert, a pass (with early stopping) over its domain's training rows.
     With the best score carried over and non-improving epochs undone, the model ends at the best state."""
     started = time.perf_counter()
@@ -274,7 +280,7 @@ def _domain_passes(model, phase, train, valid, domain_names, config, adapter_con
         domain = expert % adapter_config.n_domains
         rows = train.select(torch.nonzero(train.domains == domain).squeeze(1))
         passes.append(fit(model, phase, rows, valid, domain_names, config, label=f"{phase.name.value}[{expert}]",
-                          on_epoch=on_epoch))
+                          on_epoch=on_epoch, checkpoint=checkpoint))
     result = replace(passes[-1], history=[record for one in passes for record in one.history],
                      best_epochs=[one.best_epoch for one in passes], best_scores=[one.best_valid_score for one in passes],
                      capped_groups=sum(one.capped_groups for one in passes),

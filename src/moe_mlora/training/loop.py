@@ -9,6 +9,7 @@ evaluated afresh: the two agree (a test holds them to 1e-6).
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from collections.abc import Callable
@@ -26,6 +27,7 @@ from moe_mlora.training.config import TrainConfig, autocast, derive_seed
 from moe_mlora.training.evaluation import evaluate, group_scores
 from moe_mlora.training.metrics import combine_scores
 from moe_mlora.training.optim import ModelAdam, StackedExpertAdam
+from moe_mlora.training.resume import RunCheckpoint, rng_state, set_rng_state
 from moe_mlora.training.distributed import data_parallel, local_slice, summed, world_size
 from moe_mlora.training.phase import Optimizer, Phase, Trains, phase_parameters, set_trainable
 from moe_mlora.training.samplers import epoch_batches, group_batches
@@ -91,6 +93,12 @@ class Snapshot:
     def save(self, group: int) -> None:
         self.saved[group] = [view.clone() for view in self._views(group)]
 
+    def state_dict(self) -> dict[int, list[torch.Tensor]]:
+        return dict(self.saved)
+
+    def load_state_dict(self, saved: dict) -> None:
+        self.saved = {int(group): list(tensors) for group, tensors in saved.items()}
+
     @torch.no_grad()
     def restore(self, group: int) -> None:
         for view, saved in zip(self._views(group), self.saved[group]):
@@ -117,13 +125,22 @@ def fit(
     groups: list[int] | None = None,
     label: str | None = None,
     on_epoch: EpochCallback | None = None,
+    checkpoint: RunCheckpoint | None = None,
 ) -> PhaseResult:
     """Run one phase until every group stops improving on validation (or the epoch cap); keep the best weights.
 
     Per-expert phases take expert views (parts with `experts` set) and train `groups` (default: every expert).
+    With a `checkpoint`, the state is saved after every epoch, and a fit that a killed attempt of the same run
+    finished (or had begun) is taken from its saved end (or continued after its last epoch).
     """
     label = label or phase.name.value
     trainable = enter_phase(model, phase)
+    device = next(model.parameters()).device
+    index, finished, resumed = checkpoint.next_fit(label) if checkpoint else (0, None, None)
+    if finished is not None:
+        model.load_state_dict(finished["model"])
+        set_rng_state(finished["rng"], device)
+        return PhaseResult.from_dict(finished["result"])
     # Under torchrun, gradients are averaged over the processes; the wrapper covers this phase's trainables.
     network = data_parallel(model, find_unused=phase.trains in (Trains.ALL, Trains.ALL_BUT_GATE_EMBEDDING))
     seed = derive_seed(config.seed, phase.seed_key)
@@ -159,13 +176,25 @@ def fit(
     best_epoch = {g: 0 for g in groups}
     stale = {g: 0 for g in groups}
     current: dict[int, float] = {}
-    if phase.start_counts:
-        current = score_groups(groups)
-        best.update(current)
-    for group in groups:
-        snapshot.save(group)
-    started = time.perf_counter()
-    epoch = 0
+    epoch, elapsed = 0, 0.0
+    if resumed is not None:
+        model.load_state_dict(resumed["model"])
+        optimizer.load_state_dict(resumed["optimizer"])
+        generator.set_state(resumed["batch_order"])
+        set_rng_state(resumed["rng"], device)
+        snapshot.load_state_dict(resumed["snapshot"])
+        active = resumed["active"].clone()
+        best, best_epoch, stale, current = ({int(g): v for g, v in resumed[name].items()}
+                                            for name in ("best", "best_epoch", "stale", "current"))
+        result.history = [EpochRecord(**record) for record in resumed["history"]]
+        epoch, elapsed = resumed["epoch"], resumed["seconds"]
+    else:
+        if phase.start_counts:
+            current = score_groups(groups)
+            best.update(current)
+        for group in groups:
+            snapshot.save(group)
+    started = time.perf_counter() - elapsed
     while active.any() and epoch < config.max_epochs:
         epoch += 1
         epoch_start = time.perf_counter()
@@ -189,6 +218,13 @@ def fit(
                     current[group] = best[group]
         record = EpochRecord(epoch, train_loss, combined(current), seconds, n_rows / max(seconds, 1e-9))
         result.history.append(record)
+        if checkpoint and checkpoint.epoch_due():
+            checkpoint.save_epoch(index, label, {
+                "epoch": epoch, "seconds": time.perf_counter() - started, "model": model.state_dict(),
+                "optimizer": optimizer.state_dict(), "batch_order": generator.get_state(), "rng": rng_state(device),
+                "snapshot": snapshot.state_dict(), "active": active.clone(),
+                "best": best, "best_epoch": best_epoch, "stale": stale, "current": current,
+                "history": [vars(r) for r in result.history]})
         if on_epoch:
             on_epoch(label, record)
     for group in groups:
@@ -206,6 +242,9 @@ def fit(
     result.seconds = time.perf_counter() - started
     if phase.per_expert:
         result.note = f"{result.improved_groups} of {len(groups)} experts improved on their start"
+    if checkpoint:
+        checkpoint.save_finished(index, label, {"model": model.state_dict(), "rng": rng_state(device),
+                                                "result": dataclasses.asdict(result)})
     return result
 
 
@@ -280,12 +319,13 @@ def fit_one_group_at_a_time(
     config: TrainConfig,
     *,
     on_epoch: EpochCallback | None = None,
+    checkpoint: RunCheckpoint | None = None,
 ) -> PhaseResult:
     """The literal schedule of a per-expert phase: `fit` for one expert after another."""
     n_groups = adapters_of(model)[0].config.n_experts
     started = time.perf_counter()
     parts = [fit(model, phase, train, valid, domain_names, config, groups=[g], label=f"{phase.name.value}[{g}]",
-                 on_epoch=on_epoch) for g in range(n_groups)]
+                 on_epoch=on_epoch, checkpoint=checkpoint) for g in range(n_groups)]
     valid_rows = dict(enumerate(torch.bincount(valid.experts, minlength=n_groups).tolist()))
     result = PhaseResult(phase.name.value, phase.granularity.value, config.select_by, config.batch_order,
                          history=[record for part in parts for record in part.history],

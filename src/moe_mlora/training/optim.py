@@ -37,6 +37,12 @@ class ModelAdam:
     def step(self, present: torch.Tensor | None = None) -> None:
         self.adam.step()
 
+    def state_dict(self) -> dict:
+        return self.adam.state_dict()
+
+    def load_state_dict(self, state: dict) -> None:
+        self.adam.load_state_dict(state)
+
 
 class StackedExpertAdam:
     """Adam for tensors stacked along a leading expert dimension, with one step count per expert, that
@@ -54,6 +60,16 @@ class StackedExpertAdam:
     def zero_grad(self) -> None:
         for parameter in self.params:
             parameter.grad = None
+
+    def state_dict(self) -> dict:
+        return {"steps": self.steps.clone(), "first": [t.clone() for t in self.first],
+                "second": [t.clone() for t in self.second]}
+
+    @torch.no_grad()
+    def load_state_dict(self, state: dict) -> None:
+        self.steps.copy_(state["steps"])
+        for mine, saved in zip(self.first + self.second, state["first"] + state["second"]):
+            mine.copy_(saved)
 
     @torch.no_grad()
     def step(self, present: torch.Tensor) -> None:
