@@ -260,7 +260,14 @@ def test_a_method_run_on_some_models_gets_its_own_table_tested_against_base():
                          if row["arm"] == "star" and row["model"] == "dcn"])
     text = "\n".join(methods_section(pd.concat([records, mmoe]), "c", already_shown=["base", "mlora", "moe-mlora"]))
     assert "| STAR |" in text and "| MMoE |" not in text
-    assert "Not shown until every (split, model) cell has a run: MMoE." in text
+    assert "Not shown until every (split, model) cell has a run on Base's seeds: MMoE." in text
+    # A method with every cell but not yet every seed (PEPNet: seed 1 only) waits too: its cells would not
+    # compare the seeds Base's do.
+    pepnet = pd.DataFrame([{**row, "approach": "pepnet", "arm": "pepnet"} for row in rows
+                           if row["arm"] == "star" and row["seed"] == 1])
+    text = "\n".join(methods_section(pd.concat([records, pepnet]), "c", already_shown=["base", "mlora", "moe-mlora"]))
+    assert "| STAR |" in text and "| PEPNet |" not in text and "seeds [1, 2, 3]" in text
+    assert "Not shown until every (split, model) cell has a run on Base's seeds: PEPNet." in text
 
 
 def _movielens_rows(gain_by_split: dict[str, float], seeds=(1, 2, 3, 4, 5)) -> pd.DataFrame:

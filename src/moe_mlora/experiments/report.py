@@ -696,23 +696,36 @@ def families_summary(table: Table1) -> str:
 
 
 def methods_section(records: pd.DataFrame, conditions: str, already_shown: list[str] = ()) -> list[str]:
-    """The field's methods (registered, not the paper's) beside the paper's arms, on the models they ran on,
-    each tested against Base (one Holm family per method); nothing when Table 1 already shows them all."""
+    """The field's methods (registered, not the paper's) beside the paper's arms, each tested against Base (one
+    Holm family per method); nothing when Table 1 already shows them all. A method is shown once it has, in
+    every (split, model) cell of the models shown, the seeds Base has there (so every cell compares the same
+    seeds); the models shown are those on which some method is that complete. The others are named as waiting."""
     single = records[(records.status == "ok") & (records.k == 1) & (records.conditions == conditions)]
     others = other_methods(single.arm.unique())
     if not others or set(others) <= set(already_shown):
         return []
-    table = build_table1(records, models=sorted(set(single[single.arm.isin(others)].model)), conditions=conditions)
-    shown = [arm for arm in others if arm in table.arms]
+    splits = sorted(set(single.split))
+    seeds = {key: frozenset(group.seed) for key, group in single.groupby(["arm", "split", "model"])}
+
+    def complete_on(arm: str, model: str) -> bool:
+        return all(seeds.get((arm, s, model), frozenset()) == seeds.get(("base", s, model)) for s in splits)
+
+    models = [m for m in model_order(set(single.model)) if any(complete_on(arm, m) for arm in others)]
+    shown = [arm for arm in others if models and all(complete_on(arm, m) for m in models)]
     if not shown:
         return []
-    seeds = sorted(single[single.arm.isin(shown)].seed.unique().tolist())
+    table = build_table1(records, models=models, conditions=conditions)
+    table = build_table1(records, arms=[a for a in table.arms if a not in others or a in shown], models=models,
+                         conditions=conditions)
+    shown = [arm for arm in shown if arm in table.arms]
+    used = sorted(single[single.arm.isin(shown) & single.model.isin(models)].seed.unique().tolist())
     waiting = [arm for arm in others if arm not in shown]
-    return [f"## The field's methods beside the paper's arms ({conditions}; test WAUC (%), seeds {seeds})", "",
-            "Only the models every one of these arms ran on. Each method is tested against Base on the same seeds, "
-            "one Holm family per comparison.", "", table1_markdown(table), "", families_summary(table), ""] + (
-        [f"Not shown until every (split, model) cell has a run: {', '.join(arm_name(a) for a in waiting)}.", ""]
-        if waiting else [])
+    return [f"## The field's methods beside the paper's arms ({conditions}; test WAUC (%), seeds {used})", "",
+            "Only the models on which these methods have every cell on Base's seeds. Each method is tested against "
+            "Base on the same seeds, one Holm family per comparison.", "", table1_markdown(table), "",
+            families_summary(table), ""] + (
+        [f"Not shown until every (split, model) cell has a run on Base's seeds: "
+         f"{', '.join(arm_name(a) for a in waiting)}.", ""] if waiting else [])
 
 
 def write_report(results_dir: Path, out_dir: Path | None = None, title: str | None = None,
