@@ -2,7 +2,8 @@
 
 Processes come from the standard library's ProcessPoolExecutor on one machine, or from Ray on a cluster
 (`pip install 'moe-mlora[ray]'`, then --backend ray). Each finished run is its own result.json, written
-atomically, so killing a sweep at any moment loses at most the runs in flight.
+atomically, and a run in flight saves its training state as it goes (moe_mlora.training.resume), so killing
+a sweep at any moment loses at most the last few seconds of each run in flight.
 
 Stopping: at most `workers` runs are in flight. Ctrl-C or SIGTERM ends the sweep within seconds: its
 workers are killed and it says how many runs are recorded (a rerun resumes). Workers also end on their
