@@ -352,3 +352,5 @@ def test_a_killed_run_resumes_from_its_saved_state_and_leaves_none_once_recorded
     assert resumed.test.to_dict() == straight.test.to_dict()
     assert [p.best_epochs for p in resumed.phases] == [p.best_epochs for p in straight.phases]
     assert not (folder / RESUME_FOLDER).exists() and (folder / "result.json").is_file()
+    assert any(note.startswith("resumed from the saved training state") for note in resumed.notes)
+    assert not any("resumed" in note for note in straight.notes)

@@ -78,6 +78,8 @@ def _execute_run(config, runs_root, dataset, data_dir, on_epoch, reuse_base) -> 
     record = RunRecord("ok", config, dataset=dataset.display_name, synthetic=dataset.synthetic,
                        n_domains=dataset.spec.n_domains, test=report.test, valid=report.valid, phases=report.phases,
                        diagnostics=diagnostics, seconds=time.perf_counter() - started, notes=list(dataset.notes))
+    if checkpoint and checkpoint.resumed():
+        record.notes.append(checkpoint.resumed())
     if runs_root is not None:
         folder = config.run_dir(runs_root)
         save_run_weights(model, folder, config.approach.approach)

@@ -61,6 +61,8 @@ class RunCheckpoint:
 
     def __init__(self, folder: Path, identity: dict, every: float | None = None) -> None:
         self.folder, self.calls = folder, 0
+        self.replayed: list[str] = []  # the fits taken from their saved ends, then where training went on
+        self.continued: str | None = None
         self.every = SAVE_EVERY_S if every is None else every
         self.last_saved = time.monotonic()
         identity = json.dumps({"format": FORMAT, **identity}, indent=1, sort_keys=True, default=str)
@@ -84,7 +86,18 @@ class RunCheckpoint:
         index, self.calls = self.calls, self.calls + 1
         finished = self._load(self.folder / f"fit-{index}.pt", label)
         epoch = None if finished else self._load(self.folder / _EPOCH, label)
-        return index, finished, epoch if epoch is not None and epoch.get("fit") == index else None
+        epoch = epoch if epoch is not None and epoch.get("fit") == index else None
+        if finished is not None:
+            self.replayed.append(label)
+        elif epoch is not None:
+            self.continued = f"{label} after epoch {epoch['epoch']}"
+        return index, finished, epoch
+
+    def resumed(self) -> str | None:
+        """What this attempt took from a killed one's saved state, in words (None: it trained from the start)."""
+        parts = ([f"{len(self.replayed)} finished fit(s) replayed ({', '.join(self.replayed)})"] if self.replayed
+                 else []) + ([f"continued {self.continued}"] if self.continued else [])
+        return "resumed from the saved training state of a killed attempt: " + "; ".join(parts) if parts else None
 
     def _load(self, path: Path, label: str) -> dict | None:
         if not path.is_file():
