@@ -255,6 +255,7 @@ def test_a_method_run_on_some_models_gets_its_own_table_tested_against_base():
     text = "\n".join(methods_section(records, "c", already_shown=["base", "mlora", "moe-mlora"]))
     assert "| STAR |" in text and "Δ STAR − Base | +0.5" in text and "wdl" not in text
     assert "Not shown" not in text
+    assert "STAR is above Base in 2 of 2 cells: movielens-1m-gender × dcn (+0.52), movielens-1m-gender × deepfm" in text
     # A method still missing a cell (MMoE on DCN only, where STAR has both) waits and is named, not dropped unseen.
     mmoe = pd.DataFrame([{**row, "approach": "mmoe", "arm": "mmoe"} for row in rows
                          if row["arm"] == "star" and row["model"] == "dcn"])
@@ -268,6 +269,11 @@ def test_a_method_run_on_some_models_gets_its_own_table_tested_against_base():
     text = "\n".join(methods_section(pd.concat([records, pepnet]), "c", already_shown=["base", "mlora", "moe-mlora"]))
     assert "| STAR |" in text and "| PEPNet |" not in text and "seeds [1, 2, 3]" in text
     assert "Not shown until every (split, model) cell has a run on Base's seeds: PEPNet." in text
+    # A method no better than Base is said to be so, in words, beside the one that is.
+    mmoe_everywhere = pd.DataFrame([{**row, "approach": "mmoe", "arm": "mmoe", "wauc": row["wauc"] - 0.5 - 0.05 * (row["seed"] % 2)}
+                                    for row in rows if row["arm"] == "star"])
+    text = "\n".join(methods_section(pd.concat([records, mmoe_everywhere]), "c", already_shown=["base", "mlora", "moe-mlora"]))
+    assert "STAR is above Base in 2 of 2 cells" in text and "No cell of MMoE differs from Base." in text
 
 
 def _movielens_rows(gain_by_split: dict[str, float], seeds=(1, 2, 3, 4, 5)) -> pd.DataFrame:

@@ -692,7 +692,31 @@ def families_summary(table: Table1) -> str:
         role = "primary" if comparison == table.primary else "secondary"
         parts.append(f"- {comparison_name(comparison)} ({role} family, {tests} cells): {own} significant after Holm "
                      f"within the family; {pooled} after Holm pooled over all {table.tests} Δ cells")
-    return "\n".join(parts)
+    wins = what_wins_where(table)
+    return "\n".join(parts) + (f"\n\n{wins}" if wins else "")
+
+
+def what_wins_where(table: Table1, alpha: float = 0.05) -> str:
+    """In words, where each of the field's methods differs from Base: the cells whose Δ is significant after Holm
+    within the method's own family, with their sign; '' when the table compares no such method with Base."""
+    compared = [c for c in table.comparisons if c[1] == "base" and c[0] in other_methods([c[0]])]
+    if not compared:
+        return ""
+    found = []
+    for comparison in compared:
+        cells = sorted(table.significant(comparison, alpha=alpha), key=lambda hit: (_paper_order(hit[0]), hit[1]))
+        for direction, chosen in (("above", [h for h in cells if h[2].mean > 0]), ("below", [h for h in cells if h[2].mean < 0])):
+            if chosen:
+                where = ", ".join(f"{split} × {model} ({_signed(cell.mean)})" for split, model, cell in chosen)
+                found.append(f"{arm_name(comparison[0])} is {direction} Base in {len(chosen)} of "
+                             f"{table.family_tests(comparison)} cells: {where}")
+    names = ", ".join(arm_name(c[0]) for c in compared)
+    if not found:
+        return (f"**What wins where** (each method against Base, Holm within its family, p < {alpha:g}): no cell of "
+                f"{names} differs from Base.")
+    quiet = [arm_name(c[0]) for c in compared if not table.significant(c, alpha=alpha)]
+    return (f"**What wins where** (each method against Base, Holm within its family, p < {alpha:g}): "
+            + "; ".join(found) + "." + (f" No cell of {', '.join(quiet)} differs from Base." if quiet else ""))
 
 
 def methods_section(records: pd.DataFrame, conditions: str, already_shown: list[str] = ()) -> list[str]:
