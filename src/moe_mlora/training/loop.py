@@ -130,8 +130,9 @@ def fit(
     """Run one phase until every group stops improving on validation (or the epoch cap); keep the best weights.
 
     Per-expert phases take expert views (parts with `experts` set) and train `groups` (default: every expert).
-    With a `checkpoint`, the state is saved after every epoch, and a fit that a killed attempt of the same run
-    finished (or had begun) is taken from its saved end (or continued after its last epoch).
+    With a `checkpoint` (moe_mlora.training.resume), the state is saved after an epoch (at most every few
+    seconds) and at the end, and a fit that a killed attempt of the same run finished (or had begun) is taken
+    from its saved end (or continued after its last saved epoch).
     """
     label = label or phase.name.value
     trainable = enter_phase(model, phase)
