@@ -23,8 +23,11 @@ import multiprocessing
 import random
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
+
+from tqdm import tqdm
 
 from moe_mlora.experiments.config import RunConfig
 from moe_mlora.experiments.records import numerics_description
@@ -46,6 +49,7 @@ def sample_records(paths: list[Path], n: int, seed: int = 0) -> list[Path]:
 
 
 def _run_into(config: RunConfig, runs: Path, data_dir: Path | None) -> None:
+    tqdm.set_lock(threading.RLock())  # not a named semaphore, which a killed process would leak (as sweep workers)
     execute_run(config, runs, data_dir=data_dir, reuse_base=False)
 
 
