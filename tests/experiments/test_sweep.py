@@ -354,3 +354,18 @@ def test_a_killed_run_resumes_from_its_saved_state_and_leaves_none_once_recorded
     assert not (folder / RESUME_FOLDER).exists() and (folder / "result.json").is_file()
     assert any(note.startswith("resumed from the saved training state") for note in resumed.notes)
     assert not any("resumed" in note for note in straight.notes)
+
+
+def test_a_sweep_says_how_many_of_its_runs_resume_from_saved_state(tiny_taobao, tmp_path):
+    from io import StringIO
+
+    from rich.console import Console
+
+    from moe_mlora.training.resume import RESUME_FOLDER, RunCheckpoint
+
+    runs = [RunConfig(DatasetConfig("taobao-synthetic", n_themes=3), "wdl", ModelConfig(dnn_hidden=(16,)),
+                      ApproachConfig(approach), TrainConfig(max_epochs=1, progress=False)) for approach in ("base", "mlora")]
+    RunCheckpoint(runs[1].run_dir(tmp_path) / RESUME_FOLDER, {"left by": "a stopped sweep"})  # saved state of another attempt
+    output = StringIO()
+    summary = run_sweep(runs, tmp_path, workers=1, console=Console(file=output, width=200))
+    assert summary.finished == 2 and "1 run(s) stopped mid-way saved their training state" in output.getvalue()

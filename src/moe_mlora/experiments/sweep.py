@@ -160,6 +160,10 @@ def _run_locked(configs, results_dir, workers, backend, retry_failed, data_dir, 
         console.print(f"{summary.skipped} of {summary.total} runs already recorded in {results_dir}: skipped")
     if not todo:
         return summary
+    resuming = sum((config.run_dir(results_dir) / RESUME_FOLDER).is_dir() for config in todo)
+    if resuming:
+        console.print(f"{resuming} run(s) stopped mid-way saved their training state: each resumes from it (unless "
+                      "its code or settings changed since)")
     for data in {c.data for c in todo}:  # encode each dataset once, before workers race to do it
         try:
             prepare_dataset(data, data_dir)
