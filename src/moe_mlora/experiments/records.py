@@ -7,6 +7,7 @@ sweep reruns a run whose record has an older schema, and `report` leaves such re
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -51,6 +52,17 @@ def code_version() -> dict:
     commit = git("rev-parse", "HEAD")
     status = git("status", "--porcelain", "--untracked-files=no", "--", str(source.parent)) if commit else None
     return {"commit": commit, "dirty": None if status is None else bool(status)}
+
+
+@lru_cache(maxsize=1)
+def source_digest() -> str:
+    """A hash of this package's Python source: what saved training state must match to be resumed (a commit
+    alone misses uncommitted edits, and an installed package has none)."""
+    digest = hashlib.sha256()
+    package = Path(__file__).resolve().parents[1]
+    for path in sorted(package.rglob("*.py")):
+        digest.update(path.relative_to(package).as_posix().encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()
 
 
 @lru_cache(maxsize=1)

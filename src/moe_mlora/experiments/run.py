@@ -10,7 +10,7 @@ import torch
 
 from moe_mlora.data import EncodedDataset, prepare_dataset
 from moe_mlora.experiments.config import RunConfig
-from moe_mlora.experiments.records import RESULT_FILE, RunRecord, code_version, write_json
+from moe_mlora.experiments.records import RESULT_FILE, RunRecord, code_version, source_digest, write_json
 from moe_mlora.experiments.tracking import TensorBoardLog, write_epochs_csv
 from moe_mlora.models import build_model
 from moe_mlora.training.approaches import ApproachConfig, train_approach
@@ -67,7 +67,7 @@ def _execute_run(config, runs_root, dataset, data_dir, on_epoch, reuse_base) -> 
     checkpoint = None
     if runs_root is not None and world_size() == 1:  # under torchrun a killed run starts again
         checkpoint = RunCheckpoint(config.run_dir(runs_root) / RESUME_FOLDER, {
-            "config": config.to_dict(), "code": code_version(), "torch": torch.__version__,
+            "config": config.to_dict(), "code": code_version(), "source": source_digest(), "torch": torch.__version__,
             "reused_backbone": reused[2] if reused else None})
     report = train_approach(model, train, valid, dataset.spec.domain_names, config.approach, config.train, on_epoch,
                             trained_backbone=reused, checkpoint=checkpoint)
