@@ -738,10 +738,8 @@ def methods_section(records: pd.DataFrame, conditions: str, already_shown: list[
     shown = [arm for arm in others if models and all(complete_on(arm, m) for m in models)]
     if not shown:
         return []
-    table = build_table1(records, models=models, conditions=conditions)
-    table = build_table1(records, arms=[a for a in table.arms if a not in others or a in shown], models=models,
-                         conditions=conditions)
-    shown = [arm for arm in shown if arm in table.arms]
+    arms = [a for a in complete_arms(single[single.model.isin(models)], splits, models) if a not in others or a in shown]
+    table = build_table1(records, arms=arms, models=models, conditions=conditions)
     used = sorted(single[single.arm.isin(shown) & single.model.isin(models)].seed.unique().tolist())
     waiting = [arm for arm in others if arm not in shown]
     return [f"## The field's methods beside the paper's arms ({conditions}; test WAUC (%), seeds {used})", "",
