@@ -6,7 +6,8 @@ import pytest
 from scipy import stats
 
 from moe_mlora.experiments.report import (
-    PAPER_MODELS, PAPER_TABLE1, ablation_table, build_table1, holm, markdown_table, summarise, table1_markdown,
+    PAPER_MODELS, PAPER_TABLE1, ablation_table, build_table1, holm, markdown_table, other_methods, summarise,
+    table1_markdown,
 )
 
 VS_MLORA, VS_BASE = ("moe-mlora", "mlora"), ("moe-mlora", "base")
@@ -373,3 +374,8 @@ def test_a_table_under_other_conditions_waits_for_a_backbone_whose_arms_have_dif
     complete, none_waiting = other_conditions_table(records[records.seed < 3], paper_conditions)
     assert set(complete.models) == {"deepfm", "dcn"} and none_waiting == []
     assert complete.cells[("s", "moe-mlora", "dcn")].mean == 80.5
+
+
+def test_field_methods_are_listed_in_registry_order_whatever_order_the_records_give():
+    assert other_methods(["mmoe", "base", "pepnet", "star", "x"]) == ["mmoe", "star", "pepnet"]
+    assert other_methods(["pepnet", "star", "mmoe", "mlora"]) == ["mmoe", "star", "pepnet"]

@@ -200,8 +200,10 @@ def default_comparisons(arms: list[str]) -> list[Comparison]:
 
 
 def other_methods(arms) -> list[str]:
-    """The arms that are registered methods other than the paper's three (STAR, PEPNet, ...)."""
-    return [arm for arm in arms if arm in METHODS and arm not in PAPER_METHODS]
+    """The arms that are registered methods other than the paper's three (STAR, PEPNet, ...), in the registry's
+    order (not the order the records happen to list them in)."""
+    present = set(arms)
+    return [name for name in METHODS if name in present and name not in PAPER_METHODS]
 
 
 def complete_arms(ok: pd.DataFrame, splits: list[str], models: list[str]) -> list[str]:
