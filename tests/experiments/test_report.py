@@ -6,8 +6,8 @@ import pytest
 from scipy import stats
 
 from moe_mlora.experiments.report import (
-    PAPER_MODELS, PAPER_TABLE1, ablation_table, build_table1, holm, markdown_table, other_methods, summarise,
-    table1_markdown,
+    PAPER_MODELS, PAPER_TABLE1, ablation_table, build_table1, holm, markdown_table, methods_section, other_methods,
+    summarise, table1_markdown,
 )
 
 VS_MLORA, VS_BASE = ("moe-mlora", "mlora"), ("moe-mlora", "base")
@@ -238,8 +238,6 @@ def test_markdown_has_the_papers_layout():
 
 
 def test_a_method_run_on_some_models_gets_its_own_table_tested_against_base():
-    from moe_mlora.experiments.report import methods_section
-
     rows = []
     for seed, shift in ((1, 0.0), (2, 0.1), (3, -0.05)):
         for model in ("deepfm", "dcn", "wdl"):
@@ -379,3 +377,20 @@ def test_a_table_under_other_conditions_waits_for_a_backbone_whose_arms_have_dif
 def test_field_methods_are_listed_in_registry_order_whatever_order_the_records_give():
     assert other_methods(["mmoe", "base", "pepnet", "star", "x"]) == ["mmoe", "star", "pepnet"]
     assert other_methods(["pepnet", "star", "mmoe", "mlora"]) == ["mmoe", "star", "pepnet"]
+
+
+def test_a_method_finished_on_one_more_backbone_does_not_hide_the_methods_finished_on_fewer():
+    rows = []
+    for seed in (1, 2, 3):
+        for model in ("deepfm", "dcn", "wdl"):
+            for arm, gain in (("base", 0.0), ("mlora", -0.1), ("moe-mlora", 0.05), ("epnet", 0.02 * seed),
+                              ("star", 0.5 + 0.01 * seed), ("pepnet", -0.03 * seed)):
+                if model == "wdl" and arm in ("star", "pepnet"):
+                    continue  # EPNet has finished on WDL; STAR and PEPNet not yet
+                rows.append({"split": "movielens-1m-gender", "dataset": "movielens-1m", "model": model,
+                             "approach": arm, "arm": arm, "k": 1, "seed": seed, "status": "ok", "wauc": 80 + gain,
+                             "conditions": "c"})
+    text = "\n".join(methods_section(pd.DataFrame(rows), "c", already_shown=["base", "mlora", "moe-mlora"]))
+    assert "| STAR |" in text and "| PEPNet |" in text and "| EPNet |" in text  # 3 methods x 2 models > 1 x 3
+    assert "Backbones left out of this table, where fewer methods are complete so far: wdl (complete there: EPNet)." in text
+    assert "Not shown" not in text

@@ -11,6 +11,7 @@ against Base. Figure 2 plots MoE-MLoRA WAUC against the total number of experts.
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 from dataclasses import dataclass, field, fields
@@ -725,7 +726,8 @@ def methods_section(records: pd.DataFrame, conditions: str, already_shown: list[
     """The field's methods (registered, not the paper's) beside the paper's arms, each tested against Base (one
     Holm family per method); nothing when Table 1 already shows them all. A method is shown once it has, in
     every (split, model) cell of the models shown, the seeds Base has there (so every cell compares the same
-    seeds); the models shown are those on which some method is that complete. The others are named as waiting."""
+    seeds). The models shown are the set that shows the most (method, model) pairs so (then more models): one
+    method finished on a third backbone does not hide the others finished on two. What waits is named."""
     single = records[(records.status == "ok") & (records.k == 1) & (records.conditions == conditions)]
     others = other_methods(single.arm.unique())
     if not others or set(others) <= set(already_shown):
@@ -736,20 +738,29 @@ def methods_section(records: pd.DataFrame, conditions: str, already_shown: list[
     def complete_on(arm: str, model: str) -> bool:
         return all(seeds.get((arm, s, model), frozenset()) == seeds.get(("base", s, model)) for s in splits)
 
-    models = [m for m in model_order(set(single.model)) if any(complete_on(arm, m) for arm in others)]
-    shown = [arm for arm in others if models and all(complete_on(arm, m) for m in models)]
+    candidates = [m for m in model_order(set(single.model)) if any(complete_on(arm, m) for arm in others)]
+    best = (0, 0, [], [])
+    for size in range(1, len(candidates) + 1):
+        for chosen in itertools.combinations(candidates, size):
+            complete = [arm for arm in others if all(complete_on(arm, m) for m in chosen)]
+            best = max(best, (len(complete) * size, size, list(chosen), complete), key=lambda b: b[:2])
+    _, _, models, shown = best
     if not shown:
         return []
     arms = [a for a in complete_arms(single[single.model.isin(models)], splits, models) if a not in others or a in shown]
     table = build_table1(records, arms=arms, models=models, conditions=conditions)
     used = sorted(single[single.arm.isin(shown) & single.model.isin(models)].seed.unique().tolist())
     waiting = [arm for arm in others if arm not in shown]
+    left_out = [(m, [arm_name(a) for a in others if complete_on(a, m)]) for m in candidates if m not in models]
     return [f"## The field's methods beside the paper's arms ({conditions}; test WAUC (%), seeds {used})", "",
             "Only the models on which these methods have every cell on Base's seeds. Each method is tested against "
             "Base on the same seeds, one Holm family per comparison.", "", table1_markdown(table), "",
             families_summary(table), ""] + (
         [f"Not shown until every (split, model) cell has a run on Base's seeds: "
-         f"{', '.join(arm_name(a) for a in waiting)}.", ""] if waiting else [])
+         f"{', '.join(arm_name(a) for a in waiting)}.", ""] if waiting else []) + (
+        ["Backbones left out of this table, where fewer methods are complete so far: "
+         + "; ".join(f"{m} (complete there: {', '.join(names)})" for m, names in left_out) + ".", ""]
+        if left_out else [])
 
 
 def write_report(results_dir: Path, out_dir: Path | None = None, title: str | None = None,
