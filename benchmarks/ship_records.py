@@ -58,7 +58,7 @@ def main() -> int:
         shipped = (records / "sweeps.jsonl").read_text().splitlines() if (records / "sweeps.jsonl").is_file() else []
         new = [line for line in (args.results / "sweeps.jsonl").read_text().splitlines() if line not in shipped]
         (records / "sweeps.jsonl").write_text("".join(line + "\n" for line in shipped + new))
-    written = write_report(records, args.dest, title=args.dest.name, published=args.published)
+    written = write_report(records, args.dest, published=args.published)
     print(f"{copied} new records in {records}; wrote " + ", ".join(str(p) for p in written.values()))
     return 0
 

@@ -149,3 +149,6 @@ def test_the_report_flags_differing_numerics_and_lists_unreadable_records(tmp_pa
     assert "numerics differ between records" in text and f"1 thread(s), {cpu}: 1 runs" in text
     assert f"2 thread(s), {cpu}: 1 runs" in text
     assert "3 unreadable records: binary, empty-object, truncated" in text
+    assert text.startswith(f"# moe-mlora results ({tmp_path.name})")
+    # Written elsewhere (report RECORDS --out FOLDER), the report is titled by the folder it is written to.
+    assert write_report(tmp_path, tmp_path / "ml1m")["report"].read_text().startswith("# moe-mlora results (ml1m)")

@@ -766,7 +766,7 @@ def methods_section(records: pd.DataFrame, conditions: str, already_shown: list[
 def write_report(results_dir: Path, out_dir: Path | None = None, title: str | None = None,
                  published: str | None = None) -> dict[str, Path]:
     """report.md (+ table1.csv, figure2.png, records.csv) from every run recorded under results_dir (titled
-    by the folder's name unless `title` is given); `published` names a published table to set beside the runs
+    by the name of the folder it is written to unless `title` is given); `published` names a published table to set beside the runs
     (moe_mlora.experiments.published.PUBLISHED)."""
     if published is not None and published not in PUBLISHED:
         raise ConfigError(f"--published must be one of {', '.join(PUBLISHED)}, got '{published}'")
@@ -780,7 +780,7 @@ def write_report(results_dir: Path, out_dir: Path | None = None, title: str | No
                                 + (f"; {older} of an older schema: rerun the sweep to replace them" if older else ""))
     records.drop(columns=["machine"]).to_csv(out_dir / "records.csv", index=False)
     written["records"] = out_dir / "records.csv"
-    sections = [f"# moe-mlora results ({title or results_dir.name})", ""]
+    sections = [f"# moe-mlora results ({title or out_dir.name})", ""]
     sections += _provenance(results_dir, records)
     ok = records[records.status == "ok"]
     single = ok[ok.k == 1]
