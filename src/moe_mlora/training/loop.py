@@ -105,6 +105,64 @@ class Snapshot:
             view.copy_(saved)
 
 
+@dataclass
+class GroupStopping:
+    """Early stopping per group: each group's best validation score and its epoch, the epochs since it last
+    improved, its latest score, and whether it still trains. `observe` takes an epoch's scores and says which
+    groups improved (their weights to be kept) and which were put back to their best (`revert_each_epoch`)."""
+
+    groups: list[int]
+    n_groups: int
+    patience: int
+    min_epochs: int
+    active: torch.Tensor = field(init=False)
+    best: dict[int, float] = field(init=False)
+    best_epoch: dict[int, int] = field(init=False)
+    stale: dict[int, int] = field(init=False)
+    current: dict[int, float] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.active = torch.zeros(self.n_groups, dtype=torch.bool)
+        self.active[self.groups] = True
+        self.best = {g: -np.inf for g in self.groups}
+        self.best_epoch = {g: 0 for g in self.groups}
+        self.stale = {g: 0 for g in self.groups}
+
+    def training(self) -> list[int]:
+        return [g for g in self.groups if self.active[g]]
+
+    def start(self, scores: dict[int, float]) -> None:
+        """The scores before the first epoch, which later epochs must beat (a phase that `start_counts`)."""
+        self.current.update(scores)
+        self.best.update(scores)
+
+    def observe(self, scores: dict[int, float], epoch: int, revert: bool) -> tuple[list[int], list[int]]:
+        """After `epoch`: returns (the groups that improved, the groups put back to their best scores)."""
+        self.current.update(scores)
+        improved, reverted = [], []
+        for group, score in scores.items():
+            if score > self.best[group]:
+                self.best[group], self.best_epoch[group], self.stale[group] = score, epoch, 0
+                improved.append(group)
+            else:
+                self.stale[group] += 1
+                if self.stale[group] >= self.patience and epoch >= self.min_epochs:
+                    self.active[group] = False
+                if revert:
+                    self.current[group] = self.best[group]
+                    reverted.append(group)
+        return improved, reverted
+
+    def state_dict(self) -> dict:
+        return {"active": self.active.clone(), "best": dict(self.best), "best_epoch": dict(self.best_epoch),
+                "stale": dict(self.stale), "current": dict(self.current)}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.active = state["active"].clone()
+        self.best, self.best_epoch, self.stale, self.current = ({int(g): v for g, v in state[name].items()}
+                                                                for name in ("best", "best_epoch", "stale", "current"))
+
+
 def enter_phase(model: nn.Module, phase: Phase) -> list[nn.Parameter]:
     """Switch the forward path and freeze all but the phase's parameters; returns those."""
     if phase.mode is not None:
@@ -171,12 +229,7 @@ def fit(
                          * (len(groups) if phase.per_expert else 1),
                          total_parameters=sum(p.numel() for p in model.parameters()))
     snapshot = Snapshot(trainable, stacked=phase.per_expert, buffers=list(model.buffers()))
-    active = torch.zeros(n_groups, dtype=torch.bool)
-    active[groups] = True
-    best = {g: -np.inf for g in groups}
-    best_epoch = {g: 0 for g in groups}
-    stale = {g: 0 for g in groups}
-    current: dict[int, float] = {}
+    stopping = GroupStopping(groups, n_groups, config.patience, config.min_epochs)
     epoch, elapsed = 0, 0.0
     if resumed is not None:
         model.load_state_dict(resumed["model"])
@@ -184,61 +237,49 @@ def fit(
         generator.set_state(resumed["batch_order"])
         set_rng_state(resumed["rng"], device)
         snapshot.load_state_dict(resumed["snapshot"])
-        active = resumed["active"].clone()
-        best, best_epoch, stale, current = ({int(g): v for g, v in resumed[name].items()}
-                                            for name in ("best", "best_epoch", "stale", "current"))
+        stopping.load_state_dict(resumed["stopping"])
         result.history = [EpochRecord(**record) for record in resumed["history"]]
         epoch, elapsed = resumed["epoch"], resumed["seconds"]
     else:
         if phase.start_counts:
-            current = score_groups(groups)
-            best.update(current)
+            stopping.start(score_groups(groups))
         for group in groups:
             snapshot.save(group)
     started = time.perf_counter() - elapsed
-    while active.any() and epoch < config.max_epochs:
+    while stopping.active.any() and epoch < config.max_epochs:
         epoch += 1
         epoch_start = time.perf_counter()
-        train_loss, n_rows = train_epoch(model, phase, train, optimizer, config, generator, active=active,
+        train_loss, n_rows = train_epoch(model, phase, train, optimizer, config, generator, active=stopping.active,
                                          description=f"{label} epoch {epoch}", network=network)
         if not np.isfinite(train_loss):
             raise TrainingDiverged(f"{label}: training loss became {train_loss} in epoch {epoch}")
         seconds = time.perf_counter() - epoch_start
-        scores = score_groups([g for g in groups if active[g]])
-        current.update(scores)
-        for group, score in scores.items():
-            if score > best[group]:
-                best[group], best_epoch[group], stale[group] = score, epoch, 0
-                snapshot.save(group)
-            else:
-                stale[group] += 1
-                if stale[group] >= config.patience and epoch >= config.min_epochs:
-                    active[group] = False
-                if phase.revert_each_epoch:
-                    snapshot.restore(group)
-                    current[group] = best[group]
-        record = EpochRecord(epoch, train_loss, combined(current), seconds, n_rows / max(seconds, 1e-9))
+        improved, reverted = stopping.observe(score_groups(stopping.training()), epoch, phase.revert_each_epoch)
+        for group in improved:
+            snapshot.save(group)
+        for group in reverted:
+            snapshot.restore(group)
+        record = EpochRecord(epoch, train_loss, combined(stopping.current), seconds, n_rows / max(seconds, 1e-9))
         result.history.append(record)
         if checkpoint and checkpoint.epoch_due():
             checkpoint.save_epoch(index, label, {
                 "epoch": epoch, "seconds": time.perf_counter() - started, "model": model.state_dict(),
                 "optimizer": optimizer.state_dict(), "batch_order": generator.get_state(), "rng": rng_state(device),
-                "snapshot": snapshot.state_dict(), "active": active.clone(),
-                "best": best, "best_epoch": best_epoch, "stale": stale, "current": current,
+                "snapshot": snapshot.state_dict(), "stopping": stopping.state_dict(),
                 "history": [vars(r) for r in result.history]})
         if on_epoch:
             on_epoch(label, record)
     for group in groups:
         snapshot.restore(group)
-    result.capped_groups = int(active.sum())
+    result.capped_groups = int(stopping.active.sum())
     if result.capped_groups:
         log.info("%s: the epoch cap (%d) ended %d group(s) still improving", label, config.max_epochs,
-                    result.capped_groups)
-    result.best_epochs = [best_epoch[g] for g in groups]
-    result.best_scores = [float(best[g]) for g in groups]
+                 result.capped_groups)
+    result.best_epochs = [stopping.best_epoch[g] for g in groups]
+    result.best_scores = [float(stopping.best[g]) for g in groups]
     result.best_epoch = max(result.best_epochs)
     result.improved_groups = sum(e > 0 for e in result.best_epochs)
-    result.best_valid_score = combined(best)
+    result.best_valid_score = combined(stopping.best)
     result.restored_valid_score = combined(score_groups(groups))
     result.seconds = time.perf_counter() - started
     if phase.per_expert:
