@@ -726,7 +726,7 @@ def methods_section(records: pd.DataFrame, conditions: str, already_shown: list[
     """The field's methods (registered, not the paper's) beside the paper's arms, each tested against Base (one
     Holm family per method); nothing when Table 1 already shows them all. A method is shown once it has, in
     every (split, model) cell of the models shown, the seeds Base has there (so every cell compares the same
-    seeds). The models shown are the set that shows the most (method, model) pairs so (then more models): one
+    seeds). The models shown are the set that shows the most such (method, model) pairs (then more models): one
     method finished on a third backbone does not hide the others finished on two. What waits is named."""
     single = records[(records.status == "ok") & (records.k == 1) & (records.conditions == conditions)]
     others = other_methods(single.arm.unique())
@@ -766,8 +766,8 @@ def methods_section(records: pd.DataFrame, conditions: str, already_shown: list[
 def write_report(results_dir: Path, out_dir: Path | None = None, title: str | None = None,
                  published: str | None = None) -> dict[str, Path]:
     """report.md (+ table1.csv, figure2.png, records.csv) from every run recorded under results_dir (titled
-    by the name of the folder it is written to unless `title` is given); `published` names a published table to set beside the runs
-    (moe_mlora.experiments.published.PUBLISHED)."""
+    by the name of the folder it is written to unless `title` is given); `published` names a published table
+    to set beside the runs (moe_mlora.experiments.published.PUBLISHED)."""
     if published is not None and published not in PUBLISHED:
         raise ConfigError(f"--published must be one of {', '.join(PUBLISHED)}, got '{published}'")
     out_dir = out_dir or results_dir

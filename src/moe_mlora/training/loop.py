@@ -107,9 +107,10 @@ class Snapshot:
 
 @dataclass
 class GroupStopping:
-    """Early stopping per group: each group's best validation score and its epoch, the epochs since it last
-    improved, its latest score, and whether it still trains. `observe` takes an epoch's scores and says which
-    groups improved (their weights to be kept) and which were put back to their best (`revert_each_epoch`)."""
+    """Early stopping per group: each group's best validation score and its epoch, its latest score, and whether
+    it still trains (an active group is scored every epoch, so it has gone `epoch - best_epoch` epochs without
+    improving). `observe` takes an epoch's scores and says which groups improved (their weights to be kept) and
+    which were put back to their best (`revert_each_epoch`)."""
 
     groups: list[int]
     n_groups: int
@@ -118,7 +119,6 @@ class GroupStopping:
     active: torch.Tensor = field(init=False)
     best: dict[int, float] = field(init=False)
     best_epoch: dict[int, int] = field(init=False)
-    stale: dict[int, int] = field(init=False)
     current: dict[int, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -126,7 +126,6 @@ class GroupStopping:
         self.active[self.groups] = True
         self.best = {g: -np.inf for g in self.groups}
         self.best_epoch = {g: 0 for g in self.groups}
-        self.stale = {g: 0 for g in self.groups}
 
     def training(self) -> list[int]:
         return [g for g in self.groups if self.active[g]]
@@ -142,11 +141,10 @@ class GroupStopping:
         improved, reverted = [], []
         for group, score in scores.items():
             if score > self.best[group]:
-                self.best[group], self.best_epoch[group], self.stale[group] = score, epoch, 0
+                self.best[group], self.best_epoch[group] = score, epoch
                 improved.append(group)
             else:
-                self.stale[group] += 1
-                if self.stale[group] >= self.patience and epoch >= self.min_epochs:
+                if epoch - self.best_epoch[group] >= self.patience and epoch >= self.min_epochs:
                     self.active[group] = False
                 if revert:
                     self.current[group] = self.best[group]
@@ -155,12 +153,12 @@ class GroupStopping:
 
     def state_dict(self) -> dict:
         return {"active": self.active.clone(), "best": dict(self.best), "best_epoch": dict(self.best_epoch),
-                "stale": dict(self.stale), "current": dict(self.current)}
+                "current": dict(self.current)}
 
     def load_state_dict(self, state: dict) -> None:
         self.active = state["active"].clone()
-        self.best, self.best_epoch, self.stale, self.current = ({int(g): v for g, v in state[name].items()}
-                                                                for name in ("best", "best_epoch", "stale", "current"))
+        self.best, self.best_epoch, self.current = ({int(g): v for g, v in state[name].items()}
+                                                    for name in ("best", "best_epoch", "current"))
 
 
 def enter_phase(model: nn.Module, phase: Phase) -> list[nn.Parameter]:
