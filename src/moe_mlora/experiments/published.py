@@ -4,10 +4,13 @@ Scenario-Wise Rec (Li et al., KDD 2024 draft; 3 seeds) reports the test AUC and 
 rows of ML-1M with three age domains (examples/scenario_wise_ml1m.py and examples/scenario-wise-ml1m.yaml
 set that protocol up here). `published_markdown` sets every method's mean over seeds, with its 95%
 t-interval, beside their number, and tests each method against Base on the same seeds (paired t over
-seeds, Holm-corrected across the methods: one family).
+seeds, Holm-corrected across the methods: one family). Where a method lies beyond the tolerance, it lists
+the known differences between their protocol and ours, which a gap has to be read against.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -22,14 +25,35 @@ SCENARIO_WISE_ML1M: dict[str, tuple[float, float | None]] = {
     "sar-net": (0.8092, None), "m2m": (0.8115, 0.5213), "adasparse": (0.8108, 0.5205), "adaptdhm": (0.8083, None),
     "epnet": (0.8097, 0.5215), "ppnet": (0.8063, 0.5257),
 }
-PUBLISHED = {"scenario-wise-ml1m": ("Scenario-Wise Rec's MovieLens-1M table (overall test AUC and logloss)",
-                                     SCENARIO_WISE_ML1M)}
+
+
+@dataclass(frozen=True)
+class PublishedTable:
+    """A published table to set our runs beside: its caption, its numbers per method (overall test AUC,
+    logloss or None), and the known differences between its protocol and the one our runs follow."""
+
+    caption: str
+    results: dict[str, tuple[float, float | None]]
+    differences: tuple[str, ...] = ()
+
+
+PUBLISHED = {"scenario-wise-ml1m": PublishedTable(
+    "Scenario-Wise Rec's MovieLens-1M table (overall test AUC and logloss)", SCENARIO_WISE_ML1M, (
+        "training length: their script's default is one epoch (--epoch 1) and the table's epoch count is not "
+        "published; ours train up to the run's epoch cap with early stopping (docs/results/scenario-wise-one-epoch "
+        "and scenario-wise-two-epochs rerun the grid with the cap at one and two epochs)",
+        "the tower: every method here sits on the same DNN backbone, a ReLU tower without batch normalisation; "
+        "their methods have their own MLP sizes, with batch normalisation",
+        "the split: an unstratified random 80/10/10 split of the same kind as theirs, not their rows",
+        "age: standardised here, min-max scaled there (one linear rescaling of one dense input)",
+    ))}
 TOLERANCE = 0.003  # the issue's bar: within 0.003 of the published overall AUC
 
 
-def published_markdown(records: pd.DataFrame, published: dict = SCENARIO_WISE_ML1M) -> str:
+def published_markdown(records: pd.DataFrame, published: PublishedTable = PUBLISHED["scenario-wise-ml1m"]) -> str:
     """Per method: our overall test AUC and logloss (mean ± 95% CI over seeds) beside the published ones;
-    the Δ against Base on the same seeds with Holm-corrected p-values; and per-domain test AUCs."""
+    the Δ against Base on the same seeds with Holm-corrected p-values; where any method lies beyond the
+    tolerance, the known differences of protocol."""
     ok = records[(records.status == "ok")]
     if ok.empty:
         return "No finished runs.\n"
@@ -38,7 +62,7 @@ def published_markdown(records: pd.DataFrame, published: dict = SCENARIO_WISE_ML
     for arm in sorted(ok.arm.unique(), key=lambda a: (a != "base", list(METHODS).index(a) if a in METHODS else 99, a)):
         runs = ok[ok.arm == arm]
         auc, logloss = summarise(runs.auc.to_numpy()), summarise(runs.logloss.to_numpy())
-        paper_auc, paper_logloss = published.get(arm, (None, None))
+        paper_auc, paper_logloss = published.results.get(arm, (None, None))
         paired = runs.set_index("seed").auc.sub(base.auc).dropna() if arm != "base" and not base.empty else pd.Series(dtype=float)
         p = float(stats.ttest_1samp(paired, 0).pvalue) if len(paired) >= 2 and paired.std() > 0 else None
         rows.append([arm, auc, logloss, paper_auc, paper_logloss, summarise(paired.to_numpy()) if len(paired) else None, p])
@@ -47,10 +71,13 @@ def published_markdown(records: pd.DataFrame, published: dict = SCENARIO_WISE_ML
     adjusted = dict(zip(tests, holm([rows[i][6] for i in tests]))) if tests else {}
     lines = ["| Method | n | AUC (ours) | AUC (published) | ours − published | logloss (ours) | logloss (published) "
              "| Δ AUC vs Base (same seeds) | p (Holm) |", "|---|---|---|---|---|---|---|---|---|"]
+    beyond = []
     for index, (arm, auc, logloss, paper_auc, paper_logloss, delta, _) in enumerate(rows):
         title = METHODS[arm].title if arm in METHODS else arm
+        if paper_auc is not None and abs(auc.mean / 100 - paper_auc) > TOLERANCE:
+            beyond.append(title)
         gap = "-" if paper_auc is None else f"{auc.mean / 100 - paper_auc:+.4f}" + (
-            "" if abs(auc.mean / 100 - paper_auc) <= TOLERANCE else " (beyond 0.003)")
+            " (beyond 0.003)" if title in beyond else "")
         cells = [title, str(auc.n), _four(auc), _maybe(paper_auc), gap, _four(logloss, scale=1), _maybe(paper_logloss),
                  _four(delta, signed=True), f"{adjusted[index]:.3g}" if index in adjusted else "-"]
         lines.append("| " + " | ".join(cells) + " |")
@@ -58,6 +85,10 @@ def published_markdown(records: pd.DataFrame, published: dict = SCENARIO_WISE_ML
               "± is the 95% t-interval over seeds. Δ is paired by seed against Base; its p-value is a paired t-test "
               "over seeds, Holm-corrected across the methods (one family). Published: the issue's quotation of their "
               "ML-1M table (3 seeds)."]
+    if beyond and published.differences:
+        lines += ["", f"Beyond {TOLERANCE} of the published AUC: {', '.join(beyond)}. The known differences between "
+                  "their protocol and ours, against which such a gap is to be read:", ""]
+        lines += [f"- {difference}" for difference in published.differences]
     return "\n".join(lines) + "\n"
 
 

@@ -785,8 +785,8 @@ def write_report(results_dir: Path, out_dir: Path | None = None, title: str | No
     ok = records[records.status == "ok"]
     single = ok[ok.k == 1]
     if published is not None:
-        name, table = PUBLISHED[published]
-        sections += [f"## Beside {name}", "", published_markdown(records, table), ""]
+        table = PUBLISHED[published]
+        sections += [f"## Beside {table.caption}", "", published_markdown(records, table), ""]
     if not single.empty:
         main = main_conditions(single)
         tables, waiting = [build_table1(records, conditions=main)], {main: []}
