@@ -6,7 +6,8 @@ import pytest
 from scipy import stats
 
 from moe_mlora.experiments.report import (
-    PAPER_MODELS, PAPER_TABLE1, ablation_table, build_table1, holm, markdown_table, methods_section, other_methods,
+    PAPER_MODELS, PAPER_TABLE1, ablation_table, build_table1, holm, markdown_table, method_deltas, methods_section,
+    other_methods,
     summarise, table1_markdown,
 )
 
@@ -394,3 +395,26 @@ def test_a_method_finished_on_one_more_backbone_does_not_hide_the_methods_finish
     assert "| STAR |" in text and "| PEPNet |" in text and "| EPNet |" in text  # 3 methods x 2 models > 1 x 3
     assert "Backbones left out of this table, where fewer methods are complete so far: wdl (complete there: EPNet)." in text
     assert "Not shown" not in text
+
+
+def test_the_methods_section_draws_each_delta_against_base_and_lists_it_as_the_table_computes_it(tmp_path):
+    rows = []
+    for seed, shift in ((1, 0.0), (2, 0.1), (3, -0.05)):
+        for model in ("deepfm", "dcn"):
+            for arm, gain in (("base", 0.0), ("mlora", -0.1), ("moe-mlora", 0.05), ("star", 0.5 + 0.01 * seed),
+                              ("mmoe", -0.02 * seed)):
+                rows.append({"split": "movielens-1m-gender", "dataset": "movielens-1m", "model": model, "approach": arm,
+                             "arm": arm, "k": 1, "seed": seed, "status": "ok", "wauc": 80 + shift + gain,
+                             "conditions": "c"})
+    records = pd.DataFrame(rows)
+    figure = tmp_path / "methods.png"
+    text = "\n".join(methods_section(records, "c", already_shown=["base", "mlora", "moe-mlora"], figure=figure))
+    assert figure.stat().st_size > 0 and "![Δ against Base](methods.png)" in text
+    assert "![" not in "\n".join(methods_section(records, "c", already_shown=["base", "mlora", "moe-mlora"]))
+    table = build_table1(records, arms=["base", "mlora", "moe-mlora", "mmoe", "star"], models=["deepfm", "dcn"],
+                         conditions="c")
+    deltas = method_deltas(table).set_index(["method", "model"])
+    assert deltas.loc[("STAR", "dcn"), "delta"] == pytest.approx(0.52)  # the mean of 0.51, 0.52, 0.53
+    assert deltas.loc[("MMoE", "deepfm"), "delta"] == pytest.approx(-0.04)
+    assert bool(deltas.loc[("STAR", "dcn"), "significant"]) and not bool(deltas.loc[("MMoE", "dcn"), "significant"])
+    assert ("MoE-MLoRA", "dcn") in deltas.index and "MLoRA" not in deltas.index.get_level_values("method")

@@ -722,12 +722,14 @@ def what_wins_where(table: Table1, alpha: float = 0.05) -> str:
             + "; ".join(found) + "." + (f" No cell of {', '.join(quiet)} differs from Base." if quiet else ""))
 
 
-def methods_section(records: pd.DataFrame, conditions: str, already_shown: list[str] = ()) -> list[str]:
+def methods_section(records: pd.DataFrame, conditions: str, already_shown: list[str] = (),
+                    figure: Path | None = None) -> list[str]:
     """The field's methods (registered, not the paper's) beside the paper's arms, each tested against Base (one
     Holm family per method); nothing when Table 1 already shows them all. A method is shown once it has, in
     every (split, model) cell of the models shown, the seeds Base has there (so every cell compares the same
     seeds). The models shown are the set that shows the most such (method, model) pairs (then more models): one
-    method finished on a third backbone does not hide the others finished on two. What waits is named."""
+    method finished on a third backbone does not hide the others finished on two. What waits is named. With
+    `figure`, the Δs against Base are also drawn there (`plot_method_deltas`) and the section shows it."""
     single = records[(records.status == "ok") & (records.k == 1) & (records.conditions == conditions)]
     others = other_methods(single.arm.unique())
     if not others or set(others) <= set(already_shown):
@@ -752,10 +754,11 @@ def methods_section(records: pd.DataFrame, conditions: str, already_shown: list[
     used = sorted(single[single.arm.isin(shown) & single.model.isin(models)].seed.unique().tolist())
     waiting = [arm for arm in others if arm not in shown]
     left_out = [(m, [arm_name(a) for a in others if complete_on(a, m)]) for m in candidates if m not in models]
+    drawn = plot_method_deltas(method_deltas(table), figure) if figure is not None else None
     return [f"## The field's methods beside the paper's arms ({conditions}; test WAUC (%), seeds {used})", "",
             "Only the models on which these methods have every cell on Base's seeds. Each method is tested against "
             "Base on the same seeds, one Holm family per comparison.", "", table1_markdown(table), "",
-            families_summary(table), ""] + (
+            families_summary(table), ""] + ([f"![Δ against Base]({drawn.name})", ""] if drawn else []) + (
         [f"Not shown until every (split, model) cell has a run on Base's seeds: "
          f"{', '.join(arm_name(a) for a in waiting)}.", ""] if waiting else []) + (
         ["Backbones left out of this table, where fewer methods are complete so far: "
@@ -763,9 +766,53 @@ def methods_section(records: pd.DataFrame, conditions: str, already_shown: list[
         if left_out else [])
 
 
+def method_deltas(table: Table1) -> pd.DataFrame:
+    """Every Δ against Base in `table`, one row per (method, split, model): the mean of the per-seed paired
+    differences (test WAUC points), its 95% half-width, its Holm-corrected p (within the method's family) and
+    whether that is below 0.05."""
+    rows = [{"method": arm_name(arm), "split": split, "model": model, "delta": cell.mean, "ci95": cell.ci95,
+             "seeds": cell.n, "p_holm": cell.p_holm, "significant": cell.p_holm is not None and cell.p_holm < 0.05}
+            for (split, (arm, reference), model), cell in table.deltas.items() if reference == "base"]
+    return pd.DataFrame(rows, columns=["method", "split", "model", "delta", "ci95", "seeds", "p_holm", "significant"])
+
+
+def plot_method_deltas(deltas: pd.DataFrame, path: Path) -> Path | None:
+    """A forest plot: one panel per method, one row per (split, model), its Δ against Base with the 95% interval;
+    a filled point is significant after Holm within the method's family, a hollow one is not."""
+    if deltas.empty:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    methods = list(dict.fromkeys(deltas.method))
+    models = model_order(set(deltas.model))
+    cells = sorted(set(zip(deltas.split, deltas.model)), key=lambda c: (_paper_order(c[0]), models.index(c[1])))
+    row_of = {cell: index for index, cell in enumerate(reversed(cells))}
+    figure, axes = plt.subplots(1, len(methods), figsize=(2.6 * len(methods) + 1.8, 0.32 * len(cells) + 1.4),
+                                sharex=True, sharey=True, squeeze=False)  # one scale: panels compare
+    for axis, method in zip(axes[0], methods):
+        for row in deltas[deltas.method == method].itertuples():
+            y = row_of[(row.split, row.model)]
+            axis.errorbar(row.delta, y, xerr=0 if row.ci95 is None or row.ci95 != row.ci95 else row.ci95, fmt="o",
+                          markersize=4, capsize=2, color="C0", markerfacecolor="C0" if row.significant else "white")
+        axis.axvline(0, color="black", linewidth=1)
+        axis.set_title(method, fontsize=9)
+        axis.grid(axis="x", alpha=0.3)
+    axes[0][0].set_yticks(list(row_of.values()), [f"{split} · {model}" for split, model in row_of])
+    axes[0][0].tick_params(axis="y", labelsize=7)
+    figure.supxlabel("Δ test WAUC against Base (points, paired by seed) ± 95% t-interval; filled: significant after "
+                     "Holm within the method's family", fontsize=8)
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+    return path
+
+
 def write_report(results_dir: Path, out_dir: Path | None = None, title: str | None = None,
                  published: str | None = None) -> dict[str, Path]:
-    """report.md (+ table1.csv, figure2.png, records.csv) from every run recorded under results_dir (titled
+    """report.md (+ table1.csv, figure2.png, methods.png, records.csv) from every run recorded under results_dir (titled
     by the name of the folder it is written to unless `title` is given); `published` names a published table
     to set beside the runs (moe_mlora.experiments.published.PUBLISHED)."""
     if published is not None and published not in PUBLISHED:
@@ -818,7 +865,11 @@ def write_report(results_dir: Path, out_dir: Path | None = None, title: str | No
                      for (s, a, m), c in table.cells.items()]
         pd.DataFrame(long).to_csv(out_dir / "table1.csv", index=False)
         written["table1"] = out_dir / "table1.csv"
-        sections += methods_section(records, main, already_shown=tables[0].arms)
+        methods_figure = out_dir / "methods.png"
+        methods_figure.unlink(missing_ok=True)  # a figure left by an earlier report must not outlive its section
+        sections += methods_section(records, main, already_shown=tables[0].arms, figure=methods_figure)
+        if methods_figure.exists():
+            written["methods"] = methods_figure
     ablation = ablation_table(records)
     if ablation is not None and (len(ablation.arms) > 2 or ablation.untested):
         validation = pd.DataFrame({"mean validation WAUC (%)": ablation.valid_average}).rename(index=arm_name)
