@@ -5,7 +5,7 @@
 
 The records go to DEST/records/<run>/ (the sweep's sweeps.jsonl lines beside them, merged with those already
 shipped, for the wall time), and
-`moe-mlora report DEST/records --out DEST` writes DEST/report.md, table1.csv, records.csv, figure2.png.
+`moe-mlora report DEST/records --out DEST` writes DEST/report.md, table1.csv, records.csv, figure2.png and (with the field's methods) methods.png.
 A controlled sweep's truth.json files (not its tables) go to DEST/records/tables/<setting>/, where the
 report finds each setting's oracle gap.
 A record already shipped is never overwritten by a different one: a sweep reran a run (e.g. after a
