@@ -22,6 +22,7 @@ import pandas as pd
 from moe_mlora.data import DatasetConfig
 from moe_mlora.data.controlled import TABLE_FILE, TRUTH_FILE, ControlledConfig, write_controlled
 from moe_mlora.experiments.config import RunConfig
+from moe_mlora.experiments.figures import pyplot
 from moe_mlora.experiments.statistics import summarise
 from moe_mlora.models import ModelConfig
 from moe_mlora.methods import PAPER_METHODS, arm_title
@@ -132,10 +133,7 @@ def plot_map(frame: pd.DataFrame, path: Path) -> Path | None:
     heterogeneity axis and a named square for each setting that moves another knob."""
     if frame.empty:
         return None
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     figure, axis = plt.subplots(figsize=(8, 5))
     methods, models = sorted(frame.method.unique()), sorted(frame.model.unique())

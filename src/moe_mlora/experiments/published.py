@@ -74,10 +74,10 @@ def published_markdown(records: pd.DataFrame, published: PublishedTable = PUBLIS
     beyond = []
     for index, (arm, auc, logloss, paper_auc, paper_logloss, delta, _) in enumerate(rows):
         title = METHODS[arm].title if arm in METHODS else arm
+        gap = "-" if paper_auc is None else f"{auc.mean / 100 - paper_auc:+.4f}"
         if paper_auc is not None and abs(auc.mean / 100 - paper_auc) > TOLERANCE:
             beyond.append(title)
-        gap = "-" if paper_auc is None else f"{auc.mean / 100 - paper_auc:+.4f}" + (
-            " (beyond 0.003)" if title in beyond else "")
+            gap += f" (beyond {TOLERANCE})"
         cells = [title, str(auc.n), _four(auc), _maybe(paper_auc), gap, _four(logloss, scale=1), _maybe(paper_logloss),
                  _four(delta, signed=True), f"{adjusted[index]:.3g}" if index in adjusted else "-"]
         lines.append("| " + " | ".join(cells) + " |")

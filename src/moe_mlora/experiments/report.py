@@ -22,6 +22,7 @@ import pandas as pd
 from scipy import stats
 
 from moe_mlora.experiments.controlled import TABLES_FOLDER, gains, map_markdown, plot_map
+from moe_mlora.experiments.figures import pyplot
 from moe_mlora.errors import ConfigError
 from moe_mlora.experiments.grids import split_label
 from moe_mlora.experiments.published import PUBLISHED, published_markdown
@@ -559,10 +560,7 @@ def plot_experts(frame: pd.DataFrame, path: Path) -> Path | None:
     data = frame[frame.split == split]
     if data["k"].nunique() < 2:
         return None
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     models = model_order(set(data.model))
     figure, (left, right) = plt.subplots(1, 2, figsize=(12, 4.8))
@@ -781,10 +779,7 @@ def plot_method_deltas(deltas: pd.DataFrame, path: Path) -> Path | None:
     a filled point is significant after Holm within the method's family, a hollow one is not."""
     if deltas.empty:
         return None
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     methods = list(dict.fromkeys(deltas.method))
     models = model_order(set(deltas.model))
