@@ -41,6 +41,9 @@ class GateInit(str, Enum):
     UNIFORM = "uniform"  # exactly uniform over all experts: the gate's output layer starts at zero
     RANDOM = "random"  # torch's default initialisation (embedding N(0,1), a Linear with a random bias): not uniform
     OWN_DOMAIN = "own-domain"  # phase 3 starts routed (almost) entirely to each domain's own experts
+    # The handoff that keeps greedy selection's promise through phase 3: the better on validation of the
+    # phase-2 model (own-domain routing) and the uniform mixture; a tie keeps the uniform start.
+    BETTER = "better"
 
 
 class GateWeights(str, Enum):

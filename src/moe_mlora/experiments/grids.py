@@ -18,7 +18,8 @@ from moe_mlora.training.approaches import ApproachConfig
 # The ablation: MoE-MLoRA variants (ApproachConfig.variant strings) on three backbones of different kinds.
 ABLATION_VARIANTS = ("gate-init=own-domain", "gate-lr=0.01", "gate-input=features", "authors-code")
 ABLATION_MODELS = ("deepfm", "dcn", "autoint")
-_VARIANT_KEYS = {"gate-init": "gate_init", "gate-input": "gate_input", "gate-lr": "gate_learning_rate"}
+_VARIANT_KEYS = {"gate-init": "gate_init", "gate-input": "gate_input", "gate-lr": "gate_learning_rate",
+                 "selection": "selection"}
 
 
 def parse_variant(text: str) -> dict:

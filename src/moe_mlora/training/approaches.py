@@ -75,6 +75,13 @@ class Phase2Schedule(str, Enum):
     SEQUENTIAL = "sequential"  # the literal schedule: one expert after another
 
 
+class Selection(str, Enum):
+    """What phases 2 and 3 of MoE-MLoRA (paper schedule) may return."""
+
+    GREEDY = "greedy"  # the untrained start is scored as epoch 0 and must be strictly beaten (can return the start)
+    TRAINED = "trained"  # the best trained epoch, as Keras' restore_best_weights: at least one epoch, never the start
+
+
 class Schedule(str, Enum):
     PAPER = "paper"  # the method as the paper describes it
     AUTHORS_CODE = "authors-code"  # what the authors' TensorFlow code does
@@ -98,6 +105,8 @@ class ApproachConfig:
     gate_init: str = setting(GateInit.UNIFORM.value, help="MoE-MLoRA phase 3 starts from: uniform (every expert the same weight) | random (torch's default initialisation, not uniform) | own-domain (each domain routed to its own experts).")
     gate_input: str = setting(GateInput.DOMAIN.value, help="MoE-MLoRA gate input: domain | features (the domain and the row's tower input; per-row, not foldable per domain).")
     gate_learning_rate: float | None = setting(None, help="MoE-MLoRA phase 3 learning rate (default: --learning-rate).")
+    # Added after the first sweeps: old records have no such key and were greedy, the default (so their keys hold).
+    selection: str = setting(Selection.GREEDY.value, help="MoE-MLoRA phases 2-3 keep: greedy (the untrained start competes as epoch 0 and can be kept) | trained (the best trained epoch, as the paper: every expert and the gate train).")
 
     def __post_init__(self) -> None:
         method = get_method(self.approach)  # a one-line error naming the registered methods
@@ -106,7 +115,7 @@ class ApproachConfig:
             raise ConfigError(f"{', '.join('--' + n.replace('_', '-') for n in lora_only)} set the LoRA adapters' rank: "
                               f"they apply to mlora and moe-mlora, not to {self.approach}")
         for name, kind in (("phase2_schedule", Phase2Schedule), ("schedule", Schedule), ("gate_init", GateInit),
-                           ("gate_input", GateInput)):
+                           ("gate_input", GateInput), ("selection", Selection)):
             try:
                 kind(getattr(self, name))
             except ValueError:
@@ -122,7 +131,8 @@ class ApproachConfig:
             raise ConfigError(f"gate learning rate must be a positive number, got {self.gate_learning_rate}")
         if self.approach != "moe-mlora":
             moe_only = {"experts_per_domain": 1, "schedule": Schedule.PAPER.value, "gate_init": GateInit.UNIFORM.value,
-                        "gate_input": GateInput.DOMAIN.value, "gate_learning_rate": None}
+                        "gate_input": GateInput.DOMAIN.value, "gate_learning_rate": None,
+                        "selection": Selection.GREEDY.value, "phase2_schedule": Phase2Schedule.PARALLEL.value}
             changed = [name for name, default in moe_only.items() if getattr(self, name) != default]
             if changed:
                 raise ConfigError(f"{', '.join('--' + n.replace('_', '-') for n in changed)} appl"
@@ -131,12 +141,21 @@ class ApproachConfig:
                 GateInit.UNIFORM.value, None):
             raise ConfigError("the authors-code schedule has no gate phase of its own: --gate-init and "
                               "--gate-learning-rate do not apply")
+        if self.schedule == Schedule.AUTHORS_CODE.value and self.selection != Selection.GREEDY.value:
+            raise ConfigError("the authors-code schedule keeps its own selection (non-improving epochs undone): "
+                              "--selection applies to the paper's schedule")
+        if self.schedule == Schedule.AUTHORS_CODE.value and self.phase2_schedule != Phase2Schedule.PARALLEL.value:
+            raise ConfigError("the authors-code schedule runs its own phase 2 (one pass per expert): "
+                              "--phase2-schedule applies to the paper's schedule")
 
     @property
     def schedule_phases(self) -> tuple[Phase, ...]:
         if self.approach == "moe-mlora" and self.schedule == Schedule.AUTHORS_CODE.value:
             return AUTHORS_CODE_PHASES
-        return get_method(self.approach).phases
+        phases = get_method(self.approach).phases
+        if self.selection == Selection.TRAINED.value:
+            phases = tuple(replace(phase, start_counts=False) for phase in phases)
+        return phases
 
     @property
     def variant(self) -> str:
@@ -150,6 +169,8 @@ class ApproachConfig:
             parts.append(f"gate-input={self.gate_input}")
         if self.gate_learning_rate is not None:
             parts.append(f"gate-lr={self.gate_learning_rate:g}")
+        if self.selection != Selection.GREEDY.value:
+            parts.append(f"selection={self.selection}")
         return ",".join(parts)
 
     @property
@@ -248,6 +269,9 @@ def train_approach(
             if approach.gate_init == GateInit.OWN_DOMAIN.value:
                 for adapter in adapters_of(model):
                     adapter.gate.route_to_own_experts(adapter.config.ownership())
+        handoff = None
+        if phase.name is PhaseName.GATE and approach.gate_init == GateInit.BETTER.value:
+            handoff = choose_gate_start(model, valid, domain_names, config)
         if phase.name in GATE_PHASES:
             set_adapter_mode(model, AdapterMode.MIXTURE)
             report.gate_start = gate_routing(model, valid).cpu()
@@ -262,12 +286,31 @@ def train_approach(
         else:
             report.phases.append(fit(model, phase, train, valid, domain_names, phase_config, on_epoch=on_epoch,
                                      checkpoint=checkpoint))
+        if handoff:
+            report.phases[-1].note = " ".join(filter(None, (handoff, report.phases[-1].note)))
     if method.final_mode is not None:
         set_adapter_mode(model, method.final_mode)
     set_trainable(model, list(model.parameters()))
     report.valid = evaluate(model, valid, domain_names, config.eval_batch_size)
     report.seconds = time.perf_counter() - started
     return report
+
+
+def choose_gate_start(model: CTRModel, valid: Part, domain_names: tuple[str, ...], config: TrainConfig) -> str:
+    """The handoff from phase 2 to phase 3 (gate_init "better"): start the gate from the phase-2 model (each
+    domain routed to its own experts) when it scores strictly better on validation than the uniform mixture,
+    else from the uniform mixture; returns what the record says of the choice."""
+    set_adapter_mode(model, AdapterMode.MIXTURE)
+    uniform = evaluate(model, valid, domain_names, config.eval_batch_size).score(config.select_by)
+    saved = [(adapter.gate, {k: v.clone() for k, v in adapter.gate.state_dict().items()}) for adapter in adapters_of(model)]
+    for adapter in adapters_of(model):
+        adapter.gate.route_to_own_experts(adapter.config.ownership())
+    own = evaluate(model, valid, domain_names, config.eval_batch_size).score(config.select_by)
+    if own > uniform:
+        return f"gate start: the phase-2 model (own-domain routing, valid {own:.6f} > uniform {uniform:.6f})"
+    for gate, state in saved:
+        gate.load_state_dict(state)
+    return f"gate start: the uniform mixture (valid {uniform:.6f} >= phase-2 model {own:.6f})"
 
 
 def _domain_passes(model, phase, train, valid, domain_names, config, adapter_config, on_epoch,
