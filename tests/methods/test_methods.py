@@ -172,3 +172,28 @@ def test_growing_a_method_by_a_domain_keeps_the_old_domains_scores_through_train
         assert torch.isfinite(grown(new_codes, torch.full((57,), new_id))).all()
     assert any(id(p) in {id(q) for q in method_parameters(grown)} for p in trainable), "no part of the new domain trains"
 
+
+
+def _train_twice_state(method: str, threads: int) -> list[dict]:
+    """Train the method twice from the same seed with `threads` CPU threads; the two final states."""
+    from helpers import toy_parts
+    from moe_mlora.training.config import torch_threads
+
+    spec, train, valid, _ = toy_parts(n_rows=6000)
+    states = []
+    for _ in range(2):
+        torch.manual_seed(0)
+        model = build_model("deepfm", spec, dnn_hidden=(256, 128))
+        config = TrainConfig(max_epochs=1, batch_size=2048, progress=False, seed=3, threads=threads)
+        with torch_threads(threads):
+            train_approach(model, train, valid, spec.domain_names, ApproachConfig(method), config)
+        states.append({k: v.clone() for k, v in model.state_dict().items()})
+    return states
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("method", list(METHODS))
+def test_every_method_repeats_bitwise_at_one_and_two_threads(method, threads, every_core):
+    first, second = _train_twice_state(method, threads)
+    differ = [k for k in first if not torch.equal(first[k], second[k])]
+    assert not differ, f"{method} at {threads} threads: {differ[:5]} differ between two identical runs"

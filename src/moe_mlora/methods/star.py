@@ -46,17 +46,21 @@ class PartitionedNorm(nn.Module):
             n = self.running_mean.shape[0]
             counts = torch.bincount(domains, minlength=n).to(inputs.dtype).unsqueeze(1)
             mean = inputs.new_zeros(n, inputs.shape[1]).index_add_(0, domains, inputs) / counts.clamp_min(1)
-            centred = inputs - mean[domains]
+            centred = inputs - mean.index_select(0, domains)
             var = inputs.new_zeros(n, inputs.shape[1]).index_add_(0, domains, centred * centred) / counts.clamp_min(1)
             with torch.no_grad():
                 seen = counts > 0
                 update = lambda running, batch: torch.where(seen, running + self.momentum * (batch - running), running)
                 self.running_mean.copy_(update(self.running_mean, mean.detach()))
                 self.running_var.copy_(update(self.running_var, var.detach()))
-            normalised = centred / torch.sqrt(var[domains] + self.eps)
+            normalised = centred / torch.sqrt(var.index_select(0, domains) + self.eps)
         else:
-            normalised = (inputs - self.running_mean[domains]) / torch.sqrt(self.running_var[domains] + self.eps)
-        return (self.gamma * self.domain_gamma[domains]) * normalised + self.beta + self.domain_beta[domains]
+            normalised = ((inputs - self.running_mean.index_select(0, domains))
+                          / torch.sqrt(self.running_var.index_select(0, domains) + self.eps))
+        # index_select, not tensor[domains]: the backward of advanced indexing (an accumulating index_put) sums
+        # in a thread-dependent order on the CPU, so STAR did not repeat at 2 threads; index_select's does.
+        return ((self.gamma * self.domain_gamma.index_select(0, domains)) * normalised + self.beta
+                + self.domain_beta.index_select(0, domains))
 
 
 class StarTower(TowerPart):
@@ -72,7 +76,7 @@ class StarTower(TowerPart):
         for linear, weight, bias in zip(tower.linears, self.weights, self.biases):
             combined = (linear.weight * weight).flatten(0, 1)  # (domains * out, in): one GEMM for every domain
             every_domain = (hidden @ combined.T).unflatten(1, (weight.shape[0], -1))  # (batch, domains, out)
-            out = pick(every_domain, routing_ids) + linear.bias + bias[routing_ids]
+            out = pick(every_domain, routing_ids) + linear.bias + bias.index_select(0, routing_ids)
             hidden = torch.relu(tower.dropout(out))
         return hidden
 
