@@ -370,3 +370,26 @@ def test_a_sweep_says_how_many_of_its_runs_resume_from_saved_state(tiny_taobao, 
     output = StringIO()
     summary = run_sweep(runs, tmp_path, workers=1, console=Console(file=output, width=200))
     assert summary.finished == 2 and "1 run(s) stopped mid-way saved their training state" in output.getvalue()
+
+
+@pytest.fixture
+def tiny_disk(tmp_path):
+    """A 400 kB filesystem (tmpfs): a sweep's weights and saved state fill it. Needs mount rights (root)."""
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=400k", "tmpfs", str(disk)], capture_output=True)
+    if mounted.returncode != 0:
+        pytest.skip("cannot mount a small tmpfs here (needs root): the full-disk sweep is not checked")
+    yield disk
+    subprocess.run(["umount", "-l", str(disk)], capture_output=True)
+
+
+def test_a_sweep_on_a_full_disk_records_what_it_can_and_ends_with_its_own_message(tiny_taobao, tiny_disk):
+    results = tiny_disk / "results"
+    outcome = CliRunner().invoke(app, ["reproduce", "table1", "--datasets", "taobao-synthetic:3", "--models", "wdl",
+                                       "--seeds", "1", "--max-epochs", "1", "--results-dir", str(results)])
+    assert outcome.exit_code == 1, outcome.output
+    assert "Traceback" not in outcome.output and not isinstance(outcome.exception, OSError), outcome.output
+    assert "sweep: 0 finished, 0 already recorded, 3 failed" in outcome.output
+    for line in (line for line in outcome.output.splitlines() if line.startswith("failed ")):
+        assert "No space left on device" in line or "could not be written" in line, line

@@ -29,7 +29,7 @@ class Killed(Exception):
     """Stands for the process being killed after an epoch was saved."""
 
 
-def train(approach: ApproachConfig, folder=None, kill_after: int | None = None):
+def train(approach: ApproachConfig, folder=None, kill_after: int | None = None, run: str = "toy"):
     spec, train_part, valid, _ = toy_parts(n_rows=2000)
     set_seed(CONFIG.seed)
     from moe_mlora.models import ModelConfig
@@ -42,7 +42,7 @@ def train(approach: ApproachConfig, folder=None, kill_after: int | None = None):
         if kill_after is not None and len(epochs) == kill_after:
             raise Killed
 
-    checkpoint = RunCheckpoint(folder, {"run": "toy"}, every=0) if folder is not None else None  # every epoch
+    checkpoint = RunCheckpoint(folder, {"run": run}, every=0) if folder is not None else None  # every epoch
     report = train_approach(model, train_part, valid, spec.domain_names, approach, CONFIG, on_epoch,
                             checkpoint=checkpoint)
     return model, report, epochs
@@ -100,3 +100,42 @@ def test_epochs_are_saved_at_most_every_few_seconds_but_every_finished_fit_is(tm
     checkpoint.save_finished(0, "phase", {"result": {}})
     assert not checkpoint.epoch_due() and (tmp_path / "fit-0.pt").is_file()
     assert RunCheckpoint(tmp_path, {"run": "toy"}, every=0).epoch_due()
+
+
+def test_state_files_copied_from_another_run_are_cleared_with_a_warning_not_resumed(tmp_path, caplog):
+    approach = APPROACHES["base"]
+    straight, _, epochs = train(approach, run="this run")
+    with pytest.raises(Killed):
+        train(approach, tmp_path / "other", kill_after=2, run="another run")
+    with pytest.raises(Killed):
+        train(approach, tmp_path / "this", kill_after=1, run="this run")
+    (tmp_path / "this" / "epoch.pt").write_bytes((tmp_path / "other" / "epoch.pt").read_bytes())
+    resumed, _, resumed_epochs = train(approach, tmp_path / "this", run="this run")
+    assert len(resumed_epochs) == len(epochs), "a foreign epoch was resumed"
+    assert "saved state of another run" in caplog.text
+    assert all(torch.equal(a, b) for a, b in zip(straight.state_dict().values(), resumed.state_dict().values()))
+
+
+def test_state_that_cannot_be_written_warns_once_and_the_run_trains_on(tmp_path, caplog):
+    import os
+
+    if os.geteuid() == 0:  # root writes through read-only modes: stand a file where resume/epoch.pt goes
+        folder = tmp_path / "run"
+        RunCheckpoint(folder, {"run": "toy"})
+        (folder / "epoch.pt").mkdir()
+        (folder / "epoch.pt" / "x").write_text("a folder cannot be replaced by a file")
+    else:
+        folder = tmp_path / "run"
+        RunCheckpoint(folder, {"run": "toy"})
+        folder.chmod(0o500)
+    straight, straight_report, _ = train(APPROACHES["mlora"])
+    resumed, report, _ = train(APPROACHES["mlora"], folder)
+    assert numbers(report) == numbers(straight_report)
+    assert caplog.text.count("cannot save the training state") == 1
+
+
+def test_a_file_where_the_resume_folder_goes_is_replaced_by_the_folder(tmp_path):
+    (tmp_path / "resume").write_text("not a folder")
+    checkpoint = RunCheckpoint(tmp_path / "resume", {"run": "toy"})
+    checkpoint.save_finished(0, "phase", {"result": {}})
+    assert (tmp_path / "resume" / "fit-0.pt").is_file()

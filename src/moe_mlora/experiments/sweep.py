@@ -80,8 +80,11 @@ def run_one(config_data: dict, results_dir: str, data_dir: str | None) -> tuple[
         return config.label, "ok", ""
     except Exception as exc:  # noqa: BLE001 - a failed run is recorded and the sweep goes on
         error = f"{type(exc).__name__}: {exc}"
-        RunRecord("failed", config, error=error, traceback=traceback.format_exc(limit=8)).write(
-            config.run_dir(Path(results_dir)))
+        try:
+            RunRecord("failed", config, error=error, traceback=traceback.format_exc(limit=8)).write(
+                config.run_dir(Path(results_dir)))
+        except OSError as write_error:  # e.g. the disk is full: the sweep goes on and says the record is missing
+            error += f" (its failure record could not be written either: {write_error.strerror or write_error})"
         return config.label, "failed", error
 
 
@@ -229,11 +232,15 @@ def _clock(seconds: float) -> str:
 
 def _log_sweep(results_dir: Path, summary: SweepSummary, runs: int, workers: int, backend: str,
                interrupted: bool = False) -> None:
-    """One line per sweep (also a stopped one) in sweeps.jsonl: the report sums their wall time."""
-    with (results_dir / "sweeps.jsonl").open("a") as log:
-        log.write(json.dumps({"ended": time.strftime("%Y-%m-%dT%H:%M:%S"), "seconds": summary.seconds,
-                              "runs": runs, "finished": summary.finished, "failed": len(summary.failed),
-                              "workers": workers, "backend": backend, "interrupted": interrupted}) + "\n")
+    """One line per sweep (also a stopped one) in sweeps.jsonl: the report sums their wall time. A line that
+    cannot be written (a full disk) is left out: the runs' own records are what counts."""
+    try:
+        with (results_dir / "sweeps.jsonl").open("a") as log:
+            log.write(json.dumps({"ended": time.strftime("%Y-%m-%dT%H:%M:%S"), "seconds": summary.seconds,
+                                  "runs": runs, "finished": summary.finished, "failed": len(summary.failed),
+                                  "workers": workers, "backend": backend, "interrupted": interrupted}) + "\n")
+    except OSError:
+        pass
 
 
 class RunQueue:

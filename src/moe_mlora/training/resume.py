@@ -6,12 +6,17 @@ random streams (dropout, batch order) and the loop's bookkeeping; after every fi
 its result and the model and dropout stream as it left them. The same run started again (same configuration,
 same code, same reused backbone) replays its finished fits from their saved ends and continues the unfinished
 one after its last saved epoch, so its numbers equal an uninterrupted run's bitwise (tests kill every schedule
-mid-way). Anything else in `resume/` (another configuration, another commit, a damaged file) is cleared, or
-trained again, and never resumed. The folder goes once the run's record is written.
+mid-way). Anything else in `resume/` (another configuration, another commit, a damaged file, a state file
+copied from another run: every file names the run it belongs to) is cleared, or trained again, and never
+resumed. The folder goes once the run's record is written.
+
+Saving is best effort: where the state cannot be written (a full disk, a read-only `resume/`), the run says so
+once and trains on without saving it (it then cannot resume, but loses nothing else).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import shutil
@@ -65,12 +70,14 @@ class RunCheckpoint:
         self.continued: str | None = None
         self.every = SAVE_EVERY_S if every is None else every
         self.last_saved = time.monotonic()
+        self.saving = True  # off after the first failed write (one warning), so training goes on unsaved
         identity = json.dumps({"format": FORMAT, **identity}, indent=1, sort_keys=True, default=str)
+        self.run = hashlib.sha256(identity.encode()).hexdigest()[:16]  # every saved file carries it
         if self._saved_identity() != json.loads(identity):  # compared as read back: tuples are lists there
-            if self.folder.exists():
+            if self.folder.exists() or self.folder.is_symlink():
                 log.info("%s: saved training state of another configuration or code; starting afresh", folder)
             self.clear()
-            write_text_atomic(folder / _IDENTITY, identity)
+            self._write(lambda: write_text_atomic(folder / _IDENTITY, identity))
         elif (folder / _EPOCH).is_file() or any(folder.glob("fit-*.pt")):
             log.info("%s: resuming the run from its saved training state", folder)
 
@@ -107,6 +114,11 @@ class RunCheckpoint:
         except Exception as exc:  # noqa: BLE001 - a damaged file only means the work it held is done again
             log.warning("%s: unreadable saved state (%s); that part of the run trains again", path, exc)
             return None
+        if not isinstance(state, dict) or state.get("run") != self.run:
+            log.warning("%s: saved state of another run (copied here?); cleared, that part of the run trains again",
+                        path)
+            path.unlink(missing_ok=True)
+            return None
         return state if state.get("label") == label else None
 
     def epoch_due(self) -> bool:
@@ -119,12 +131,31 @@ class RunCheckpoint:
 
     def save_finished(self, index: int, label: str, state: dict) -> None:
         self._save(self.folder / f"fit-{index}.pt", {"label": label, **state})
-        (self.folder / _EPOCH).unlink(missing_ok=True)
+        self._write(lambda: (self.folder / _EPOCH).unlink(missing_ok=True))
 
     def _save(self, path: Path, state: dict) -> None:
-        with atomic_path(path) as temporary:
-            torch.save(_plain(state), temporary)
+        def save() -> None:
+            with atomic_path(path) as temporary:
+                torch.save(_plain({"run": self.run, **state}), temporary)
+
+        self._write(save)
         self.last_saved = time.monotonic()
 
+    def _write(self, write) -> None:
+        """Do one write of the saved state; the first that fails turns saving off with one warning."""
+        if not self.saving:
+            return
+        try:
+            write()
+        except (OSError, RuntimeError) as exc:  # torch.save reports a full disk as a RuntimeError
+            self.saving = False
+            log.warning("%s: cannot save the training state (%s); the run trains on without it (a kill now "
+                        "restarts it from the beginning)", self.folder, exc.strerror or exc)
+
     def clear(self) -> None:
+        if self.folder.is_symlink() or self.folder.is_file():  # not a folder of ours: e.g. a file named resume
+            try:
+                self.folder.unlink()
+            except OSError:
+                pass
         shutil.rmtree(self.folder, ignore_errors=True)
