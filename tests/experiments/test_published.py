@@ -34,3 +34,32 @@ def test_the_scenario_wise_table_names_its_known_differences():
     table = PUBLISHED["scenario-wise-ml1m"]
     assert table.results["star"] == (0.8096, 0.5258)
     assert any("one epoch" in difference for difference in table.differences)
+
+
+def test_runs_of_another_dataset_or_backbone_are_refused_before_anything_is_written(tmp_path):
+    import json
+    import shutil
+
+    import pytest
+
+    from moe_mlora.errors import ConfigError
+    from moe_mlora.experiments.report import write_report
+
+    from pathlib import Path
+
+    source = sorted((Path(__file__).resolve().parents[2] / "docs/results/ml100k/records").glob("*deepfm-base-s1-*"))[0]
+    records = tmp_path / "records"
+    shutil.copytree(source, records / source.name)
+    with pytest.raises(ConfigError, match="not of the protocol of Scenario-Wise Rec's MovieLens-1M table \\(overall test AUC and logloss\\): dataset is "
+                                          "movielens-100k, not table"):
+        write_report(records, tmp_path / "out", published="scenario-wise-ml1m")
+    assert not (tmp_path / "out" / "report.md").exists()
+    assert json.loads((records / source.name / "result.json").read_text())["status"] == "ok"
+
+
+def test_the_scenario_wise_runs_shipped_follow_its_protocol():
+    from pathlib import Path
+
+    from moe_mlora.experiments.report import load_records
+
+    PUBLISHED["scenario-wise-ml1m"].check(load_records(Path(__file__).resolve().parents[2] / "docs/results/scenario-wise/records"))

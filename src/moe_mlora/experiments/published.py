@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from moe_mlora.errors import ConfigError
 from moe_mlora.experiments.statistics import holm, summarise
 from moe_mlora.methods import METHODS
 
@@ -35,6 +36,19 @@ class PublishedTable:
     caption: str
     results: dict[str, tuple[float, float | None]]
     differences: tuple[str, ...] = ()
+    protocol: tuple[tuple[str, object], ...] = ()  # (records column, the value every run must have)
+    protocol_help: str = ""  # how to make runs of that protocol
+
+    def check(self, records: pd.DataFrame) -> None:
+        """A one-line ConfigError unless every finished run follows the table's protocol: numbers of another
+        dataset, backbone or selection set beside the table would read as a gap of method."""
+        ok = records[records.status == "ok"] if "status" in records else records
+        for column, wanted in self.protocol:
+            wrong = ok[ok[column] != wanted] if column in ok else ok
+            if len(wrong):
+                found = ", ".join(sorted({str(v) for v in wrong[column]})) if column in wrong else "missing"
+                raise ConfigError(f"{len(wrong)} of {len(ok)} runs are not of the protocol of {self.caption}: "
+                                  f"{column} is {found}, not {wanted}. {self.protocol_help}")
 
 
 PUBLISHED = {"scenario-wise-ml1m": PublishedTable(
@@ -46,7 +60,8 @@ PUBLISHED = {"scenario-wise-ml1m": PublishedTable(
         "their methods have their own MLP sizes, with batch normalisation",
         "the split: an unstratified random 80/10/10 split of the same kind as theirs, not their rows",
         "age: standardised here, min-max scaled there (one linear rescaling of one dense input)",
-    ))}
+    ), protocol=(("dataset", "table"), ("n_domains", 3), ("model", "dnn"), ("select_by", "auc")),
+    protocol_help="Make them with examples/scenario_wise_ml1m.py and examples/scenario-wise-ml1m.yaml.")}
 TOLERANCE = 0.003  # the issue's bar: within 0.003 of the published overall AUC
 
 

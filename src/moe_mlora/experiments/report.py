@@ -820,6 +820,8 @@ def write_report(results_dir: Path, out_dir: Path | None = None, title: str | No
         older = len(records.attrs.get("older", []))
         raise FileNotFoundError(f"no run records of the current schema (*/result.json) under {results_dir}"
                                 + (f"; {older} of an older schema: rerun the sweep to replace them" if older else ""))
+    if published is not None:
+        PUBLISHED[published].check(records)  # before anything is written
     records.drop(columns=["machine"]).to_csv(out_dir / "records.csv", index=False)
     written["records"] = out_dir / "records.csv"
     sections = [f"# moe-mlora results ({title or out_dir.name})", ""]
