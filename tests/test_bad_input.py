@@ -59,3 +59,42 @@ def test_bad_option_is_one_line_and_writes_nothing(args, message, tmp_path, monk
     assert result.exit_code == 2, result.output
     assert message in result.output and len(result.output.strip().splitlines()) == 1, result.output
     assert "Traceback" not in result.output and not list(tmp_path.iterdir())
+
+
+CASES_MORE = [
+    (["train", "--approach", "star", "--phase2-schedule", "sequential"], "--phase2-schedule applies to moe-mlora only"),
+    (["train", "--approach", "moe-mlora", "--schedule", "authors-code", "--selection", "trained"],
+     "--selection applies to the paper's schedule"),
+    (["train", "--approach", "moe-mlora", "--selection", "best"], "selection must be one of greedy, trained"),
+    (["train", "--min-epochs", "5", "--max-epochs", "1"], "--min-epochs 5 exceeds --max-epochs 1"),
+]
+
+
+@pytest.mark.parametrize("args, message", CASES_MORE, ids=[" ".join(a) for a, _ in CASES_MORE])
+def test_settings_that_would_be_ignored_are_one_line_errors(args, message, tmp_path, monkeypatch):
+    test_bad_option_is_one_line_and_writes_nothing(args, message, tmp_path, monkeypatch)
+
+
+# (command, config file's text, the one line): the file lies outside the working folder, which stays empty.
+CONFIG_CASES = [
+    (["train"], "model_config: {dnn_dropout: 1.5}", "model_config.dnn_dropout must be in [0, 1), got 1.5"),
+    (["train"], "model_config: {dnn_hidden: []}", "model_config.dnn_hidden must be a non-empty list"),
+    (["train"], "model_config: {embedding_dim: 0}", "model_config.embedding_dim must be at least 1, got 0"),
+    (["reproduce", "table1", "--models", "deepfm"], "model: wdl", "model 'wdl' is not a backbone of this grid (deepfm)"),
+    (["reproduce", "table1", "--models", "deepfm"], "approach: {approach: star}",
+     "approach 'star' in the file would not be used"),
+]
+
+
+@pytest.mark.parametrize("args, text, message", CONFIG_CASES, ids=[t for _, t, _ in CONFIG_CASES])
+def test_a_bad_config_file_is_one_line_before_any_data_or_folder(args, text, message, tmp_path, monkeypatch):
+    config = tmp_path / "config" / "run.yaml"
+    config.parent.mkdir()
+    config.write_text(text + "\n")
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    result = CliRunner().invoke(app, [*args, "--config", str(config)])
+    assert result.exit_code == 2, result.output
+    assert message in result.output and len(result.output.strip().splitlines()) == 1, result.output
+    assert "Traceback" not in result.output and not list(work.iterdir())

@@ -399,7 +399,9 @@ def reproduce_controlled(
         raise ConfigError(f"unknown setting(s) {unknown}; choose from {', '.join(SETTINGS)}")
     probe_writable(results_dir)
     tables = write_tables({name: SETTINGS[name] for name in chosen}, results_dir / TABLES_FOLDER)
-    train = TrainConfig(**{**config_options.of("train"), **CONTROLLED_TRAINING, **config_options.given_of("train")},
+    defaults = dict(CONTROLLED_TRAINING)
+    defaults["min_epochs"] = min(defaults["min_epochs"], config_options.of("train")["max_epochs"])  # a short try
+    train = TrainConfig(**{**config_options.of("train"), **defaults, **config_options.given_of("train")},
                         progress=False)
     configs = controlled_configs(tables, check_models([m.strip() for m in models.split(",")]), seed_list(seeds), train,
                                  methods=[m.strip() for m in (methods or "").split(",") if m.strip()])

@@ -159,12 +159,32 @@ def experts_configs(
     return base + moe
 
 
+def _check_grid_sections(configs: list[RunConfig], data: dict, source: str) -> None:
+    """A grid runs its own backbones and arms: a file's `model` or `approach` that the grid would not run is a
+    one-line error (it was silently ignored), while one the grid runs anyway (model: dnn with --models dnn) is
+    accepted, so one file serves `train` and the grids."""
+    models = sorted({config.model for config in configs})
+    approaches = sorted({config.approach.approach for config in configs})
+    model = data.get("model")
+    if model is not None and str(model).lower() not in models:
+        raise ConfigError(f"{source}: model '{model}' is not a backbone of this grid ({', '.join(models)}): a grid "
+                          "runs --models (the file's model applies to train)")
+    approach = data.get("approach") or {}
+    if isinstance(approach, dict) and approach:
+        name, others = approach.get("approach"), sorted(set(approach) - {"approach"})
+        if others or (name is not None and name not in approaches):
+            what = f"approach '{name}'" if name not in approaches else f"approach settings ({', '.join(others)})"
+            raise ConfigError(f"{source}: {what} in the file would not be used: a grid runs its own arms "
+                              f"({', '.join(approaches)}; add one with --methods or --moe-variant)")
+
+
 def with_config_file(configs: list[RunConfig], data: dict, source: str,
                      train_overrides: dict | None = None) -> list[RunConfig]:
     """A grid run on the config file's dataset (e.g. the user's own table), model hyper-parameters and
     training settings: its `data`, `model_config` and `train` sections replace the grid's (the grid keeps
     its models, approaches and seeds, so `model` and `approach` in the file are not used). `train_overrides`
     (the training options given on the command line) win over the file's train section."""
+    _check_grid_sections(configs, data, source)
     if train_overrides:
         data = {**data, "train": {**(data.get("train") or {}), **train_overrides}}
     given = RunConfig.from_partial({k: v for k, v in data.items() if k in ("data", "model_config", "train")}, source)

@@ -6,6 +6,8 @@ logit terms. The tower is built in one place (moe_mlora.layers.Tower) so adapter
 
 from __future__ import annotations
 
+import math
+
 from dataclasses import asdict, dataclass, fields
 from typing import ClassVar
 
@@ -46,6 +48,30 @@ class ModelConfig:
     def __post_init__(self) -> None:
         object.__setattr__(self, "dnn_hidden", tuple(self.dnn_hidden))
         object.__setattr__(self, "cin_layer_sizes", tuple(self.cin_layer_sizes))
+        self.check()
+
+    def check(self) -> None:
+        """A one-line ConfigError for a value no model can be built or trained with, before any data is read."""
+        def bad(name: str, rule: str) -> ConfigError:
+            return ConfigError(f"model_config.{name} must be {rule}, got {getattr(self, name)!r}")
+
+        for name in ("embedding_dim", "attention_layers", "attention_dim", "attention_heads", "senet_reduction_ratio"):
+            if getattr(self, name) < 1:
+                raise bad(name, "at least 1")
+        if self.cross_layers < 0:
+            raise bad("cross_layers", "0 or more")
+        for name in ("dnn_dropout", "bi_dropout"):
+            if not 0 <= getattr(self, name) < 1:
+                raise bad(name, "in [0, 1)")
+        for name in ("embedding_init_std", "l2_embedding", "l2_cross"):
+            if not (math.isfinite(getattr(self, name)) and getattr(self, name) >= 0):
+                raise bad(name, "a finite number, 0 or more")
+        if not self.dnn_hidden or any(width < 1 for width in self.dnn_hidden):
+            raise bad("dnn_hidden", "a non-empty list of layer widths, each at least 1 (the tower the methods adapt)")
+        if any(width < 1 for width in self.cin_layer_sizes):
+            raise bad("cin_layer_sizes", "layer sizes of at least 1")
+        if self.cin_activation not in ("relu", "linear", "identity"):
+            raise bad("cin_activation", "relu | linear | identity")
 
     @classmethod
     def from_overrides(cls, **overrides) -> "ModelConfig":

@@ -67,6 +67,9 @@ class TrainConfig:
         for name in ("batch_size", "eval_batch_size", "max_epochs", "patience", "threads", "min_epochs"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name.replace('_', ' ')} must be at least 1, got {getattr(self, name)}")
+        if self.min_epochs > self.max_epochs:
+            raise ConfigError(f"--min-epochs {self.min_epochs} exceeds --max-epochs {self.max_epochs}: the floor could "
+                              "never be reached (lower it or raise the cap)")
 
 
 PRECISIONS = ("fp32", "bf16")
