@@ -29,6 +29,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from moe_mlora.errors import MoeMloraError
 from moe_mlora.experiments.config import RunConfig
 from moe_mlora.experiments.records import numerics_description
 from moe_mlora.experiments.run import execute_run
@@ -36,11 +37,32 @@ from moe_mlora.training.config import torch_threads
 from moe_mlora.training.resume import RESUME_FOLDER
 
 
+def read_record(path: Path) -> tuple[dict | None, RunConfig | None, str]:
+    """A finished record and its config, or why it cannot be rerun (damaged, not a record, not finished, no test
+    result, a config this library cannot build): one line, never a traceback."""
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        return None, None, f"unreadable ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})"
+    if not isinstance(record, dict) or not isinstance(record.get("config"), dict):
+        return None, None, "not a run record (no config section)"
+    if record.get("status") != "ok":
+        return None, None, f"not a finished run (status {record.get('status')!r})"
+    test = record.get("test")
+    if not isinstance(test, dict) or not isinstance(test.get("wauc"), (int, float)):
+        return None, None, "no test result (test.wauc) to compare with"
+    try:
+        config = RunConfig.from_dict(record["config"])
+    except (MoeMloraError, KeyError, TypeError, ValueError) as exc:
+        return None, None, f"its config cannot be built ({type(exc).__name__}: {exc})"
+    return record, config, ""
+
+
 def sample_records(paths: list[Path], n: int, seed: int = 0) -> list[Path]:
     """n records chosen at random (seeded), every arm (approach and variant) at least once where n allows."""
     by_arm: dict[str, list[Path]] = {}
     for path in paths:
-        config = RunConfig.from_dict(json.loads(path.read_text())["config"])
+        config = read_record(path)[1]
         by_arm.setdefault(config.approach.arm, []).append(path)
     rng = random.Random(seed)
     chosen = [rng.choice(group) for _, group in sorted(by_arm.items())][:n]
@@ -88,18 +110,25 @@ def main() -> int:
     parser.add_argument("--kill-after", type=float, default=None,
                         help="kill each rerun after this many seconds and resume it from its saved state")
     args = parser.parse_args()
-    paths = sorted(p for p in args.results.glob(f"*{args.pattern}*/result.json")
-                   if json.loads(p.read_text()).get("status") == "ok")
+    if not args.results.is_dir():
+        print(f"{args.results}: no such folder")
+        return 2
+    paths, failures, skipped = [], 0, 0
+    for path in sorted(args.results.glob(f"*{args.pattern}*/result.json")):
+        record, _, problem = read_record(path)
+        if record is not None:
+            paths.append(path)
+        elif not problem.startswith("not a finished run"):  # failed runs are not rerun, and not a fault
+            print(f"{path.parent.name}: SKIPPED, {problem}")
+            skipped += 1
     paths = sample_records(paths, args.sample) if args.sample else paths[:args.n]
     if not paths:
         print(f"no finished records under {args.results}")
         return 1
-    failures = 0
     print(f"{'run':<60} {'recorded':>10} {'rerun':>10} {'diff':>9}  verdict")
     for path in paths:
-        record = json.loads(path.read_text())
-        config = RunConfig.from_dict(record["config"])
-        if config.key() != record["key"]:
+        record, config, _ = read_record(path)
+        if config.key() != record.get("key"):
             print(f"{path.parent.name}: its key changed ({record['key']} -> {config.key()})")
             failures += 1
             continue
@@ -121,8 +150,8 @@ def main() -> int:
         failures += verdict.startswith(("DIFFERENT", "BEYOND"))
         print(f"{path.parent.name:<60} {record['test']['wauc']:>10.6f} {wauc:>10.6f} {difference:>+9.1e}  {verdict} "
               f"({time.perf_counter() - started:.0f} s{'; ' + how if how else ''})", flush=True)
-    print(f"{len(paths) - failures} of {len(paths)} reproduce")
-    return 1 if failures else 0
+    print(f"{len(paths) - failures} of {len(paths)} reproduce" + (f"; {skipped} damaged record(s) skipped" if skipped else ""))
+    return 1 if failures or skipped else 0
 
 
 if __name__ == "__main__":

@@ -1,0 +1,40 @@
+"""benchmarks/rerun_records.py on damaged records: each is named and skipped in one line, never a traceback."""
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+SCRIPT = REPO / "benchmarks" / "rerun_records.py"
+
+
+def _run(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(SCRIPT), *args], capture_output=True, text=True, timeout=120)
+
+
+def test_damaged_records_are_each_skipped_in_one_line_and_the_folder_goes_on(tmp_path):
+    source = sorted((REPO / "docs/results/ml100k/records").glob("*deepfm-base-s1-*"))[0]
+    good = json.loads((source / "result.json").read_text())
+    damaged = {
+        "truncated": (source / "result.json").read_text()[:200],
+        "a-list": "[1, 2]",
+        "no-config": json.dumps({k: v for k, v in good.items() if k != "config"}),
+        "unknown-model": json.dumps({**good, "config": {**good["config"], "model": "lr"}}),
+        "no-test": json.dumps({k: v for k, v in good.items() if k != "test"}),
+    }
+    for name, text in damaged.items():
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "result.json").write_text(text)
+    done = _run(str(tmp_path))
+    assert "Traceback" not in done.stdout + done.stderr, done.stderr
+    lines = [line for line in done.stdout.splitlines() if "SKIPPED" in line]
+    assert sorted(line.split(":")[0] for line in lines) == sorted(damaged), done.stdout
+    assert "unknown model 'lr'" in done.stdout and "no test result" in done.stdout
+    assert done.returncode == 1
+
+
+def test_a_missing_folder_is_named_as_missing(tmp_path):
+    done = _run(str(tmp_path / "nowhere"))
+    assert done.returncode == 2 and "nowhere: no such folder" in done.stdout and "Traceback" not in done.stderr
