@@ -96,21 +96,26 @@ def render(results: dict) -> str:
     """docs/benchmarks/gpu.md from the collected gpu.json."""
     machine = results["machine"]
     where = machine["gpu"] or f"CPU ({machine['cpu']}, {machine.get('threads', '?')} thread(s))"
+    # Collected over several processes (step_repeats), or one process's own gpu.json (step): one repeat.
+    repeats = results.get("step_repeats") or ([results["step"]] if results.get("step") else [])
     lines = [f"# The device check: {where}, torch {machine['torch']}", "",
              f"Made by `benchmarks/gpu.py` (issue #19); the raw numbers are in `{results.get('json', 'gpu.json')}`.",
-             "Rows/s are medians over " + str(len(results["step_repeats"])) + " fresh processes (min-max in brackets); "
+             "Rows/s are medians over " + str(len(repeats)) + (" fresh processes" if len(repeats) != 1 else " process") + " (min-max in brackets); "
              "ML-1M by gender, the Table-1 model settings, training batch 1024, inference batch 8192.", ""]
     if results.get("device_calls"):
         lines += ["The device calls that made these numbers:", ""]
         lines += [f"{number}. {what}" for number, what in results["device_calls"].items()] + [""]
-    lines += ["## The step", "", "| backbone | train rows/s fp32 | train rows/s bf16 | inference rows/s fp32 | inference rows/s bf16 |",
-             "| --- | ---: | ---: | ---: | ---: |"]
+    if repeats:
+        lines += ["## The step", "", "| backbone | train rows/s fp32 | train rows/s bf16 | inference rows/s fp32 "
+                  "| inference rows/s bf16 |", "| --- | ---: | ---: | ---: | ---: |"]
 
     def cell(model: str, precision: str, what: str) -> str:
-        values = [repeat[model][precision][what] for repeat in results["step_repeats"]]
+        values = [repeat[model][precision][what] for repeat in repeats if precision in repeat.get(model, {})]
+        if not values:
+            return "-"
         return f"{statistics.median(values) / 1e3:,.0f}k [{min(values) / 1e3:,.0f}-{max(values) / 1e3:,.0f}k]"
 
-    for model in results["step_repeats"][0]:
+    for model in (repeats[0] if repeats else {}):
         lines.append(f"| {model} | {cell(model, 'fp32', 'train_rows_per_s')} | {cell(model, 'bf16', 'train_rows_per_s')} "
                      f"| {cell(model, 'fp32', 'infer_rows_per_s')} | {cell(model, 'bf16', 'infer_rows_per_s')} |")
     if results.get("runs"):
@@ -211,7 +216,11 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.render:
-        print(render(json.loads(args.render.read_text())), end="")
+        try:
+            results = json.loads(args.render.read_text())
+            print(render(results), end="")
+        except (OSError, ValueError, KeyError, TypeError) as error:
+            raise SystemExit(f"{args.render}: not a gpu.json this script can render ({type(error).__name__}: {error})")
         return
     began, device = time.perf_counter(), torch.device(args.device)
     models = args.models.split(",")

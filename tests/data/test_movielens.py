@@ -136,3 +136,15 @@ def test_unchecksummed_movielens_files_are_held_to_their_format(ml1m_dir, edit, 
     ratings.write_text("".join(line + "\n" for line in lines))
     with pytest.raises(DataError, match=message):
         load_interactions(DatasetConfig("movielens-1m", "gender", verify_checksums=False), ml1m_dir)
+
+
+@pytest.mark.parametrize("cut", [3, 12], ids=["mid-field", "mid-timestamp"])
+def test_a_100k_ratings_file_cut_mid_line_is_an_error_even_without_checksums(tmp_path, real_data_dir, cut):
+    import shutil
+    folder = tmp_path / "ml-100k"
+    shutil.copytree(real_data_dir / "ml-100k", folder)
+    text = (folder / "u.data").read_text()
+    last = text.rstrip("\n").rsplit("\n", 1)[-1]
+    (folder / "u.data").write_text(text[: len(text) - 1 - len(last) + cut])  # the last row cut `cut` characters in
+    with pytest.raises(DataError, match=r"u\.data, line 100000: the file ends mid-line"):
+        load_interactions(DatasetConfig("movielens-100k", "gender", verify_checksums=False), tmp_path)

@@ -65,11 +65,11 @@ def load_movielens_100k(
         _verify(folder, ML_100K)
     ratings = read_delimited(
         folder / "u.data", separator="\t", columns=["user_id", "item_id", "rating", "timestamp"],
-        integer_columns=("user_id", "item_id", "rating", "timestamp"),
+        integer_columns=("user_id", "item_id", "rating", "timestamp"), ends_with_newline=True,
     )
     users = read_delimited(
         folder / "u.user", separator="|", columns=["user_id", "age", "gender", "occupation", "zip"],
-        integer_columns=("user_id", "age"), encoding="latin-1",
+        integer_columns=("user_id", "age"), encoding="latin-1", ends_with_newline=True,
     )
     users["age"] = np.asarray(AGE_GROUPS)[age_group_of(users["age"].to_numpy())]
     item_rows = read_lines_split(folder / "u.item", separator="|", n_fields=24, encoding="latin-1")
@@ -90,11 +90,11 @@ def load_movielens_1m(
         _verify(folder, ML_1M)
     ratings = read_delimited(
         folder / "ratings.dat", separator="::", columns=["user_id", "item_id", "rating", "timestamp"],
-        integer_columns=("user_id", "item_id", "rating", "timestamp"),
+        integer_columns=("user_id", "item_id", "rating", "timestamp"), ends_with_newline=True,
     )
     users = read_delimited(
         folder / "users.dat", separator="::", columns=["user_id", "gender", "age", "occupation", "zip"],
-        integer_columns=("user_id", "age", "occupation"), encoding="latin-1",
+        integer_columns=("user_id", "age", "occupation"), encoding="latin-1", ends_with_newline=True,
     )
     bad_age = ~users["age"].isin(list(_ML1M_AGE_CODES))
     if bad_age.any():

@@ -23,8 +23,12 @@ def read_delimited(
     integer_columns: tuple[str, ...] = (),
     encoding: str = "utf-8",
     header: bool = False,
+    ends_with_newline: bool = False,
 ) -> pd.DataFrame:
     """Read a headerless (or headed) delimited file whose every row must have exactly `columns`.
+
+    `ends_with_newline`: the file is published with a newline after every row (MovieLens), so one that ends
+    without it was cut mid-line (its last row may still parse, e.g. a timestamp cut short): an error.
 
     A two-character separator such as MovieLens-1M's '::' is read with the fast C parser by splitting
     on ':' and checking that the in-between columns are empty, so no row can be mis-split unnoticed.
@@ -50,6 +54,9 @@ def read_delimited(
     except FileNotFoundError:
         raise DataError(f"{path}: file not found") from None
     first_data_line = 2 if header else 1
+    if ends_with_newline and not _ends_with_newline(path):
+        raise DataError(f"{path}, line {len(frame) + first_data_line - 1}: the file ends mid-line (cut short? "
+                        "download it again)")
     if doubled:
         gaps = [name for name in raw_names if name.startswith("__gap")]
         bad = np.zeros(len(frame), dtype=bool)
@@ -60,13 +67,22 @@ def read_delimited(
             raise DataError(f"{path}, line {line}: malformed row (expected {len(columns)} '{separator}'-separated fields)")
         frame = frame[columns]
     for column in columns:
-        empty = frame[column].to_numpy() == ""
+        empty = frame[column].isna().to_numpy() | (frame[column].to_numpy() == "")
         if empty.any():
             line = int(np.argmax(empty)) + first_data_line
             raise DataError(f"{path}, line {line}, column '{column}': missing value (row has too few fields?)")
     for column in integer_columns:
         frame[column] = _to_int(frame[column], path, column, first_data_line)
     return frame
+
+
+def _ends_with_newline(path: Path) -> bool:
+    with open(path, "rb") as handle:
+        handle.seek(0, 2)
+        if handle.tell() == 0:
+            return True
+        handle.seek(-1, 2)
+        return handle.read(1) == b"\n"
 
 
 def _interleave_gaps(columns: list[str]) -> list[str]:

@@ -1,4 +1,4 @@
-"""benchmarks/rerun_records.py on damaged records: each is named and skipped in one line, never a traceback."""
+"""benchmarks/rerun_records.py and benchmarks/gpu.py on damaged input: one line, never a traceback."""
 
 import json
 import shutil
@@ -38,3 +38,18 @@ def test_damaged_records_are_each_skipped_in_one_line_and_the_folder_goes_on(tmp
 def test_a_missing_folder_is_named_as_missing(tmp_path):
     done = _run(str(tmp_path / "nowhere"))
     assert done.returncode == 2 and "nowhere: no such folder" in done.stdout and "Traceback" not in done.stderr
+
+
+def test_the_gpu_benchmark_renders_one_processes_step_result_and_refuses_a_foreign_file_in_one_line(tmp_path):
+    shipped = json.loads((REPO / "docs/benchmarks/gpu.json").read_text())
+    one = {"machine": shipped["machine"], "step": shipped["step_repeats"][0], "runs": [], "skipped": []}
+    (tmp_path / "step.json").write_text(json.dumps(one))
+    script = REPO / "benchmarks" / "gpu.py"
+    done = subprocess.run([sys.executable, str(script), "--render", str(tmp_path / "step.json")], capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0 and "over 1 process" in done.stdout and "| wdl |" in done.stdout, done.stderr
+    (tmp_path / "other.json").write_text("{}")
+    done = subprocess.run([sys.executable, str(script), "--render", str(tmp_path / "other.json")], capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 1 and "not a gpu.json this script can render" in done.stderr
+    assert "Traceback" not in done.stderr
