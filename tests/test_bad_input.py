@@ -80,7 +80,8 @@ CONFIG_CASES = [
     (["train"], "model_config: {dnn_dropout: 1.5}", "model_config.dnn_dropout must be in [0, 1), got 1.5"),
     (["train"], "model_config: {dnn_hidden: []}", "model_config.dnn_hidden must be a non-empty list"),
     (["train"], "model_config: {embedding_dim: 0}", "model_config.embedding_dim must be at least 1, got 0"),
-    (["reproduce", "table1", "--models", "deepfm"], "model: wdl", "model 'wdl' is not a backbone of this grid (deepfm)"),
+    (["reproduce", "table1", "--models", "deepfm"], "approach: {approach: mlora, rank: 4}",
+     "approach settings (rank) in the file would not be used"),
     (["reproduce", "table1", "--models", "deepfm"], "approach: {approach: star}",
      "approach 'star' in the file would not be used"),
 ]

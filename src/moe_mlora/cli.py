@@ -27,7 +27,7 @@ from moe_mlora.files import probe_writable
 from moe_mlora.experiments.controlled import CONTROLLED_TRAINING, SETTINGS, TABLES_FOLDER, controlled_configs, write_tables
 from moe_mlora.experiments.grids import (
     ABLATION_MODELS, ABLATION_VARIANTS, ablation_configs, available_table1_splits, check_models, expand_splits, experts_configs,
-    int_list,
+    grid_models, int_list,
     seed_list,
     table1_configs, with_config_file,
 )
@@ -271,7 +271,7 @@ SeedsOption = Annotated[int, typer.Option(help="Number of training seeds (1..N);
 SWEEP_OWNS = ("seed", "progress", "device")  # a sweep sets each run's seed, shows no bars, runs on the CPU
 WorkersOption = Annotated[Optional[int], typer.Option(help="Parallel worker processes (default: cores // --threads).")]
 BackendOption = Annotated[str, typer.Option(help="process (this machine) | ray (a Ray cluster; pip install 'moe-mlora[ray]').")]
-ModelsOption = Annotated[str, typer.Option(help="Comma-separated backbones.")]
+ModelsOption = Annotated[Optional[str], typer.Option(help="Comma-separated backbones (default: the config file's model if it names one, else the grid's own).", show_default=False)]
 MethodsOption = Annotated[Optional[str], typer.Option(help=f"Also run these registered methods as further arms, e.g. star,pepnet (registered: {', '.join(METHODS)}).")]
 
 
@@ -308,7 +308,7 @@ def reproduce_table1(
     config_options: Settings,
     datasets: Annotated[Optional[str], typer.Option(help="Splits, e.g. movielens-100k:occupation,taobao:20 "
                                                          "(a bare name means all its splits; default: all available).")] = None,
-    models: ModelsOption = ",".join(PAPER_MODELS),
+    models: ModelsOption = None,
     seeds: SeedsOption = 3,
     results_dir: Annotated[Path, typer.Option(help="Where run records and the report go.")] = Path("results/table1"),
     workers: WorkersOption = None,
@@ -322,7 +322,7 @@ def reproduce_table1(
     """Table 1: Base / MLoRA / MoE-MLoRA (and any other methods) x models x splits, resumable; prints the table
     and writes the report."""
     train = TrainConfig(**config_options.of("train"), progress=False)
-    configs = table1_configs(_split_list(datasets, data_dir), [m.strip() for m in models.split(",")],
+    configs = table1_configs(_split_list(datasets, data_dir), grid_models(models, config_file, PAPER_MODELS),
                              seed_list(seeds), train, moe_variants=[moe_variant] if moe_variant else [],
                              methods=[m.strip() for m in (methods or "").split(",") if m.strip()])
     _sweep(configs, results_dir, workers, backend, retry_failed, data_dir, config_file, config_options)
@@ -334,7 +334,7 @@ def reproduce_table1(
 def reproduce_experts(
     config_options: Settings,
     split: Annotated[str, typer.Option(help="The split (the paper: MovieLens by gender).")] = "movielens-100k:gender",
-    models: ModelsOption = ",".join(PAPER_MODELS),
+    models: ModelsOption = None,
     experts_per_domain: Annotated[str, typer.Option(help="Values of k (experts per domain).")] = "1,2,3,4",
     seeds: SeedsOption = 3,
     results_dir: Annotated[Path, typer.Option(help="Where run records and the report go.")] = Path("results/experts"),
@@ -346,7 +346,7 @@ def reproduce_experts(
 ) -> None:
     """Figure 2: MoE-MLoRA WAUC vs total experts (k = 1..4 per domain), resumable; writes figure2.png."""
     train = TrainConfig(**config_options.of("train"), progress=False)
-    configs = experts_configs(split, [m.strip() for m in models.split(",")], seed_list(seeds),
+    configs = experts_configs(split, grid_models(models, config_file, PAPER_MODELS), seed_list(seeds),
                               int_list(experts_per_domain, "--experts-per-domain"), train)
     _sweep(configs, results_dir, workers, backend, retry_failed, data_dir, config_file, config_options)
 
@@ -357,7 +357,7 @@ def reproduce_experts(
 def reproduce_ablation(
     config_options: Settings,
     datasets: Annotated[str, typer.Option(help="Splits (a bare name means all its splits).")] = "movielens-100k",
-    models: ModelsOption = ",".join(ABLATION_MODELS),
+    models: ModelsOption = None,
     variants: Annotated[str, typer.Option(help="MoE-MLoRA variants, separated by ';'.")] = ";".join(ABLATION_VARIANTS),
     seeds: SeedsOption = 3,
     results_dir: Annotated[Path, typer.Option(help="Where run records and the report go.")] = Path("results/ablation"),
@@ -370,7 +370,7 @@ def reproduce_ablation(
     """The ablation: Base, MoE-MLoRA and its variants (gate start, gate learning rate, feature gate, the
     authors' schedule) x models x splits, resumable; the report ranks the variants by validation WAUC."""
     train = TrainConfig(**config_options.of("train"), progress=False)
-    configs = ablation_configs(_split_list(datasets, data_dir), [m.strip() for m in models.split(",")],
+    configs = ablation_configs(_split_list(datasets, data_dir), grid_models(models, config_file, ABLATION_MODELS),
                                seed_list(seeds), train, [v.strip() for v in variants.split(";") if v.strip()])
     _sweep(configs, results_dir, workers, backend, retry_failed, data_dir, config_file, config_options)
 
@@ -380,7 +380,7 @@ def reproduce_ablation(
 @with_settings(("train", TrainConfig), exclude=SWEEP_OWNS)
 def reproduce_controlled(
     config_options: Settings,
-    models: ModelsOption = "deepfm,dcn",
+    models: ModelsOption = None,
     settings: Annotated[str, typer.Option(help="Knob settings by name (default: all of moe_mlora.experiments.controlled.SETTINGS).")] = "",
     seeds: SeedsOption = 5,
     results_dir: Annotated[Path, typer.Option(help="Where the tables, run records and the report go.")] = Path("results/controlled"),
@@ -403,7 +403,7 @@ def reproduce_controlled(
     defaults["min_epochs"] = min(defaults["min_epochs"], config_options.of("train")["max_epochs"])  # a short try
     train = TrainConfig(**{**config_options.of("train"), **defaults, **config_options.given_of("train")},
                         progress=False)
-    configs = controlled_configs(tables, check_models([m.strip() for m in models.split(",")]), seed_list(seeds), train,
+    configs = controlled_configs(tables, check_models(grid_models(models, None, ("deepfm", "dcn"))), seed_list(seeds), train,
                                  methods=[m.strip() for m in (methods or "").split(",") if m.strip()])
     _sweep(configs, results_dir, workers, backend, retry_failed, None)
 

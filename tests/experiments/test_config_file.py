@@ -207,3 +207,13 @@ def test_one_train_gets_the_cores_it_may_run_on_unless_told_and_a_config_keeps_i
     told = train("--config", setup / "one.yaml", "--runs-dir", setup / "one")
     assert told.exit_code == 0, told.output
     assert json.loads((only_run(setup / "one") / "result.json").read_text())["config"]["train"]["threads"] == 1
+
+
+def test_a_grid_runs_the_config_files_model_unless_models_are_given(tmp_path):
+    from moe_mlora.experiments.grids import grid_models
+
+    config = tmp_path / "run.yaml"
+    config.write_text("model: WDL\n")
+    assert grid_models(None, config, ("deepfm", "dcn")) == ["wdl"]  # it was silently replaced by the grid's own
+    assert grid_models("nfm,dcn", config, ("deepfm",)) == ["nfm", "dcn"]  # the command line wins, as in train
+    assert grid_models(None, None, ("deepfm", "dcn")) == ["deepfm", "dcn"]

@@ -8,6 +8,7 @@ from pathlib import Path
 from moe_mlora.data import DatasetConfig
 from moe_mlora.data.sources import SOURCES
 from moe_mlora.errors import ConfigError
+from moe_mlora.experiments.config import load_config_file
 from moe_mlora.experiments.run import RunConfig
 from moe_mlora.models import MODELS, ModelConfig
 from moe_mlora.paths import resolve_data_dir
@@ -160,15 +161,10 @@ def experts_configs(
 
 
 def _check_grid_sections(configs: list[RunConfig], data: dict, source: str) -> None:
-    """A grid runs its own backbones and arms: a file's `model` or `approach` that the grid would not run is a
-    one-line error (it was silently ignored), while one the grid runs anyway (model: dnn with --models dnn) is
-    accepted, so one file serves `train` and the grids."""
-    models = sorted({config.model for config in configs})
+    """A grid runs its own arms: a file's `approach` that the grid would not run is a one-line error (it was
+    silently ignored), while one the grid runs anyway (approach: base) is accepted, so one file serves `train`
+    and the grids. (The file's `model` is the grid's backbone unless --models says otherwise: grid_models.)"""
     approaches = sorted({config.approach.approach for config in configs})
-    model = data.get("model")
-    if model is not None and str(model).lower() not in models:
-        raise ConfigError(f"{source}: model '{model}' is not a backbone of this grid ({', '.join(models)}): a grid "
-                          "runs --models (the file's model applies to train)")
     approach = data.get("approach") or {}
     if isinstance(approach, dict) and approach:
         name, others = approach.get("approach"), sorted(set(approach) - {"approach"})
@@ -176,6 +172,17 @@ def _check_grid_sections(configs: list[RunConfig], data: dict, source: str) -> N
             what = f"approach '{name}'" if name not in approaches else f"approach settings ({', '.join(others)})"
             raise ConfigError(f"{source}: {what} in the file would not be used: a grid runs its own arms "
                               f"({', '.join(approaches)}; add one with --methods or --moe-variant)")
+
+
+def grid_models(models: str | None, config_file: Path | None, default: tuple[str, ...]) -> list[str]:
+    """A grid's backbones: --models where given, else the config file's `model`, else `default`."""
+    if models:
+        return [m.strip() for m in models.split(",") if m.strip()]
+    if config_file is not None:
+        model = load_config_file(config_file).get("model")
+        if model is not None:
+            return [str(model).lower()]
+    return list(default)
 
 
 def with_config_file(configs: list[RunConfig], data: dict, source: str,
