@@ -25,6 +25,7 @@ from moe_mlora.experiments.controlled import TABLES_FOLDER, gains, map_markdown,
 from moe_mlora.experiments.figures import pyplot
 from moe_mlora.errors import ConfigError
 from moe_mlora.experiments.grids import split_label
+from moe_mlora.experiments.power import CLAIMS, Claim, split_tests, split_tests_markdown
 from moe_mlora.experiments.published import PUBLISHED, published_markdown
 from moe_mlora.experiments.statistics import Cell, holm, summarise
 from moe_mlora.experiments.records import RESULT_FILE, SCHEMA_VERSION, RunRecord
@@ -860,6 +861,10 @@ def write_report(results_dir: Path, out_dir: Path | None = None, title: str | No
             long += [{"conditions": table.conditions, "split": s, "arm": a, "model": m, "wauc": c.mean,
                       "ci95": c.ci95, "seeds": c.n, "paper": paper_value(paper_key(s), a, m)}
                      for (s, a, m), c in table.cells.items()]
+        tests = split_tests(records[records.conditions == tables[0].conditions], claims_of(tables[0]))
+        if tests:
+            sections += [f"## Split-level tests: backbone × seed pairs as replicates ({tables[0].conditions})", "",
+                         split_tests_markdown(tests)]
         pd.DataFrame(long).to_csv(out_dir / "table1.csv", index=False)
         written["table1"] = out_dir / "table1.csv"
         methods_figure = out_dir / "methods.png"
@@ -935,6 +940,13 @@ def write_report(results_dir: Path, out_dir: Path | None = None, title: str | No
     (out_dir / "report.md").write_text("\n".join(sections) + "\n")
     written["report"] = out_dir / "report.md"
     return written
+
+
+def claims_of(table: Table1) -> tuple[Claim, ...]:
+    """The paper's claims (moe_mlora.experiments.power.CLAIMS), then every other Δ family of the table, each
+    tested per split with backbones as replicates."""
+    named = {(claim.arm, claim.reference) for claim in CLAIMS}
+    return CLAIMS + tuple(Claim(comparison_name(c), *c) for c in table.comparisons if c not in named)
 
 
 def statistics_note(table: Table1) -> str:

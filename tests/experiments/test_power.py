@@ -1,0 +1,59 @@
+"""Split-level tests: backbones as replicates, Holm across splits, the sign count, the MDE, the machines named."""
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats
+
+from moe_mlora.experiments.power import Claim, minimum_detectable_effect, split_tests, split_tests_markdown
+
+CLAIM = (Claim("A beats B", "a", "b"),)
+
+
+def _records(deltas: dict[str, list[list[float]]], numerics_a: str = "cpu X", numerics_b: str = "cpu X") -> pd.DataFrame:
+    """deltas[split][backbone][seed]: arm a's WAUC minus arm b's (b at 80 points)."""
+    rows = []
+    for split, backbones in deltas.items():
+        for index, seeds in enumerate(backbones):
+            for seed, delta in enumerate(seeds, start=1):
+                common = dict(status="ok", k=1, split=split, model=f"m{index}", seed=seed)
+                rows += [dict(common, arm="b", wauc=80.0, numerics=numerics_b),
+                         dict(common, arm="a", wauc=80.0 + delta, numerics=numerics_a)]
+    return pd.DataFrame(rows)
+
+
+def test_the_primary_test_takes_backbone_means_as_its_replicates_and_holm_runs_across_splits():
+    rng = np.random.default_rng(0)
+    age = [[0.2 + b + s for s in rng.normal(0, 0.05, 3)] for b in rng.normal(0, 0.1, 8)]
+    gender = [[b + s for s in rng.normal(0, 0.05, 3)] for b in rng.normal(0, 0.1, 8)]
+    tests = {t.split: t for t in split_tests(_records({"age": age, "gender": gender}), CLAIM)}
+    means = [np.mean(b) for b in age]
+    assert tests["age"].backbones == 8 and tests["age"].pairs == 24
+    assert tests["age"].p_value == pytest.approx(stats.ttest_1samp(means, 0).pvalue)
+    assert tests["age"].p_holm == pytest.approx(min(1, 2 * min(tests["age"].p_value, tests["gender"].p_value))
+                                                if tests["age"].p_value < tests["gender"].p_value else
+                                                max(tests["age"].p_value, 2 * tests["gender"].p_value))
+    assert tests["age"].positive == sum(d > 0 for b in age for d in b)
+    assert tests["age"].mde == pytest.approx(minimum_detectable_effect(np.std(means, ddof=1), 8, 0.05 / 2))
+    assert tests["age"].p_holm < 0.05 and tests["age"].machines == ""
+    text = split_tests_markdown(list(tests.values()))
+    assert '- age: "A beats B" holds' in text and '- gender: "A beats B" is not shown' in text
+
+
+def test_the_minimum_detectable_effect_is_the_textbook_t_approximation():
+    sd, n, alpha = 0.3, 8, 0.025
+    expected = (stats.t.ppf(1 - alpha / 2, n - 1) + stats.t.ppf(0.8, n - 1)) * sd / math.sqrt(n)
+    assert minimum_detectable_effect(sd, n, alpha) == pytest.approx(expected)
+    assert minimum_detectable_effect(0.3, 1, alpha) is None and minimum_detectable_effect(0.0, 8, alpha) is None
+    # more seeds or backbones detect smaller effects; a stricter level larger ones
+    assert minimum_detectable_effect(sd, 24, alpha) < minimum_detectable_effect(sd, 8, alpha)
+    assert minimum_detectable_effect(sd, 8, alpha / 24) > minimum_detectable_effect(sd, 8, alpha)
+
+
+def test_a_delta_whose_sides_ran_on_different_machines_says_so():
+    records = _records({"age": [[0.1, 0.2, 0.3]] * 4}, numerics_a="torch 2.13, Intel Xeon", numerics_b="torch 2.13, AMD EPYC")
+    (test,) = split_tests(records, CLAIM)
+    assert "Intel Xeon" in test.machines and "AMD EPYC" in test.machines
+    assert "The sides ran on different machines" in split_tests_markdown([test])
