@@ -101,7 +101,8 @@ def split_tests(records: pd.DataFrame, claims: tuple[Claim, ...] = CLAIMS) -> li
             len(g) > 1 for _, g in cells) else float("nan")
         seeds = int(round(cells.size().median()))
         mde_cell = minimum_detectable_effect(seed_sd, seeds, ALPHA / max(cells.ngroups, 1))
-        splits = list(dict.fromkeys(paired.split))
+        splits = [split for split in dict.fromkeys(paired.split)  # a split needs two backbones to be replicated
+                  if paired[paired.split == split].model.nunique() >= 2]
         family = []
         for split in splits:
             rows = paired[paired.split == split]
