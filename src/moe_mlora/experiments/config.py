@@ -167,8 +167,8 @@ class RunConfig:
         split_by = safe_name(self.data.split_by)  # a table's column name may hold '/'
         return f"{self.data.dataset}-{split_by}-{self.model}-{approach}-s{self.train.seed}"
 
-    def run_dir(self, runs_root: Path) -> Path:
-        return runs_root / f"{self.label}-{self.key()[:8]}"
+    def run_dir(self, runs_root: Path | str) -> Path:
+        return Path(runs_root) / f"{self.label}-{self.key()[:8]}"
 
     def with_seed(self, seed: int) -> "RunConfig":
         return replace(self, train=replace(self.train, seed=seed))
