@@ -25,7 +25,7 @@ from moe_mlora.experiments.controlled import TABLES_FOLDER, gains, map_markdown,
 from moe_mlora.experiments.figures import pyplot
 from moe_mlora.errors import ConfigError
 from moe_mlora.experiments.grids import split_label
-from moe_mlora.experiments.power import CLAIMS, Claim, split_tests, split_tests_markdown
+from moe_mlora.experiments.power import CLAIMS, PAPER_SELECTION_ARM, Claim, split_tests, split_tests_markdown
 from moe_mlora.experiments.published import PUBLISHED, published_markdown
 from moe_mlora.experiments.statistics import Cell, holm, summarise
 from moe_mlora.experiments.records import RESULT_FILE, SCHEMA_VERSION, RunRecord
@@ -35,7 +35,8 @@ from moe_mlora.settings import default_of, in_identity
 from moe_mlora.training.diagnostics import path_meaning
 from moe_mlora.training.phase import PhaseName
 
-ARM_NAMES = {"base": "Base", "mlora": "MLoRA", "moe-mlora": "MoE-MLoRA"}  # the paper's arms, as its tables name them
+# the paper's arms, as its tables name them (its MoE-MLoRA: under our greedy rule, or under the paper's selection)
+ARM_NAMES = {"base": "Base", "mlora": "MLoRA", "moe-mlora": "MoE-MLoRA", PAPER_SELECTION_ARM: "MoE-MLoRA"}
 PAPER_ARMS = PAPER_METHODS
 AUTHORS_ARM = "moe-mlora[authors-code]"
 
@@ -150,7 +151,6 @@ def _diagnostic_columns(record: RunRecord) -> dict:
 
 
 Comparison = tuple[str, str]  # (arm, reference arm): Delta = arm - reference
-PRIMARY: Comparison = ("moe-mlora", "mlora")  # the paper's own Delta row: the primary family
 
 
 @dataclass
@@ -171,6 +171,7 @@ class Table1:
     matched_seeds: list = field(default_factory=list)  # the seeds every arm is compared on (the ablation)
 
     conditions: str = ""
+    moe_arm: str = "moe-mlora"  # the table's MoE-MLoRA: the paper's selection where recorded, else the greedy rule
 
     @property
     def tests(self) -> int:
@@ -180,8 +181,8 @@ class Table1:
     def primary(self) -> Comparison | None:
         """The family that decides the headline, named in advance: the paper's MoE-MLoRA − MLoRA where the
         table has it, else its first comparison."""
-        if PRIMARY in self.comparisons:
-            return PRIMARY
+        if (self.moe_arm, "mlora") in self.comparisons:
+            return (self.moe_arm, "mlora")
         return self.comparisons[0] if self.comparisons else None
 
     def family_tests(self, comparison: Comparison) -> int:
@@ -197,9 +198,16 @@ def default_comparisons(arms: list[str]) -> list[Comparison]:
     """Every MoE-MLoRA arm against Base, and the paper's own MoE-MLoRA against MLoRA (the paper's Delta); then
     every other registered method against Base."""
     comparisons = [(arm, "base") for arm in arms if arm.startswith("moe-mlora") and "base" in arms]
-    if "moe-mlora" in arms and "mlora" in arms:
-        comparisons.insert(1 if comparisons else 0, ("moe-mlora", "mlora"))
+    moe = paper_moe_arm(arms)
+    if moe in arms and "mlora" in arms:
+        comparisons.insert(1 if comparisons else 0, (moe, "mlora"))
     return comparisons + [(arm, "base") for arm in arms if arm in other_methods(arms) and "base" in arms]
+
+
+def paper_moe_arm(arms) -> str:
+    """The arm that stands for the paper's MoE-MLoRA: the paper's selection (every expert and the gate train)
+    where it was recorded, else the greedy rule of the older records."""
+    return PAPER_SELECTION_ARM if PAPER_SELECTION_ARM in set(arms) else "moe-mlora"
 
 
 def other_methods(arms) -> list[str]:
@@ -241,7 +249,7 @@ def build_table1(records: pd.DataFrame, arms: list[str] | None = None, models: l
     arms = arms if arms is not None else complete_arms(ok, splits, models)
     comparisons = comparisons if comparisons is not None else default_comparisons(arms)
     table = Table1(splits, models, arms, comparisons, dataset_of=dict(zip(ok["split"], ok["dataset"])),
-                   conditions=conditions or "")
+                   conditions=conditions or "", moe_arm=paper_moe_arm(arms))
     for split in splits:
         for arm in arms:
             for model in models:
@@ -396,7 +404,7 @@ def paper_comparison_markdown(table: Table1) -> str:
     """Every cell beside the paper's number: ours (mean ± 95% CI), the paper's, and ours − paper; then the
     paper's Delta rows beside ours. Backbones the paper does not have get no paper column."""
     lines = []
-    arms = [arm for arm in PAPER_ARMS if arm in table.arms]
+    arms = [arm for arm in ("base", "mlora", table.moe_arm) if arm in table.arms]
     models = [m for m in table.models if m in PAPER_MODELS]
     for split in table.splits:
         key = paper_key(split)
@@ -409,11 +417,11 @@ def paper_comparison_markdown(table: Table1) -> str:
             ours = [table.cells[(split, arm, m)] for m in models]
             theirs = [paper_value(key, arm, m) for m in models]
             gaps = [o.mean - t for o, t in zip(ours, theirs)]
-            lines += [f"| {ARM_NAMES[arm]} | ours | " + " | ".join(o.text() for o in ours)
+            lines += [f"| {arm_name(arm)} | ours | " + " | ".join(o.text() for o in ours)
                       + f" | {_mean([o.mean for o in ours]):.2f} |",
                       "| | paper | " + " | ".join(f"{t:.2f}" for t in theirs) + f" | {_mean(theirs):.2f} |",
                       "| | ours − paper | " + " | ".join(_signed(g) for g in gaps) + f" | {_signed(_mean(gaps))} |"]
-        for comparison in [c for c in table.comparisons if c in (("moe-mlora", "base"), ("moe-mlora", "mlora"))]:
+        for comparison in [c for c in table.comparisons if c in ((table.moe_arm, "base"), (table.moe_arm, "mlora"))]:
             ours = [table.deltas[(split, comparison, m)] for m in models]
             theirs = [paper_value(key, comparison[0], m) - paper_value(key, comparison[1], m) for m in models]
             lines += [f"| {comparison_name(comparison)} | ours | " + " | ".join(o.text(signed=True) + _stars(o) for o in ours)
@@ -465,11 +473,12 @@ def paper_claims_markdown(table: Table1, experts: pd.DataFrame, diagnostics: pd.
     domain do not consistently help (Figure 2). Empty when the table has none of the paper's MovieLens splits."""
     splits = {paper_key(split): split for split in table.splits if paper_key(split).startswith("movielens")}
     models = [m for m in table.models if m in PAPER_MODELS]
-    if PRIMARY not in table.comparisons or not splits or not models:
+    primary = (table.moe_arm, "mlora")
+    if primary not in table.comparisons or not splits or not models:
         return ""
 
     def ours(key: str) -> tuple[float, int, int, int]:
-        cells = [table.deltas[(splits[key], PRIMARY, m)] for m in models]
+        cells = [table.deltas[(splits[key], primary, m)] for m in models]
         significant = [c for c in cells if c.p_holm is not None and c.p_holm < 0.05]
         return (_mean([c.mean for c in cells]), sum(c.mean > 0 for c in cells), sum(c.mean > 0 for c in significant),
                 sum(c.mean < 0 for c in significant))
@@ -510,7 +519,7 @@ def paper_claims_markdown(table: Table1, experts: pd.DataFrame, diagnostics: pd.
     notes = ["", "Verdicts: a claim about Δ MoE-MLoRA − MLoRA holds when some cell is significant in its direction "
              "after Holm (primary family) and none against it. Δ: mean over the backbones of the paper's columns, "
              "test WAUC points."]
-    base = [table.deltas[key].mean for key in ((split, ("moe-mlora", "base"), m) for split in table.splits for m in models)
+    base = [table.deltas[key].mean for key in ((split, (table.moe_arm, "base"), m) for split in table.splits for m in models)
             if key in table.deltas]
     if base:
         kept = diagnostics["experts_kept_start"].mean() if "experts_kept_start" in diagnostics else float("nan")
@@ -525,8 +534,9 @@ def paper_claims_markdown(table: Table1, experts: pd.DataFrame, diagnostics: pd.
 def experts_frame(records: pd.DataFrame) -> pd.DataFrame:
     """Figure 2 data, on matched seeds: per (split, model), only the seeds every value of k has. Per k: the mean
     test WAUC with its CI, and the paired difference against k = 1 (same seed, so the same backbone) with its
-    95% t-interval."""
-    moe = records[(records.status == "ok") & (records.arm == "moe-mlora")]
+    95% t-interval. The arm is the paper's MoE-MLoRA (paper_moe_arm: its selection where recorded)."""
+    ok = records[records.status == "ok"] if "status" in records else records
+    moe = ok[ok.arm == paper_moe_arm(ok.arm.unique() if "arm" in ok else [])]
     if "conditions" in moe and not moe.empty:
         moe = moe[moe["conditions"] == main_conditions(moe)]
     rows = []
@@ -917,7 +927,8 @@ def write_report(results_dir: Path, out_dir: Path | None = None, title: str | No
             delta_pivot.columns = [f"{c} experts" for c in delta_pivot.columns]
             pivot.index.name = delta_pivot.index.name = "model"
             pivot["seeds"] = data.groupby("model")["seed_list"].first()
-            sections += [f"## Figure 2: MoE-MLoRA vs total experts ({split}), matched seeds", "",
+            rule = arm_name(paper_moe_arm(single.arm.unique()))
+            sections += [f"## Figure 2: {rule} vs total experts ({split}), matched seeds", "",
                          "![Figure 2](figure2.png)", "",
                          "Every point of a model uses the same seeds (those every k has). Test WAUC (%):", "",
                          markdown_table(pivot), "", "Paired Δ against k = 1 (points, ± 95% t-interval over seeds):",
@@ -951,7 +962,7 @@ def claims_of(table: Table1) -> tuple[Claim, ...]:
 
 def statistics_note(table: Table1) -> str:
     """How to read a table's cells and tests, naming its primary family (the paper's Δ where the table has it)."""
-    if table.primary == PRIMARY:
+    if table.primary == (table.moe_arm, "mlora"):
         primary = "the paper's own Δ MoE-MLoRA − MLoRA"
     elif table.primary is not None:
         primary = f"{comparison_name(table.primary)}, as the table has no MLoRA arm for the paper's Δ"
