@@ -21,7 +21,7 @@ from moe_mlora.data import DatasetConfig, load_interactions
 from moe_mlora.data.controlled import TABLE_FILE, ControlledConfig, write_controlled
 from moe_mlora.data.prepare import table_notes
 from moe_mlora.data.stats import domain_statistics, stats_as_records
-from moe_mlora.cli_options import Settings, with_settings
+from moe_mlora.cli_options import METHOD_SECTION, Settings, field_of, with_settings
 from moe_mlora.errors import ConfigError, MoeMloraError
 from moe_mlora.files import probe_writable
 from moe_mlora.experiments.controlled import CONTROLLED_TRAINING, SETTINGS, TABLES_FOLDER, controlled_configs, write_tables
@@ -152,6 +152,7 @@ def data_generate(
 @app.command()
 @user_errors
 @with_settings(("", RunConfig), ("data", DatasetConfig), ("approach", ApproachConfig), ("train", TrainConfig),
+               *[(METHOD_SECTION + name, method.settings) for name, method in METHODS.items() if method.settings],
                replace={"threads": (Optional[int], None, "CPU threads (default: the config file's, else every core "
                                     "this process may use, shared out among torchrun's processes). Part of a run's identity: "
                                     "the thread count changes the last digits of the results.")})
@@ -199,6 +200,7 @@ def command_line_config(settings: Settings, config_file: Path | None) -> RunConf
     (without a file, every option, defaults included)."""
     data = load_config_file(config_file) if config_file else {}
     data = {key: dict(value) if isinstance(value, dict) else value for key, value in data.items()}
+    method_options: dict[str, dict] = {}
     for name, value in settings.values.items():
         section = settings.sections[name]
         if name == "threads" and value is None:
@@ -208,10 +210,21 @@ def command_line_config(settings: Settings, config_file: Path | None) -> RunConf
             value = default_threads()  # not given anywhere: this machine's cores
         elif config_file and name not in settings.given:
             continue
-        if section == "":
+        if section.startswith(METHOD_SECTION):  # a method's own setting: only where given
+            if name in settings.given:
+                method_options.setdefault(section.removeprefix(METHOD_SECTION), {})[field_of(section, name)] = value
+        elif section == "":
             data[name] = value.lower() if name == "model" else value
         else:
             data.setdefault(section, {})[name] = value
+    if method_options:
+        approach = (data.get("approach") or {}).get("approach", "base") if isinstance(data.get("approach"), dict) else None
+        other = [name for name in method_options if name != approach]
+        if other:
+            given = ", ".join(f"--{other[0]}-{key.replace('_', '-')}" for key in method_options[other[0]])
+            raise ConfigError(f"{given} applies to --approach {other[0]}, not {approach}")
+        section = data.setdefault("approach", {})
+        section["method_settings"] = {**(section.get("method_settings") or {}), **method_options[approach]}
     return RunConfig.from_partial(data, str(config_file) if config_file else "command line")
 
 

@@ -22,6 +22,22 @@ from moe_mlora.settings import default_of, help_of
 
 CONTEXT = "_settings_context"  # the context parameter added to a command that has none of its own
 Section = tuple[str, type]  # (the config's section, its dataclass); section "" is RunConfig's own (model)
+METHOD_SECTION = "method:"  # a section "method:NAME" holds a method's own settings: options --NAME-SETTING
+
+
+def option_name(section: str, field_name: str) -> str:
+    """The parameter (hence --option) name of a setting: its field's name, prefixed by the method's for a
+    method's own settings (mmoe's experts: mmoe_experts, --mmoe-experts)."""
+    if section.startswith(METHOD_SECTION):
+        return f"{section.removeprefix(METHOD_SECTION).replace('-', '_')}_{field_name}"
+    return field_name
+
+
+def field_of(section: str, name: str) -> str:
+    """The inverse of option_name."""
+    if section.startswith(METHOD_SECTION):
+        return name.removeprefix(f"{section.removeprefix(METHOD_SECTION).replace('-', '_')}_")
+    return name
 
 
 @dataclass(frozen=True)
@@ -70,15 +86,16 @@ def with_settings(*sections: Section, exclude: tuple[str, ...] = (), replace: di
                 text = help_of(spec)
                 if text is None or spec.name in exclude:
                     continue
-                kind_of_option, converters[spec.name] = _option_type(hints[spec.name])
+                name = option_name(section, spec.name)
+                kind_of_option, converters[name] = _option_type(hints[spec.name])
                 default = default_of(spec)
-                if converters[spec.name] is _listed:
+                if converters[name] is _listed:
                     default = ",".join(default)
                 if spec.name in replace:
                     kind_of_option, default, text = replace[spec.name]
-                added.append(inspect.Parameter(spec.name, inspect.Parameter.KEYWORD_ONLY, default=default,
+                added.append(inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default,
                                                annotation=Annotated[kind_of_option, typer.Option(help=text)]))
-                section_of[spec.name] = section
+                section_of[name] = section
 
         contexts = [p.name for p in own if p.annotation is typer.Context]
         if not contexts:  # typer hands a parameter annotated typer.Context the command's context

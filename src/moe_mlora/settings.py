@@ -6,8 +6,13 @@ key from their values (moe_mlora.experiments.config), so a new setting is one fi
 from __future__ import annotations
 
 import dataclasses
+import types
+import typing
 from collections.abc import Callable
+from functools import lru_cache
 from typing import Any
+
+from moe_mlora.errors import ConfigError
 
 HELP, IDENTITY = "help", "identity"
 
@@ -37,3 +42,36 @@ def default_of(field: dataclasses.Field) -> Any:
     if field.default_factory is not dataclasses.MISSING:
         return field.default_factory()
     return dataclasses.MISSING
+
+
+@lru_cache(maxsize=None)
+def hints_of(kind: type) -> dict:
+    return typing.get_type_hints(kind)
+
+
+def check_type(value, hint, where: str) -> None:
+    """A config file's value against its dataclass field's annotation: a one-line error naming the key, with
+    no silent coercion (true is not a number, "0.01" is not a float, 2.5 is not a whole number)."""
+    origin, arguments = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in arguments:
+            return
+        errors = []
+        for option in (a for a in arguments if a is not type(None)):
+            try:
+                return check_type(value, option, where)
+            except ConfigError as exc:
+                errors.append(exc)
+        raise errors[0]
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{where} must be a list, got {value!r}")
+        for item in value:
+            check_type(item, arguments[0], where)
+        return
+    expected = {bool: (bool,), int: (int,), float: (int, float), str: (str,)}.get(hint)
+    if expected is None:
+        return
+    if isinstance(value, bool) and hint is not bool or not isinstance(value, expected):
+        what = {bool: "true or false", int: "a whole number", float: "a number", str: "text"}[hint]
+        raise ConfigError(f"{where} must be {what}, got {value!r}")

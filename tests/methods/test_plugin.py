@@ -3,14 +3,20 @@ saves and reloads it, predict and export serve it, and the report names it, with
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import pandas as pd
 import pytest
 import torch
+import yaml
 from torch import nn
 from typer.testing import CliRunner
 
 from moe_mlora.cli import app
+from moe_mlora.errors import ConfigError
+from moe_mlora.experiments.records import RunRecord
+from moe_mlora.settings import setting
 from moe_mlora.experiments.report import write_report
 from moe_mlora.layers import ModelPart
 from moe_mlora.methods import METHODS, Method
@@ -90,3 +96,52 @@ def test_serving_refuses_in_one_line_what_a_method_does_not_offer(registered, tm
         assert result.exit_code != 0 and "Traceback" not in result.output, (what, result.output)
         assert len(result.output.strip().splitlines()) == 1, (what, result.output)
         assert "DomainBias" in result.output, (what, result.output)
+
+
+@dataclass(frozen=True)
+class ScaledBiasSettings:
+    scale: float = setting(1.0, help="ScaledBias: the factor on every domain's offset.")
+
+
+class ScaledBias(DomainBias):
+    def __init__(self, n_domains: int, scale: float) -> None:
+        super().__init__(n_domains)
+        self.scale = scale
+
+    def extra_logit(self, embeddings, domains):
+        return self.scale * self.offset[domains]
+
+
+def attach_scaled(model, n_domains, run_seed, approach):
+    model.domain_part = ScaledBias(n_domains, SCALED_BIAS.settings_of(approach).scale)
+
+
+SCALED_BIAS = Method("scaled-bias", "ScaledBias", "a test plug-in with a setting", attach=attach_scaled,
+                     settings=ScaledBiasSettings)
+
+
+def test_a_method_with_its_own_setting_takes_it_from_a_config_file_and_the_python_api_and_keys_runs_by_it(
+        monkeypatch, tmp_path):
+    import moe_mlora
+
+    monkeypatch.setitem(METHODS, SCALED_BIAS.name, SCALED_BIAS)
+    csv = table(tmp_path / "clicks.csv")
+    data = dict(dataset="table", table_path=str(csv), split_by="region", features=["user", "item"], label_column="clicked")
+    config = tmp_path / "run.yaml"
+    config.write_text(yaml.safe_dump({"data": data, "approach": {"approach": "scaled-bias",
+                                                                 "method_settings": {"scale": 3.0}},
+                                      "train": {"max_epochs": 1, "progress": False}}))
+    result = CliRunner().invoke(app, ["train", "--config", str(config), "--runs-dir", str(tmp_path / "runs")])
+    assert result.exit_code == 0, result.output
+    (run,) = (tmp_path / "runs").iterdir()
+    assert "scaled-bias-scale-3.0" in run.name
+    assert Predictor.from_run(run).model.domain_part.scale == 3.0  # the setting travels with the run folder
+    default = moe_mlora.train(approach="scaled-bias", max_epochs=1, runs_dir=tmp_path / "runs", **data)
+    same = moe_mlora.train(approach="scaled-bias", method_settings={"scale": 1.0}, max_epochs=1,
+                           runs_dir=tmp_path / "runs", **data)
+    assert default.key == same.key  # a setting given at its default keys the run as the default does
+    assert default.key != next(r for r in [RunRecord.read(run)]).key
+    with pytest.raises(ConfigError, match="scaled-bias has no setting 'scal'"):
+        moe_mlora.train(approach="scaled-bias", method_settings={"scal": 2.0}, **data)
+    with pytest.raises(ConfigError, match="scaled-bias setting 'scale' must be a number"):
+        moe_mlora.train(approach="scaled-bias", method_settings={"scale": "big"}, **data)

@@ -15,7 +15,7 @@ from moe_mlora.data import DatasetConfig
 from moe_mlora.errors import ConfigError
 from moe_mlora.files import safe_name
 from moe_mlora.models import MODELS, ModelConfig
-from moe_mlora.settings import default_of, in_identity, setting
+from moe_mlora.settings import check_type, default_of, hints_of, in_identity, setting
 from moe_mlora.training.approaches import ApproachConfig
 from moe_mlora.training.config import TrainConfig
 
@@ -62,39 +62,6 @@ def load_config_file(path: Path) -> dict:
     if "config" in data and "status" in data:  # a run record
         data = data["config"]
     return data
-
-
-@lru_cache(maxsize=None)
-def hints_of(kind: type) -> dict:
-    return typing.get_type_hints(kind)
-
-
-def check_type(value, hint, where: str) -> None:
-    """A config file's value against its dataclass field's annotation: a one-line error naming the key, with
-    no silent coercion (true is not a number, "0.01" is not a float, 2.5 is not a whole number)."""
-    origin, arguments = typing.get_origin(hint), typing.get_args(hint)
-    if origin in (typing.Union, types.UnionType):
-        if value is None and type(None) in arguments:
-            return
-        errors = []
-        for option in (a for a in arguments if a is not type(None)):
-            try:
-                return check_type(value, option, where)
-            except ConfigError as exc:
-                errors.append(exc)
-        raise errors[0]
-    if origin is tuple:
-        if not isinstance(value, (list, tuple)):
-            raise ConfigError(f"{where} must be a list, got {value!r}")
-        for item in value:
-            check_type(item, arguments[0], where)
-        return
-    expected = {bool: (bool,), int: (int,), float: (int, float), str: (str,)}.get(hint)
-    if expected is None:
-        return
-    if isinstance(value, bool) and hint is not bool or not isinstance(value, expected):
-        what = {bool: "true or false", int: "a whole number", float: "a number", str: "text"}[hint]
-        raise ConfigError(f"{where} must be {what}, got {value!r}")
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,7 @@
 """What a multi-domain method is, as data: its parts, its phases, and what it offers at serving time.
 
-A method is one file that defines a `Method` and one line in moe_mlora.methods.registry. Its `attach`
+A method is one file that defines a `Method` (and, where it has any, the dataclass of its own settings) and one
+line in moe_mlora.methods.registry. Its `attach`
 plugs its parts (moe_mlora.layers.domain_part) into a freshly built backbone; the one training loop then
 runs its `phases`; the CLI, sweeps, records and report find it by name in the registry.
 """
@@ -37,6 +38,16 @@ class Method:
     # other parts: DomainPart.grow_into, per-domain blocks start at the average domain and only they train)
     backbone_path: bool = False  # rows of an unknown domain can be scored by the backbone alone
     folds: bool = False  # each domain folds into one plain model (export --domain, merged inference)
+    # The method's own settings: a frozen dataclass of moe_mlora.settings.setting fields (as PEFT's method
+    # configs). Each becomes a command-line option --<method>-<setting> of `train`, a key under the config
+    # file's approach.method_settings, and part of the run's key where it differs from its default.
+    settings: type | None = None
+
+    def settings_of(self, approach) -> Any:
+        """This method's typed settings for a run (its defaults where the run names none); None without any."""
+        if self.settings is None:
+            return None
+        return self.settings(**(getattr(approach, "method_settings", None) or {}))
 
     def plug_into(self, model, n_domains: int, run_seed: int, approach) -> None:
         """Attach the method's parts to `model`, on the device its backbone lives on (attach builds them on

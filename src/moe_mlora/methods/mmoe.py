@@ -2,8 +2,9 @@
 
 E experts, each a tower of the backbone's shape: the backbone's own tower is expert 0, E - 1 more are
 added. Each domain has a softmax gate over the experts computed from the tower's input, and a tower of its
-own (one ReLU layer) over its mixture. E = the number of domains, at most 8 (Scenario-Wise Rec uses one
-expert per domain); every expert runs on every row, so a step costs about E towers.
+own (one ReLU layer) over its mixture. E is the setting `experts` (`--mmoe-experts`); by default the number of
+domains, at least 2 and at most 8 (Scenario-Wise Rec uses one expert per domain); every expert runs on every row,
+so a step costs about E towers.
 
 Reference code (Scenario-Wise Rec, models/multi_domain/mmoe.py) differs: experts are plain MLPs over the
 embeddings with batch normalisation, and its gates are a linear layer with batch normalisation before the
@@ -14,19 +15,34 @@ No growth rule for add-domain: the number of experts follows the number of domai
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 
 from moe_mlora.layers.domain_part import TowerPart
 from moe_mlora.methods.blocks import DomainMixer, StackedMLPs, attach_tower_parts, pick
+from moe_mlora.errors import ConfigError
 from moe_mlora.methods.method import Method
+from moe_mlora.settings import setting
 
-MAX_EXPERTS = 8
+MAX_EXPERTS = 8  # the default's cap
+
+
+@dataclass(frozen=True)
+class MMoESettings:
+    experts: int | None = setting(None, help="MMoE: experts, the backbone's tower among them (default: one per domain, at least 2, at most 8).")
+
+    def __post_init__(self) -> None:
+        if self.experts is not None and self.experts < 2:
+            raise ConfigError(f"mmoe experts must be at least 2 (the backbone's tower and one more), got {self.experts}")
+
+    def experts_for(self, n_domains: int) -> int:
+        return self.experts if self.experts is not None else min(max(n_domains, 2), MAX_EXPERTS)
 
 
 class MultiGateExperts(TowerPart):
-    def __init__(self, n_domains: int, layer_shapes: list[tuple[int, int]], dropout: float) -> None:
+    def __init__(self, n_domains: int, layer_shapes: list[tuple[int, int]], dropout: float, n_experts: int) -> None:
         super().__init__(n_domains)
-        n_experts = min(max(n_domains, 2), MAX_EXPERTS)
         self.experts = StackedMLPs(n_experts - 1, layer_shapes, dropout)
         self.gates = DomainMixer(n_domains, layer_shapes[0][0], n_experts)
         width = layer_shapes[-1][1]
@@ -40,8 +56,9 @@ class MultiGateExperts(TowerPart):
 
 
 def attach(model, n_domains: int, run_seed: int, approach=None) -> None:
+    experts = METHOD.settings_of(approach).experts_for(n_domains)
     attach_tower_parts(model, run_seed, lambda tower: MultiGateExperts(n_domains, tower.layer_shapes,
-                                                                        model.config.dnn_dropout))
+                                                                        model.config.dnn_dropout, experts))
 
 
-METHOD = Method("mmoe", "MMoE", "Ma et al., KDD 2018; Scenario-Wise Rec's MMOE", attach=attach)
+METHOD = Method("mmoe", "MMoE", "Ma et al., KDD 2018; Scenario-Wise Rec's MMOE", attach=attach, settings=MMoESettings)

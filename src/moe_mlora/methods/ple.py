@@ -1,7 +1,8 @@
 """PLE (Tang et al., RecSys 2020), with domains as tasks, one extraction level (a CGC layer), as
 Scenario-Wise Rec runs it on MovieLens (n_level=1, two specific experts per domain, one shared).
 
-The backbone's own tower is the shared expert; each domain has K = 2 specific experts of the tower's shape.
+The backbone's own tower is the shared expert; each domain has K specific experts of the tower's shape (the
+setting `specific_experts`, `--ple-specific-experts`, default 2).
 A row's domain gate (softmax from the tower's input) mixes that domain's specific experts and the shared
 one; a tower of the domain's own (one ReLU layer) follows. Every specific expert runs on every row (one
 batched product, exportable), so a step costs about n_domains * K + 1 towers: 7 on three domains, 43 on
@@ -13,13 +14,26 @@ embeddings, with batch normalisation in experts and gates.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 
 from moe_mlora.layers.domain_part import TowerPart
 from moe_mlora.methods.blocks import DomainMixer, StackedMLPs, attach_tower_parts, pick
+from moe_mlora.errors import ConfigError
 from moe_mlora.methods.method import Method
+from moe_mlora.settings import setting
 
 SPECIFIC_EXPERTS = 2
+
+
+@dataclass(frozen=True)
+class PLESettings:
+    specific_experts: int = setting(SPECIFIC_EXPERTS, help="PLE: specific experts per domain (the backbone's tower is the shared one).")
+
+    def __post_init__(self) -> None:
+        if self.specific_experts < 1:
+            raise ConfigError(f"ple specific experts must be at least 1, got {self.specific_experts}")
 
 
 class ProgressiveExperts(TowerPart):
@@ -43,8 +57,10 @@ class ProgressiveExperts(TowerPart):
 
 
 def attach(model, n_domains: int, run_seed: int, approach=None) -> None:
+    specific = METHOD.settings_of(approach).specific_experts
     attach_tower_parts(model, run_seed, lambda tower: ProgressiveExperts(n_domains, tower.layer_shapes,
-                                                                          model.config.dnn_dropout))
+                                                                          model.config.dnn_dropout, specific))
 
 
-METHOD = Method("ple", "PLE", "Tang et al., RecSys 2020 (one CGC level); Scenario-Wise Rec's PLE", attach=attach, grows=True)
+METHOD = Method("ple", "PLE", "Tang et al., RecSys 2020 (one CGC level); Scenario-Wise Rec's PLE", attach=attach, grows=True,
+                settings=PLESettings)

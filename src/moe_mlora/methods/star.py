@@ -20,15 +20,28 @@ them) but no separate domain embedding. Here PN follows the paper.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from torch import nn
 
 from moe_mlora.adapters import towers_of
 from moe_mlora.layers.domain_part import ModelPart, TowerPart
 from moe_mlora.methods.blocks import pick, seeded
+from moe_mlora.errors import ConfigError
 from moe_mlora.methods.method import Method
+from moe_mlora.settings import setting
 
 AUXILIARY_WIDTH = 32
+
+
+@dataclass(frozen=True)
+class StarSettings:
+    auxiliary_width: int = setting(AUXILIARY_WIDTH, help="STAR: hidden units of the auxiliary network.")
+
+    def __post_init__(self) -> None:
+        if self.auxiliary_width < 1:
+            raise ConfigError(f"star auxiliary width must be at least 1, got {self.auxiliary_width}")
 
 
 class PartitionedNorm(nn.Module):
@@ -84,11 +97,10 @@ class StarTower(TowerPart):
 class StarAuxiliary(ModelPart):
     """A logit from the domain indicator's embedding and the embedded fields."""
 
-    def __init__(self, n_domains: int, embedding_dim: int, flat_dim: int) -> None:
+    def __init__(self, n_domains: int, embedding_dim: int, flat_dim: int, width: int = AUXILIARY_WIDTH) -> None:
         super().__init__(n_domains)
         self.domain_embedding = nn.Embedding(n_domains, embedding_dim)
-        self.network = nn.Sequential(nn.Linear(embedding_dim + flat_dim, AUXILIARY_WIDTH), nn.ReLU(),
-                                     nn.Linear(AUXILIARY_WIDTH, 1))
+        self.network = nn.Sequential(nn.Linear(embedding_dim + flat_dim, width), nn.ReLU(), nn.Linear(width, 1))
 
     def extra_logit(self, embeddings: torch.Tensor, domains: torch.Tensor) -> torch.Tensor:
         return self.network(torch.cat([self.domain_embedding(domains), embeddings.flatten(1)], dim=1)).squeeze(1)
@@ -98,7 +110,9 @@ def attach(model, n_domains: int, run_seed: int, approach=None) -> None:
     with seeded(run_seed):
         for tower in towers_of(model):
             tower.adapter = StarTower(n_domains, tower.layer_shapes)
-        model.domain_part = StarAuxiliary(n_domains, model.config.embedding_dim, model.flat_dim)
+        model.domain_part = StarAuxiliary(n_domains, model.config.embedding_dim, model.flat_dim,
+                                          METHOD.settings_of(approach).auxiliary_width)
 
 
-METHOD = Method("star", "STAR", "Sheng et al., CIKM 2021; Scenario-Wise Rec's Star", attach=attach, grows=True)
+METHOD = Method("star", "STAR", "Sheng et al., CIKM 2021; Scenario-Wise Rec's Star", attach=attach, grows=True,
+                settings=StarSettings)

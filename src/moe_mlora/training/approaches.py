@@ -31,7 +31,8 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
+from typing import Any
 from enum import Enum
 
 import torch
@@ -41,7 +42,7 @@ from moe_mlora.adapters import (
 )
 from moe_mlora.batches import Part, TensorPart
 from moe_mlora.errors import ConfigError, DataError
-from moe_mlora.settings import setting
+from moe_mlora.settings import check_type, default_of, hints_of, setting
 from moe_mlora.layers.domain_part import backbone_state_keys
 from moe_mlora.methods import METHODS, get_method
 from moe_mlora.methods.lora import (  # noqa: F401 (the phases' home is the method; re-exported for callers)
@@ -107,9 +108,14 @@ class ApproachConfig:
     gate_learning_rate: float | None = setting(None, help="MoE-MLoRA phase 3 learning rate (default: --learning-rate).")
     # Added after the first sweeps: old records have no such key and were greedy, the default (so their keys hold).
     selection: str = setting(Selection.GREEDY.value, help="MoE-MLoRA phases 2-3 keep: greedy (the untrained start competes as epoch 0 and can be kept) | trained (the best trained epoch, as the paper: every expert and the gate train).")
+    # The method's own settings (Method.settings), by name; only those that differ from their defaults are kept,
+    # so a setting given at its default leaves the run's key as it was. No option of its own: `train` offers one
+    # per method setting (--mmoe-experts, ...).
+    method_settings: dict[str, Any] = setting(default_factory=dict, help=None)
 
     def __post_init__(self) -> None:
         method = get_method(self.approach)  # a one-line error naming the registered methods
+        object.__setattr__(self, "method_settings", _own_settings(method, self.method_settings))
         lora_only = [name for name in ("lora_reduce", "rank") if getattr(self, name) is not None]
         if lora_only and not method.adapts:
             raise ConfigError(f"{', '.join('--' + n.replace('_', '-') for n in lora_only)} set the LoRA adapters' rank: "
@@ -171,6 +177,8 @@ class ApproachConfig:
             parts.append(f"gate-lr={self.gate_learning_rate:g}")
         if self.selection != Selection.GREEDY.value:
             parts.append(f"selection={self.selection}")
+        for name, value in sorted(self.method_settings.items()):
+            parts.append(f"{name.replace('_', '-')}={'+'.join(map(str, value)) if isinstance(value, list) else value}")
         return ",".join(parts)
 
     @property
@@ -193,6 +201,28 @@ class ApproachConfig:
         return AdapterConfig(self.approach, n_domains, self.experts_per_domain, reduce, self.rank,
                              gate_input=self.gate_input, gate_weights=self.gate_weights,
                              init_seed=derive_seed(run_seed, "adapters"))
+
+
+def _own_settings(method, given) -> dict[str, Any]:
+    """A method's settings as a run stores them: checked against its settings dataclass (a one-line error for an
+    unknown name, a wrong type or a bad value), those equal to their defaults left out, lists for tuples."""
+    if given is None:
+        return {}
+    if not isinstance(given, dict):
+        raise ConfigError(f"method settings must be a mapping of name to value, got {given!r}")
+    if not given:
+        return {}
+    if method.settings is None:
+        raise ConfigError(f"{method.name} has no settings of its own (got {', '.join(sorted(given))})")
+    known = {spec.name: spec for spec in fields(method.settings)}
+    for name, value in given.items():
+        if name not in known:
+            raise ConfigError(f"{method.name} has no setting '{name}'; its settings: {', '.join(known)}")
+        check_type(value, hints_of(method.settings)[name], f"{method.name} setting '{name}'")
+    method.settings(**given)  # its own checks of the values
+    plain = {name: list(value) if isinstance(value, tuple) else value for name, value in given.items()}
+    return {name: value for name, value in plain.items()
+            if value != (list(default) if isinstance(default := default_of(known[name]), tuple) else default)}
 
 
 @dataclass
