@@ -197,3 +197,21 @@ def test_every_method_repeats_bitwise_at_one_and_two_threads(method, threads, ev
     first, second = _train_twice_state(method, threads)
     differ = [k for k in first if not torch.equal(first[k], second[k])]
     assert not differ, f"{method} at {threads} threads: {differ[:5]} differ between two identical runs"
+
+
+def test_stars_robust_normalisation_keeps_a_single_row_domains_features_and_its_running_variance_unbiased():
+    from moe_mlora.methods.star import PartitionedNorm
+
+    torch.manual_seed(0)
+    rows = torch.randn(9, 5) * 3 + 1
+    domains = torch.tensor([0, 0, 0, 0, 1, 1, 1, 1, 2])  # domain 2 has one row in this batch
+    batch, robust = PartitionedNorm(3, 5).train(), PartitionedNorm(3, 5, robust=True).train()
+    lost = batch(rows, domains)[8]
+    assert torch.allclose(lost, torch.zeros(5))  # the old rule: the row's features are gone (beta + beta_d = 0)
+    kept = robust(rows, domains)[8]
+    assert torch.allclose(kept, rows[8] / torch.sqrt(torch.tensor(1 + 1e-5)))  # running moments (0, 1) at the start
+    assert torch.equal(robust.running_var[2], torch.ones(5))  # one row says nothing of a variance: not updated
+    first = rows[:4]
+    expected = 1 + 0.1 * (first.var(dim=0, unbiased=True) - 1)
+    assert torch.allclose(robust.running_var[0], expected)  # unbiased in-batch variance, as torch's BatchNorm
+    assert torch.allclose(batch.running_var[0], 1 + 0.1 * (first.var(dim=0, unbiased=False) - 1))

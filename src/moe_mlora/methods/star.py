@@ -7,7 +7,12 @@
 * Partitioned normalisation (PN) of the tower's input: (gamma * gamma_d) * (x - mu) / sqrt(var + eps)
   + (beta + beta_d). In training, mu and var are the moments of the batch's rows of the row's domain (the
   paper's batch moments, since its batches hold one domain each: `--batch-order by-domain` gives exactly
-  that); at inference, each domain's running moments.
+  that); at inference, each domain's running moments. The setting `normalisation` says what happens to a
+  domain with few rows in a mixed batch: `batch` (the default, as the shipped records ran) uses its in-batch
+  moments whatever their count, so a domain with one row in the batch has zero variance and that row loses
+  every feature (its input becomes beta + beta_d), and the running variance is the biased in-batch one;
+  `robust` normalises a domain with fewer than MIN_ROWS rows in the batch by its running moments (as at
+  inference) and updates the running variance with the unbiased in-batch variance (as torch's BatchNorm).
 * The auxiliary network: a two-layer MLP over the domain indicator's embedding and the embedded fields; its
   logit is added to the model's.
 
@@ -33,21 +38,26 @@ from moe_mlora.methods.method import Method
 from moe_mlora.settings import setting
 
 AUXILIARY_WIDTH = 32
+NORMALISATIONS = ("batch", "robust")
+MIN_ROWS = 2  # `robust`: a domain with fewer rows in a batch is normalised by its running moments
 
 
 @dataclass(frozen=True)
 class StarSettings:
     auxiliary_width: int = setting(AUXILIARY_WIDTH, help="STAR: hidden units of the auxiliary network.")
+    normalisation: str = setting("batch", help="STAR: partitioned normalisation in mixed batches: batch (in-batch moments of every domain, however few its rows) | robust (a domain with fewer than 2 rows in the batch uses its running moments; unbiased running variance).")
 
     def __post_init__(self) -> None:
         if self.auxiliary_width < 1:
             raise ConfigError(f"star auxiliary width must be at least 1, got {self.auxiliary_width}")
+        if self.normalisation not in NORMALISATIONS:
+            raise ConfigError(f"star normalisation must be one of {', '.join(NORMALISATIONS)}, got '{self.normalisation}'")
 
 
 class PartitionedNorm(nn.Module):
-    def __init__(self, n_domains: int, dim: int, momentum: float = 0.1, eps: float = 1e-5) -> None:
+    def __init__(self, n_domains: int, dim: int, momentum: float = 0.1, eps: float = 1e-5, robust: bool = False) -> None:
         super().__init__()
-        self.momentum, self.eps = momentum, eps
+        self.momentum, self.eps, self.robust = momentum, eps, robust
         self.gamma, self.beta = nn.Parameter(torch.ones(dim)), nn.Parameter(torch.zeros(dim))
         self.domain_gamma = nn.Parameter(torch.ones(n_domains, dim))
         self.domain_beta = nn.Parameter(torch.zeros(n_domains, dim))
@@ -62,11 +72,17 @@ class PartitionedNorm(nn.Module):
             centred = inputs - mean.index_select(0, domains)
             var = inputs.new_zeros(n, inputs.shape[1]).index_add_(0, domains, centred * centred) / counts.clamp_min(1)
             with torch.no_grad():
-                seen = counts > 0
+                seen = counts >= MIN_ROWS if self.robust else counts > 0
+                unbiased = var.detach() * counts / (counts - 1).clamp_min(1) if self.robust else var.detach()
                 update = lambda running, batch: torch.where(seen, running + self.momentum * (batch - running), running)
                 self.running_mean.copy_(update(self.running_mean, mean.detach()))
-                self.running_var.copy_(update(self.running_var, var.detach()))
+                self.running_var.copy_(update(self.running_var, unbiased))
             normalised = centred / torch.sqrt(var.index_select(0, domains) + self.eps)
+            if self.robust:  # a domain with too few rows in this batch: its running moments, as at inference
+                few = (counts < MIN_ROWS).squeeze(1).index_select(0, domains).unsqueeze(1)
+                running = ((inputs - self.running_mean.index_select(0, domains))
+                           / torch.sqrt(self.running_var.index_select(0, domains) + self.eps))
+                normalised = torch.where(few, running, normalised)
         else:
             normalised = ((inputs - self.running_mean.index_select(0, domains))
                           / torch.sqrt(self.running_var.index_select(0, domains) + self.eps))
@@ -77,9 +93,9 @@ class PartitionedNorm(nn.Module):
 
 
 class StarTower(TowerPart):
-    def __init__(self, n_domains: int, layer_shapes: list[tuple[int, int]]) -> None:
+    def __init__(self, n_domains: int, layer_shapes: list[tuple[int, int]], robust: bool = False) -> None:
         super().__init__(n_domains)
-        self.norm = PartitionedNorm(n_domains, layer_shapes[0][0])
+        self.norm = PartitionedNorm(n_domains, layer_shapes[0][0], robust=robust)
         self.weights = nn.ParameterList(nn.Parameter(torch.ones(n_domains, out_dim, in_dim)) for in_dim, out_dim in layer_shapes)
         self.biases = nn.ParameterList(nn.Parameter(torch.zeros(n_domains, out_dim)) for _, out_dim in layer_shapes)
 
@@ -107,9 +123,10 @@ class StarAuxiliary(ModelPart):
 
 
 def attach(model, n_domains: int, run_seed: int, approach=None) -> None:
+    settings = METHOD.settings_of(approach)
     with seeded(run_seed):
         for tower in towers_of(model):
-            tower.adapter = StarTower(n_domains, tower.layer_shapes)
+            tower.adapter = StarTower(n_domains, tower.layer_shapes, robust=settings.normalisation == "robust")
         model.domain_part = StarAuxiliary(n_domains, model.config.embedding_dim, model.flat_dim,
                                           METHOD.settings_of(approach).auxiliary_width)
 
