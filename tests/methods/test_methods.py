@@ -215,3 +215,20 @@ def test_stars_robust_normalisation_keeps_a_single_row_domains_features_and_its_
     expected = 1 + 0.1 * (first.var(dim=0, unbiased=True) - 1)
     assert torch.allclose(robust.running_var[0], expected)  # unbiased in-batch variance, as torch's BatchNorm
     assert torch.allclose(batch.running_var[0], 1 + 0.1 * (first.var(dim=0, unbiased=False) - 1))
+
+
+def test_stars_grouped_training_path_computes_what_its_exportable_every_domain_path_does():
+    from moe_mlora.layers.mlp import Tower
+    from moe_mlora.methods.star import StarTower
+
+    torch.manual_seed(0)
+    tower = Tower(12, (16, 8), dropout=0.0)
+    part = tower.adapter = StarTower(5, tower.layer_shapes)
+    with torch.no_grad():
+        for parameter in part.parameters():
+            parameter.add_(torch.randn(parameter.shape) * 0.3)
+    hidden, domains = torch.randn(64, 12), torch.tensor([4, 0, 4, 2] * 16)  # domains 1 and 3 absent
+    grouped, every = part.grouped(tower, hidden, domains), part.every_domain(tower, hidden, domains)
+    assert torch.allclose(grouped, every, atol=1e-6)
+    grouped.sum().backward()
+    assert part.weights[0].grad[1].abs().sum() == 0 and part.weights[0].grad[4].abs().sum() > 0  # only present domains
