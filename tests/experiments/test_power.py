@@ -57,3 +57,16 @@ def test_a_delta_whose_sides_ran_on_different_machines_says_so():
     (test,) = split_tests(records, CLAIM)
     assert "Intel Xeon" in test.machines and "AMD EPYC" in test.machines
     assert "The sides ran on different machines" in split_tests_markdown([test])
+
+
+def test_a_table_names_every_cell_whose_seeds_ran_on_different_machines():
+    from moe_mlora.experiments.report import Table1, mixed_machine_cells
+
+    rows = [dict(conditions="c", arm="base", model="deepfm", split="s", seed=seed,
+                 numerics="AMD" if seed == 1 else "Xeon") for seed in (1, 2, 3)]
+    rows += [dict(conditions="c", arm="base", model="dcn", split="s", seed=seed, numerics="Xeon") for seed in (1, 2, 3)]
+    table = Table1(["s"], ["deepfm", "dcn"], ["base"], [], conditions="c")
+    text = mixed_machine_cells(pd.DataFrame(rows), table)
+    assert text.startswith("**1 cell(s) of this table mix machines**")
+    assert "s × Base × deepfm (seeds [1] on AMD; seeds [2, 3] on Xeon)" in text and "dcn" not in text
+    assert mixed_machine_cells(pd.DataFrame(rows[3:]), table) == ""

@@ -768,10 +768,14 @@ def methods_section(records: pd.DataFrame, conditions: str, already_shown: list[
     waiting = [arm for arm in others if arm not in shown]
     left_out = [(m, [arm_name(a) for a in others if complete_on(a, m)]) for m in candidates if m not in models]
     drawn = plot_method_deltas(method_deltas(table), figure) if figure is not None else None
+    method_claims = tuple(Claim(comparison_name(c), *c) for c in table.comparisons if c[0] in shown)
+    tests = split_tests(single[single.model.isin(models)], method_claims)
     return [f"## The field's methods beside the paper's arms ({conditions}; test WAUC (%), seeds {used})", "",
             "Only the models on which these methods have every cell on Base's seeds. Each method is tested against "
             "Base on the same seeds, one Holm family per comparison.", "", table1_markdown(table), "",
             families_summary(table), ""] + ([f"![Δ against Base]({drawn.name})", ""] if drawn else []) + (
+        [f"### The same Δs per split, the {len(models)} backbones as replicates", "", split_tests_markdown(tests)]
+        if tests else []) + (
         [f"Not shown until every (split, model) cell has a run on Base's seeds: "
          f"{', '.join(arm_name(a) for a in waiting)}.", ""] if waiting else []) + (
         ["Backbones left out of this table, where fewer methods are complete so far: "
@@ -859,6 +863,9 @@ def write_report(results_dir: Path, out_dir: Path | None = None, title: str | No
             sections += [f"## {title}: {table.conditions}; test WAUC (%), mean ± 95% CI over seeds {seeds}", "",
                          table1_markdown(table), "", statistics_note(table), "",
                          families_summary(table), ""]
+            mixed = mixed_machine_cells(single, table)
+            if mixed:
+                sections += [mixed, ""]
             if waiting[table.conditions]:
                 sections += ["Not yet in this table (some arm, split or seed is not recorded under these conditions): "
                              + ", ".join(waiting[table.conditions]) + ".", ""]
@@ -955,6 +962,24 @@ def write_report(results_dir: Path, out_dir: Path | None = None, title: str | No
     (out_dir / "report.md").write_text("\n".join(sections) + "\n")
     written["report"] = out_dir / "report.md"
     return written
+
+
+def mixed_machine_cells(records: pd.DataFrame, table: Table1) -> str:
+    """A line naming the table's cells whose seeds ran on more than one machine (CPU model, torch, threads), with
+    which seeds ran where; empty when every cell is of one machine."""
+    if "numerics" not in records:
+        return ""
+    rows = records[(records.conditions == table.conditions) & records.arm.isin(table.arms) & records.model.isin(table.models)
+                   & records.split.isin(table.splits)]
+    parts = []
+    for (split, arm, model), group in rows.groupby(["split", "arm", "model"]):
+        if group.numerics.nunique() > 1:
+            where = "; ".join(f"seeds {sorted(g.seed.tolist())} on {n}" for n, g in group.groupby("numerics"))
+            parts.append(f"{split} × {arm_name(arm)} × {model} ({where})")
+    if not parts:
+        return ""
+    return (f"**{len(parts)} cell(s) of this table mix machines** (a mean over seeds made on different CPU models or "
+            "torch builds; a rerun on another machine moves a run's last digits): " + "; ".join(parts) + ".")
 
 
 def claims_of(table: Table1) -> tuple[Claim, ...]:
