@@ -70,3 +70,13 @@ def test_a_table_names_every_cell_whose_seeds_ran_on_different_machines():
     assert text.startswith("**1 cell(s) of this table mix machines**")
     assert "s × Base × deepfm (seeds [1] on AMD; seeds [2, 3] on Xeon)" in text and "dcn" not in text
     assert mixed_machine_cells(pd.DataFrame(rows[3:]), table) == ""
+
+
+def test_the_size_table_gives_each_methods_parameters_its_multiple_of_base_and_its_own_per_domain():
+    from moe_mlora.experiments.report import parameter_markdown
+
+    rows = [dict(arm="base", split="s", model="dnn", parameters=1000, n_domains=4),
+            dict(arm="star", split="s", model="dnn", parameters=3000, n_domains=4)]
+    text = parameter_markdown(pd.DataFrame(rows), ["base", "star"])
+    assert "| Base | s | 1,000 (1.00× Base) |" in text
+    assert "| STAR | s | 3,000 (3.00× Base; 500 per domain) |" in text  # (3000 - 1000) / 4

@@ -96,6 +96,7 @@ def load_records(results_dir: Path) -> pd.DataFrame:
             "logloss": record.test.logloss if record.ok else np.nan,
             **_diagnostic_columns(record),
             "n_domains": record.n_domains, "seconds": record.seconds, "error": record.error,
+            "parameters": record.phases[-1].total_parameters if record.ok and record.phases else np.nan,
             "commit": record.code.get("commit") or "unknown", "dirty": bool(record.code.get("dirty")),
             "machine": json.dumps(record.machine, sort_keys=True),
             "numerics": numerics_label(record),
@@ -768,6 +769,7 @@ def methods_section(records: pd.DataFrame, conditions: str, already_shown: list[
     waiting = [arm for arm in others if arm not in shown]
     left_out = [(m, [arm_name(a) for a in others if complete_on(a, m)]) for m in candidates if m not in models]
     drawn = plot_method_deltas(method_deltas(table), figure) if figure is not None else None
+    sizes = parameter_markdown(single[single.model.isin(models)], ["base", *shown])
     method_claims = tuple(Claim(comparison_name(c), *c) for c in table.comparisons if c[0] in shown)
     tests = split_tests(single[single.model.isin(models)], method_claims)
     return [f"## The field's methods beside the paper's arms ({conditions}; test WAUC (%), seeds {used})", "",
@@ -775,7 +777,7 @@ def methods_section(records: pd.DataFrame, conditions: str, already_shown: list[
             "Base on the same seeds, one Holm family per comparison.", "", table1_markdown(table), "",
             families_summary(table), ""] + ([f"![Δ against Base]({drawn.name})", ""] if drawn else []) + (
         [f"### The same Δs per split, the {len(models)} backbones as replicates", "", split_tests_markdown(tests)]
-        if tests else []) + (
+        if tests else []) + ([sizes, ""] if sizes else []) + (
         [f"Not shown until every (split, model) cell has a run on Base's seeds: "
          f"{', '.join(arm_name(a) for a in waiting)}.", ""] if waiting else []) + (
         ["Backbones left out of this table, where fewer methods are complete so far: "
@@ -886,6 +888,11 @@ def write_report(results_dir: Path, out_dir: Path | None = None, title: str | No
         if tests:
             sections += [f"## Split-level tests: backbone × seed pairs as replicates ({tables[0].conditions})", "",
                          split_tests_markdown(tests)]
+        if other_methods(tables[0].arms):  # the field's methods in Table 1 itself: their sizes beside Base's
+            main_rows = single[(single.conditions == tables[0].conditions) & single.model.isin(tables[0].models)]
+            sizes = parameter_markdown(main_rows, ["base", *other_methods(tables[0].arms)])
+            if sizes:
+                sections += [f"## Sizes ({tables[0].conditions})", "", sizes, ""]
         pd.DataFrame(long).to_csv(out_dir / "table1.csv", index=False)
         written["table1"] = out_dir / "table1.csv"
         methods_figure = out_dir / "methods.png"
@@ -962,6 +969,32 @@ def write_report(results_dir: Path, out_dir: Path | None = None, title: str | No
     (out_dir / "report.md").write_text("\n".join(sections) + "\n")
     written["report"] = out_dir / "report.md"
     return written
+
+
+def parameter_markdown(records: pd.DataFrame, arms: list[str]) -> str:
+    """Each arm's trainable parameters per split and backbone (the model as trained: backbone and the method's
+    parts), with its multiple of Base's, and the method's own parameters per domain (own / domains)."""
+    if "parameters" not in records or records.parameters.isna().all():
+        return ""
+    sizes = records.groupby(["arm", "split", "model"]).agg(parameters=("parameters", "first"),
+                                                            domains=("n_domains", "first")).reset_index()
+    base = sizes[sizes.arm == "base"].set_index(["split", "model"]).parameters
+    lines = ["| method | split | " + " | ".join(model_order(set(sizes.model))) + " |",
+             "|---|---|" + "---|" * sizes.model.nunique()]
+    for arm in [a for a in arms if a in set(sizes.arm)]:
+        for split in sorted(set(sizes.split), key=_paper_order):
+            cells = []
+            for model in model_order(set(sizes.model)):
+                row = sizes[(sizes.arm == arm) & (sizes.split == split) & (sizes.model == model)]
+                if row.empty or (split, model) not in base.index:
+                    cells.append("-")
+                    continue
+                total, domains, reference = int(row.parameters.iloc[0]), int(row.domains.iloc[0]), base[(split, model)]
+                own = (total - reference) / max(domains, 1)
+                cells.append(f"{total:,} ({total / reference:.2f}× Base" + (f"; {own:,.0f} per domain)" if arm != "base" else ")"))
+            lines.append(f"| {arm_name(arm)} | {split} | " + " | ".join(cells) + " |")
+    return ("Size: trainable parameters of the model as trained (backbone and the method's parts), its multiple of "
+            "Base's, and the method's own parameters divided by the number of domains:\n\n" + "\n".join(lines))
 
 
 def mixed_machine_cells(records: pd.DataFrame, table: Table1) -> str:
