@@ -60,7 +60,7 @@ def worker_ours(task: dict) -> dict:
     from moe_mlora.batches import TensorPart
     from moe_mlora.features import FeatureSpec
     from moe_mlora.models import build_model
-    from moe_mlora.training.approaches import BASE_PHASE
+    from moe_mlora.methods.lora import BASE_PHASE
     from moe_mlora.training.config import TrainConfig, set_seed
     from moe_mlora.training.evaluation import predict_logits
     from moe_mlora.training.loop import train_epoch
@@ -154,7 +154,8 @@ def worker_phases(task: dict) -> dict:
     from moe_mlora.adapters import AdapterMode, attach_adapters, set_adapter_mode
     from moe_mlora.data import DatasetConfig, prepare_dataset
     from moe_mlora.models import build_model
-    from moe_mlora.training.approaches import MOE_EXPERTS, ApproachConfig, expert_view, train_approach
+    from moe_mlora.training.approaches import ApproachConfig, expert_view, train_approach
+    from moe_mlora.methods.lora import MOE_EXPERTS
     from moe_mlora.training.config import TrainConfig, set_seed
     from moe_mlora.training.loop import fit, fit_one_group_at_a_time
 

@@ -19,7 +19,7 @@ import torch
 from moe_mlora.data import DatasetConfig, prepare_dataset
 from moe_mlora.experiments.records import numerics_description
 from moe_mlora.models import build_model
-from moe_mlora.training.approaches import BASE_PHASE
+from moe_mlora.methods.lora import BASE_PHASE
 from moe_mlora.training.config import TrainConfig, set_seed
 from moe_mlora.training.loop import train_epoch
 from moe_mlora.training.optim import ModelAdam

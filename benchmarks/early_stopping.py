@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from moe_mlora.data import DatasetConfig
-from moe_mlora.experiments.config import RunConfig
+from moe_mlora.run_config import RunConfig
 from moe_mlora.experiments.controlled import SETTINGS, write_tables
 from moe_mlora.experiments.run import execute_run
 from moe_mlora.experiments.statistics import summarise

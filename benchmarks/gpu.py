@@ -31,11 +31,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
 from moe_mlora.data import DatasetConfig, prepare_dataset  # noqa: E402
-from moe_mlora.experiments.config import RunConfig  # noqa: E402
+from moe_mlora.run_config import RunConfig  # noqa: E402
 from moe_mlora.experiments.records import numerics_description  # noqa: E402
 from moe_mlora.experiments.run import execute_run  # noqa: E402
 from moe_mlora.models import build_model  # noqa: E402
-from moe_mlora.training.approaches import BASE_PHASE  # noqa: E402
+from moe_mlora.methods.lora import BASE_PHASE  # noqa: E402
 from moe_mlora.training.config import TrainConfig, forward_precision, set_seed  # noqa: E402
 from moe_mlora.training.evaluation import predict_logits  # noqa: E402
 from moe_mlora.training.loop import train_epoch  # noqa: E402

@@ -85,7 +85,8 @@ def train(path: Path, cache: Path) -> dict:
     from moe_mlora.adapters import attach_adapters
     from moe_mlora.data import prepare_dataset
     from moe_mlora.models import build_model
-    from moe_mlora.training.approaches import MOE_BACKBONE, ApproachConfig
+    from moe_mlora.training.approaches import ApproachConfig
+    from moe_mlora.methods.lora import MOE_BACKBONE
     from moe_mlora.training.config import TrainConfig, set_seed
     from moe_mlora.training.loop import fit
 

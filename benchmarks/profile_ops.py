@@ -42,7 +42,7 @@ def top_operators(prof) -> tuple[str, float]:
 
 def training_profile(model_name: str) -> str:
     from moe_mlora.models import build_model
-    from moe_mlora.training.approaches import BASE_PHASE
+    from moe_mlora.methods.lora import BASE_PHASE
     from moe_mlora.training.config import TrainConfig, set_seed
     from moe_mlora.training.loop import train_epoch
     from moe_mlora.training.optim import ModelAdam

@@ -30,7 +30,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from moe_mlora.errors import MoeMloraError
-from moe_mlora.experiments.config import RunConfig
+from moe_mlora.run_config import RunConfig
 from moe_mlora.experiments.records import numerics_description
 from moe_mlora.experiments.run import execute_run
 from moe_mlora.training.config import torch_threads

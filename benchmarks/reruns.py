@@ -23,7 +23,7 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
-from moe_mlora.experiments.config import RunConfig
+from moe_mlora.run_config import RunConfig
 from moe_mlora.experiments.grids import parse_split
 from moe_mlora.experiments.sweep import run_sweep
 from moe_mlora.models import ModelConfig

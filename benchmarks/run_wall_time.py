@@ -33,7 +33,7 @@ from moe_mlora.experiments.records import numerics_description
 # One run in a fresh interpreter: the tree's code on sys.path, the record's config, its result as JSON.
 _CHILD = """
 import json, sys
-from moe_mlora.experiments.config import RunConfig
+from moe_mlora.run_config import RunConfig
 from moe_mlora.experiments.run import execute_run
 record = json.loads(open(sys.argv[1]).read())
 config = RunConfig.from_dict(record["config"])

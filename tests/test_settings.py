@@ -9,7 +9,7 @@ from typer.testing import CliRunner
 from moe_mlora.cli import app
 from moe_mlora.cli_options import Settings, with_settings
 from moe_mlora.data import DatasetConfig
-from moe_mlora.experiments.config import FOUNDING_SETTINGS, RunConfig, SECTIONS
+from moe_mlora.run_config import FOUNDING_SETTINGS, RunConfig, SECTIONS
 from moe_mlora.settings import help_of, in_identity, setting
 from moe_mlora.training.approaches import ApproachConfig
 from moe_mlora.training.config import TrainConfig

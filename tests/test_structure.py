@@ -71,3 +71,38 @@ def test_the_training_loop_and_the_approaches_import_no_dataset_loader():
             "print(sorted(m for m in sys.modules if m.startswith('moe_mlora.data')))")
     loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
     assert loaded == "[]"
+
+
+# The floors of the house, lowest first: a module may import from its own floor or any floor below, never above.
+# The training package has two floors: its definitions (a phase as data, the settings, metrics, batch orders),
+# which the methods build on, and the loop and schedules, which run the methods.
+FLOORS = (
+    ("moe_mlora", "moe_mlora.errors", "moe_mlora.settings", "moe_mlora.files", "moe_mlora.paths"),
+    ("moe_mlora.features", "moe_mlora.batches"),
+    ("moe_mlora.data",),
+    ("moe_mlora.layers",),
+    ("moe_mlora.models",),
+    ("moe_mlora.adapters",),
+    ("moe_mlora.training.phase", "moe_mlora.training.config", "moe_mlora.training.metrics", "moe_mlora.training.samplers"),
+    ("moe_mlora.methods",),
+    ("moe_mlora.training",),
+    ("moe_mlora.run_config",),
+    ("moe_mlora.serving",),
+    ("moe_mlora.experiments",),
+    ("moe_mlora.api",),
+    ("moe_mlora.cli", "moe_mlora.cli_options", "moe_mlora.__main__"),
+)
+
+
+def floor_of(module: str) -> int:
+    """The floor of the longest prefix that names `module` (moe_mlora.training.phase before moe_mlora.training)."""
+    matches = [(len(prefix), level) for level, prefixes in enumerate(FLOORS) for prefix in prefixes
+               if module == prefix or module.startswith(prefix + ".")]
+    assert matches, f"{module} is on no floor: add it to FLOORS"
+    return max(matches)[1]
+
+
+def test_no_import_runs_up_a_floor():
+    upward = [f"{module} -> {target}" for module, targets in import_graph().items() for target in targets
+              if floor_of(target) > floor_of(module)]
+    assert upward == []

@@ -11,7 +11,7 @@ __version__ = "0.1.0"
 _PUBLIC = {
     "train": ("moe_mlora.api", "train"),
     "config_from_settings": ("moe_mlora.api", "config_from_settings"),
-    "RunConfig": ("moe_mlora.experiments.config", "RunConfig"),
+    "RunConfig": ("moe_mlora.run_config", "RunConfig"),
     "RunRecord": ("moe_mlora.experiments.records", "RunRecord"),
     "DatasetConfig": ("moe_mlora.data.config", "DatasetConfig"),
     "ModelConfig": ("moe_mlora.models", "ModelConfig"),

@@ -16,7 +16,7 @@ from dataclasses import fields, replace
 from pathlib import Path
 
 from moe_mlora.errors import ConfigError
-from moe_mlora.experiments.config import SECTIONS, RunConfig
+from moe_mlora.run_config import SECTIONS, RunConfig
 from moe_mlora.experiments.records import RunRecord
 
 

@@ -33,7 +33,7 @@ from moe_mlora.experiments.grids import (
 )
 from moe_mlora.experiments.report import build_table1, load_records, table1_markdown, write_report
 from moe_mlora.experiments.records import RESULT_FILE, RunRecord
-from moe_mlora.experiments.config import load_config_file
+from moe_mlora.run_config import load_config_file
 from moe_mlora.experiments.run import RunConfig, execute_run
 from moe_mlora.experiments.sweep import SweepInterrupted, run_sweep
 from moe_mlora.training.config import available_cores

@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 from data.test_feature_types import table
 from moe_mlora.cli import app
-from moe_mlora.experiments.config import RunConfig, load_config_file
+from moe_mlora.run_config import RunConfig, load_config_file
 from moe_mlora.errors import ConfigError
 
 

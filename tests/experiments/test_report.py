@@ -132,7 +132,7 @@ def test_the_gate_diagnostics_keep_each_conditions_runs_apart():
 def test_every_setting_that_can_change_the_numbers_separates_conditions_but_the_seed():
     from dataclasses import replace
 
-    from moe_mlora.experiments.config import RunConfig
+    from moe_mlora.run_config import RunConfig
     from moe_mlora.experiments.report import DEFAULT_CONDITIONS, conditions_label
     from moe_mlora.models import ModelConfig
     from moe_mlora.training.config import TrainConfig

@@ -312,7 +312,7 @@ def test_the_controlled_grid_maps_each_methods_gain_against_the_oracle_gap(tmp_p
 
 def test_a_moe_run_waits_for_the_base_run_it_reuses_but_not_for_anything_else():
     from moe_mlora.data import DatasetConfig
-    from moe_mlora.experiments.config import RunConfig
+    from moe_mlora.run_config import RunConfig
     from moe_mlora.experiments.sweep import RunQueue
     from moe_mlora.training.approaches import ApproachConfig
 

@@ -14,7 +14,7 @@ from moe_mlora.cli import app
 from moe_mlora.data import DatasetConfig, load_interactions, prepare_dataset
 from moe_mlora.data.vocabulary import Vocabulary, fit_training_rows
 from moe_mlora.errors import DataError
-from moe_mlora.experiments.config import RunConfig
+from moe_mlora.run_config import RunConfig
 from moe_mlora.serving import Predictor, load_run, read_manifest
 from moe_mlora.training.metrics import evaluate_predictions
 from serving.conftest import train_run

@@ -8,9 +8,8 @@ import torch
 from helpers import toy_parts
 from moe_mlora.adapters import AdapterConfig, AdapterMode, adapters_of, attach_adapters, backbone_parameters
 from moe_mlora.models import build_model
-from moe_mlora.training.approaches import (
-    MOE_BACKBONE, MOE_EXPERTS, MOE_GATE, SCHEDULES, ApproachConfig, expert_view, train_approach,
-)
+from moe_mlora.training.approaches import SCHEDULES, ApproachConfig, expert_view, train_approach
+from moe_mlora.methods.lora import MOE_BACKBONE, MOE_EXPERTS, MOE_GATE
 from moe_mlora.training.config import TrainConfig, derive_seed, set_seed
 from moe_mlora.training.evaluation import evaluate
 from moe_mlora.training.loop import enter_phase

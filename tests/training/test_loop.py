@@ -9,7 +9,8 @@ from helpers import toy_parts
 from moe_mlora.adapters import AdapterConfig, AdapterMode, adapters_of, attach_adapters, set_adapter_mode
 from moe_mlora.methods import METHODS
 from moe_mlora.models import MODELS, build_model
-from moe_mlora.training.approaches import BASE_PHASE, MOE_EXPERTS, ApproachConfig, expert_view, train_approach
+from moe_mlora.training.approaches import ApproachConfig, expert_view, train_approach
+from moe_mlora.methods.lora import BASE_PHASE, MOE_EXPERTS
 from moe_mlora.training.config import TrainConfig, set_seed
 from moe_mlora.training.evaluation import evaluate, group_scores
 from moe_mlora.training.loop import fit, fit_one_group_at_a_time

@@ -11,7 +11,7 @@ import torch
 
 from helpers import toy_parts
 from moe_mlora.errors import ConfigError
-from moe_mlora.experiments.config import RunConfig
+from moe_mlora.run_config import RunConfig
 from moe_mlora.models import build_model
 from moe_mlora.training.metrics import Evaluation, SelectBy
 from moe_mlora.training.optim import ModelAdam

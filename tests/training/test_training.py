@@ -10,7 +10,7 @@ from moe_mlora.data import DatasetConfig, prepare_dataset
 from moe_mlora.models import build_model
 from moe_mlora.models.registry import PAPER_MODELS
 from moe_mlora.training.checkpoint import load_backbone, save_backbone
-from moe_mlora.training.approaches import BASE_PHASE
+from moe_mlora.methods.lora import BASE_PHASE
 from moe_mlora.training.config import TrainConfig, set_seed
 from moe_mlora.training.evaluation import evaluate
 from moe_mlora.training.loop import fit

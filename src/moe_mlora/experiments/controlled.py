@@ -21,7 +21,7 @@ import pandas as pd
 
 from moe_mlora.data import DatasetConfig
 from moe_mlora.data.controlled import TABLE_FILE, TRUTH_FILE, ControlledConfig, write_controlled
-from moe_mlora.experiments.config import RunConfig
+from moe_mlora.run_config import RunConfig
 from moe_mlora.experiments.figures import pyplot
 from moe_mlora.experiments.statistics import summarise
 from moe_mlora.models import ModelConfig

@@ -8,7 +8,7 @@ from pathlib import Path
 from moe_mlora.data import DatasetConfig
 from moe_mlora.data.sources import SOURCES
 from moe_mlora.errors import ConfigError
-from moe_mlora.experiments.config import load_config_file
+from moe_mlora.run_config import load_config_file
 from moe_mlora.experiments.run import RunConfig
 from moe_mlora.models import MODELS, ModelConfig
 from moe_mlora.paths import resolve_data_dir

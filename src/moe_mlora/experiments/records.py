@@ -22,7 +22,7 @@ import torch
 
 from moe_mlora import __version__
 from moe_mlora.files import write_text_atomic
-from moe_mlora.experiments.config import RunConfig
+from moe_mlora.run_config import RunConfig
 from moe_mlora.training.diagnostics import Diagnostics
 from moe_mlora.training.loop import PhaseResult
 from moe_mlora.training.metrics import Evaluation

@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 
 from moe_mlora.data import EncodedDataset, prepare_dataset
-from moe_mlora.experiments.config import RunConfig
+from moe_mlora.run_config import RunConfig
 from moe_mlora.experiments.records import RESULT_FILE, RunRecord, code_version, source_digest, write_json
 from moe_mlora.experiments.tracking import TensorBoardLog, write_epochs_csv
 from moe_mlora.models import build_model

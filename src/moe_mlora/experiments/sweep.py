@@ -38,7 +38,7 @@ from tqdm import tqdm
 from moe_mlora.data import prepare_dataset
 from moe_mlora.errors import ConfigError, MoeMloraError
 from moe_mlora.files import probe_writable
-from moe_mlora.experiments.config import RunConfig
+from moe_mlora.run_config import RunConfig
 from moe_mlora.experiments.records import RunRecord
 from moe_mlora.experiments.run import base_run_of, execute_run
 from moe_mlora.training.config import available_cores

@@ -24,7 +24,7 @@ from moe_mlora.data import EncodedDataset
 from moe_mlora.data.encoding import Encoding
 from moe_mlora.data.table import DOMAIN
 from moe_mlora.errors import DataError, MoeMloraError
-from moe_mlora.experiments.config import RunConfig
+from moe_mlora.run_config import RunConfig
 from moe_mlora.features import FeatureSpec
 from moe_mlora.files import read_versioned_json, write_text_atomic
 from moe_mlora.layers.domain_part import domain_parts
@@ -41,7 +41,7 @@ MANIFEST_FORMAT = 1
 class RunManifest:
     format: int
     model: str
-    run_config: dict  # the RunConfig the run was trained with (moe_mlora.experiments.config)
+    run_config: dict  # the RunConfig the run was trained with (moe_mlora.run_config)
     spec: dict  # FeatureSpec.to_dict()
     feature_columns: list[str]  # raw table columns, in the order of the spec's fields (numeric and
     # multi-valued columns are the spec's numeric_names and bag_names)

@@ -45,10 +45,7 @@ from moe_mlora.errors import ConfigError, DataError
 from moe_mlora.settings import check_type, default_of, hints_of, setting
 from moe_mlora.layers.domain_part import backbone_state_keys
 from moe_mlora.methods import METHODS, get_method
-from moe_mlora.methods.lora import (  # noqa: F401 (the phases' home is the method; re-exported for callers)
-    AUTHORS_ALL, AUTHORS_CODE_PHASES, AUTHORS_DOMAINS, AUTHORS_GATE, BASE_PHASE, MLORA_PHASE, MOE_BACKBONE, MOE_EXPERTS,
-    MOE_GATE,
-)
+from moe_mlora.methods.lora import AUTHORS_CODE_PHASES
 from moe_mlora.models import CTRModel
 from moe_mlora.training.config import TrainConfig, derive_seed
 from moe_mlora.training.diagnostics import gate_routing
