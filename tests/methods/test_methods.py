@@ -232,3 +232,16 @@ def test_stars_grouped_training_path_computes_what_its_exportable_every_domain_p
     assert torch.allclose(grouped, every, atol=1e-6)
     grouped.sum().backward()
     assert part.weights[0].grad[1].abs().sum() == 0 and part.weights[0].grad[4].abs().sum() > 0  # only present domains
+
+
+def test_ples_grouped_training_path_computes_what_its_exportable_every_domain_path_does():
+    from moe_mlora.methods.ple import ProgressiveExperts
+
+    torch.manual_seed(0)
+    part = ProgressiveExperts(5, [(12, 16), (16, 8)], dropout=0.0, specific=3)
+    inputs, domains = torch.randn(64, 12), torch.tensor([4, 0, 4, 2] * 16)  # domains 1 and 3 absent
+    grouped, every = part.own_grouped(inputs, domains), part.own_every_domain(inputs, domains)
+    assert grouped.shape == (64, 3, 8) and torch.allclose(grouped, every, atol=1e-6)
+    grouped.sum().backward()
+    first = part.experts.weights[0].grad
+    assert first[3:6].abs().sum() == 0 and first[12:15].abs().sum() > 0  # domain 1's experts idle, domain 4's trained

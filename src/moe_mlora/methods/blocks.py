@@ -33,6 +33,18 @@ class StackedMLPs(nn.Module):
     def n(self) -> int:
         return self.weights[0].shape[0]
 
+    def forward_slice(self, inputs: torch.Tensor, start: int, count: int) -> torch.Tensor:
+        """Only experts start .. start + count - 1 on `inputs`: (batch, in) -> (batch, count, out), the same numbers
+        as forward(inputs)[:, start:start + count] (each row through those experts alone)."""
+        first = self.weights[0][start:start + count]
+        n, in_dim, out_dim = first.shape
+        hidden = (inputs @ first.permute(1, 0, 2).reshape(in_dim, n * out_dim)).view(-1, n, out_dim)
+        hidden = torch.relu(self.dropout(hidden + self.biases[0][start:start + count]))
+        for weight, bias in zip(self.weights[1:], self.biases[1:]):
+            hidden = torch.relu(self.dropout(torch.einsum("bei,eio->beo", hidden, weight[start:start + count])
+                                             + bias[start:start + count]))
+        return hidden
+
     def forward(self, inputs: torch.Tensor) -> torch.Tensor:
         first, rest = self.weights[0], list(zip(self.weights[1:], self.biases[1:]))
         n, in_dim, out_dim = first.shape
