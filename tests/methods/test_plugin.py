@@ -145,3 +145,32 @@ def test_a_method_with_its_own_setting_takes_it_from_a_config_file_and_the_pytho
         moe_mlora.train(approach="scaled-bias", method_settings={"scal": 2.0}, **data)
     with pytest.raises(ConfigError, match="scaled-bias setting 'scale' must be a number"):
         moe_mlora.train(approach="scaled-bias", method_settings={"scale": "big"}, **data)
+
+
+def test_a_two_phase_method_with_one_setting_is_one_class_its_settings_and_a_registry_entry(monkeypatch, tmp_path):
+    """Phase 1 the backbone alone, phase 2 only the method's parts on the frozen backbone: the loop, the record,
+    the run folder and serving need nothing more."""
+    import moe_mlora
+    from moe_mlora.layers.domain_part import backbone_parameters
+    from moe_mlora.training.phase import Phase, PhaseName, Trains
+
+    two_phase = Method("two-phase-bias", "TwoPhaseBias", "a test plug-in: backbone, then its parts",
+                       phases=(Phase(PhaseName.BACKBONE, Trains.BACKBONE, None, seed_key="backbone"),
+                               Phase(PhaseName.PARTS, Trains.PARTS, None, seed_key="parts")),
+                       attach=lambda model, n, seed, approach: setattr(
+                           model, "domain_part", ScaledBias(n, METHODS["two-phase-bias"].settings_of(approach).scale)),
+                       settings=ScaledBiasSettings)
+    monkeypatch.setitem(METHODS, two_phase.name, two_phase)
+    csv = table(tmp_path / "clicks.csv")
+    data = dict(dataset="table", table_path=str(csv), split_by="region", features=["user", "item"], label_column="clicked")
+    record = moe_mlora.train(approach="two-phase-bias", method_settings={"scale": 2.0}, max_epochs=3,
+                             runs_dir=tmp_path / "runs", **data)
+    assert [phase.phase for phase in record.phases] == ["phase1-backbone", "parts"]
+    assert record.phases[1].trainable_parameters == 3  # the three domain offsets, nothing of the backbone
+    run = record.config.run_dir(tmp_path / "runs")
+    predictor = Predictor.from_run(run)
+    assert predictor.model.domain_part.scale == 2.0 and predictor.model.domain_part.offset.abs().min() > 0
+    # phase 2 leaves the backbone as phase 1 ended: a Base run of the same seed trains the same backbone bitwise
+    base = moe_mlora.train(approach="base", max_epochs=3, runs_dir=tmp_path / "runs", **data)
+    base_model = Predictor.from_run(base.config.run_dir(tmp_path / "runs")).model
+    assert all(torch.equal(a, b) for a, b in zip(backbone_parameters(predictor.model), backbone_parameters(base_model)))

@@ -11,7 +11,7 @@ from torch import nn
 
 from moe_mlora.adapters import AdapterMode, adapters_of, backbone_parameters
 from moe_mlora.errors import ConfigError
-from moe_mlora.layers.domain_part import added_domain_rows
+from moe_mlora.layers.domain_part import added_domain_rows, method_parameters
 
 
 class PhaseName(str, Enum):
@@ -26,6 +26,7 @@ class PhaseName(str, Enum):
     AUTHORS_DOMAINS = "authors-phase2-domain-passes"
     AUTHORS_GATE = "authors-phase3-all-domains"
     ADDED_DOMAIN = "added-domain"  # a domain added to a trained run (moe_mlora.serving.add_domain)
+    PARTS = "parts"  # a method's own parts alone, on a trained backbone (a plugin's second phase, say)
 
 
 class Trains(str, Enum):
@@ -40,6 +41,7 @@ class Trains(str, Enum):
     # embeddings, experts, gate). A gradient mask set there keeps every other row at zero gradient, and the
     # phase has no weight decay, so Adam leaves those rows bitwise as they were.
     ADDED_DOMAIN = "added-domain"
+    PARTS = "parts"  # every parameter of the method's parts (moe_mlora.layers.domain_part), the backbone frozen
 
 
 class Rows(str, Enum):
@@ -90,6 +92,11 @@ def phase_parameters(model: nn.Module, trains: Trains) -> list[nn.Parameter]:
         return list(model.parameters())
     if trains is Trains.BACKBONE:
         return backbone_parameters(model)
+    if trains is Trains.PARTS:
+        owned = method_parameters(model)
+        if not owned:
+            raise ConfigError("a phase that trains the method's parts needs a method with parts attached")
+        return owned
     if trains is Trains.ADDED_DOMAIN:
         return [*model.field_tables(), *(p for adapter in adapters_of(model) for p in adapter.parameters()),
                 *(p for p, _ in added_domain_rows(model))]
