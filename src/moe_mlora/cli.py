@@ -285,7 +285,7 @@ SWEEP_OWNS = ("seed", "progress", "device")  # a sweep sets each run's seed, sho
 WorkersOption = Annotated[Optional[int], typer.Option(help="Parallel worker processes (default: cores // --threads).")]
 BackendOption = Annotated[str, typer.Option(help="process (this machine) | ray (a Ray cluster; pip install 'moe-mlora[ray]').")]
 ModelsOption = Annotated[Optional[str], typer.Option(help="Comma-separated backbones (default: the config file's model if it names one, else the grid's own).", show_default=False)]
-MethodsOption = Annotated[Optional[str], typer.Option(help=f"Also run these registered methods as further arms, e.g. star,pepnet (registered: {', '.join(METHODS)}).")]
+MethodsOption = Annotated[Optional[str], typer.Option(help=f"Also run these registered methods as further arms, e.g. star,pepnet (registered: {', '.join(METHODS)}), and base-without-domain (Base without the domain id among its fields).")]
 
 
 def _split_list(text: str | None, data_dir: Path | None) -> list[str]:

@@ -125,12 +125,24 @@ class RunConfig:
         return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
 
     @property
+    def variant(self) -> str:
+        """What sets this run's arm apart from its method's own: the approach's variant, and no-domain-field where
+        the domain id is not fed to the model as a field (the baseline of how much the id alone gives)."""
+        return ",".join(part for part in (self.approach.variant,
+                                          "" if self.data.domain_as_feature else NO_DOMAIN_FIELD) if part)
+
+    @property
+    def arm(self) -> str:
+        """The arm a report sets this run in: 'base', 'moe-mlora[selection=trained]', 'base[no-domain-field]', ..."""
+        return f"{self.approach.approach}[{self.variant}]" if self.variant else self.approach.approach
+
+    @property
     def label(self) -> str:
         approach = self.approach.approach
         if approach == "moe-mlora" and self.approach.experts_per_domain != 1:
             approach += f"-k{self.approach.experts_per_domain}"
-        if self.approach.variant:
-            approach += "-" + re.sub(r"[^A-Za-z0-9.]+", "-", self.approach.variant)
+        if self.variant:
+            approach += "-" + re.sub(r"[^A-Za-z0-9.]+", "-", self.variant)
         split_by = safe_name(self.data.split_by)  # a table's column name may hold '/'
         return f"{self.data.dataset}-{split_by}-{self.model}-{approach}-s{self.train.seed}"
 
@@ -139,6 +151,9 @@ class RunConfig:
 
     def with_seed(self, seed: int) -> "RunConfig":
         return replace(self, train=replace(self.train, seed=seed))
+
+
+NO_DOMAIN_FIELD = "no-domain-field"
 
 
 def as_json(value):

@@ -80,3 +80,18 @@ def test_the_size_table_gives_each_methods_parameters_its_multiple_of_base_and_i
     text = parameter_markdown(pd.DataFrame(rows), ["base", "star"])
     assert "| Base | s | 1,000 (1.00× Base) |" in text
     assert "| STAR | s | 3,000 (3.00× Base; 500 per domain) |" in text  # (3000 - 1000) / 4
+
+
+def test_base_without_the_domain_field_is_an_arm_of_its_own_compared_with_base():
+    from dataclasses import replace
+
+    from moe_mlora.experiments.grids import table1_configs
+    from moe_mlora.experiments.report import default_comparisons
+    from moe_mlora.training.config import TrainConfig
+
+    configs = table1_configs(["movielens-100k:gender"], ["deepfm"], [1], TrainConfig(), methods=["base-without-domain"])
+    without = [c for c in configs if not c.data.domain_as_feature]
+    assert len(without) == 1 and without[0].arm == "base[no-domain-field]" and without[0].approach.approach == "base"
+    assert "no-domain-field" in without[0].label and without[0].key() != replace(without[0], data=replace(
+        without[0].data, domain_as_feature=True)).key()
+    assert ("base[no-domain-field]", "base") in default_comparisons(["base", "mlora", "moe-mlora", "base[no-domain-field]"])

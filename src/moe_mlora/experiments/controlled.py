@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from moe_mlora.experiments.grids import BASE_WITHOUT_DOMAIN
 from moe_mlora.data import DatasetConfig
 from moe_mlora.data.controlled import TABLE_FILE, TRUTH_FILE, ControlledConfig, write_controlled
 from moe_mlora.run_config import RunConfig
@@ -65,11 +66,13 @@ def controlled_configs(tables: dict[str, Path], models: list[str], seeds: list[i
                        model_config: ModelConfig = ModelConfig(), methods: list[str] = ()) -> list[RunConfig]:
     """Base, MLoRA and MoE-MLoRA (then any other registered methods) for every table x model x seed (seeds
     outermost; Base first, for reuse)."""
-    approaches = list(PAPER_METHODS) + [m for m in methods if m not in PAPER_METHODS]
+    approaches = [(name, True) for name in list(PAPER_METHODS) + [m for m in methods if m not in PAPER_METHODS
+                                                                  and m != BASE_WITHOUT_DOMAIN]]
+    approaches += [("base", False)] if BASE_WITHOUT_DOMAIN in methods else []
     return [RunConfig(DatasetConfig("table", split_by="domain", features=("user", "item"), table_path=str(path),
-                                    label_column="label"),
+                                    label_column="label", domain_as_feature=with_domain),
                       model, model_config, ApproachConfig(approach), replace(train, seed=seed))
-            for seed in seeds for approach in approaches for path in tables.values() for model in models]
+            for seed in seeds for approach, with_domain in approaches for path in tables.values() for model in models]
 
 
 TABLES_FOLDER = "tables"  # where a controlled sweep keeps its tables, inside its results folder

@@ -16,6 +16,10 @@ from moe_mlora.training.config import TrainConfig
 from moe_mlora.methods import PAPER_METHODS
 from moe_mlora.training.approaches import ApproachConfig
 
+# An arm of --methods that is no method: Base with the domain id left out of the model's fields (how much the id
+# alone gives; the report names it base[no-domain-field]).
+BASE_WITHOUT_DOMAIN = "base-without-domain"
+
 # The ablation: MoE-MLoRA variants (ApproachConfig.variant strings) on three backbones of different kinds.
 ABLATION_VARIANTS = ("gate-init=own-domain", "gate-lr=0.01", "gate-input=features", "authors-code")
 ABLATION_MODELS = ("deepfm", "dcn", "autoint")
@@ -122,13 +126,15 @@ def table1_configs(
     split x model x seed; seeds outermost, so a sweep cut short holds whole seeds; Base first within a seed, so
     MoE-MLoRA can reuse its backbone."""
     check_models(models)
-    extra = [m for m in methods if m not in PAPER_METHODS]
-    approaches = ([ApproachConfig(a) for a in PAPER_METHODS]
-                  + [ApproachConfig("moe-mlora", **parse_variant(v)) for v in moe_variants]
-                  + [ApproachConfig(m) for m in extra])
+    extra = [m for m in methods if m not in PAPER_METHODS and m != BASE_WITHOUT_DOMAIN]
+    approaches = ([(ApproachConfig(a), True) for a in PAPER_METHODS]
+                  + [(ApproachConfig("moe-mlora", **parse_variant(v)), True) for v in moe_variants]
+                  + [(ApproachConfig(m), True) for m in extra]
+                  + ([(ApproachConfig("base"), False)] if BASE_WITHOUT_DOMAIN in methods else []))
     return [
-        RunConfig(parse_split(split), model, model_config, approach, replace(train, seed=seed))
-        for seed in seeds for approach in approaches for split in splits for model in models
+        RunConfig(replace(parse_split(split), domain_as_feature=with_domain), model, model_config, approach,
+                  replace(train, seed=seed))
+        for seed in seeds for approach, with_domain in approaches for split in splits for model in models
     ]
 
 

@@ -85,7 +85,7 @@ def load_records(results_dir: Path) -> pd.DataFrame:
         rows.append({
             "split": split_label(config.data), "dataset": config.data.dataset,
             "synthetic": config.data.dataset.endswith("synthetic"), "model": config.model,
-            "approach": config.approach.approach, "arm": config.approach.arm,
+            "approach": config.approach.approach, "arm": config.arm,
             "k": config.approach.experts_per_domain, "seed": config.train.seed,
             "batch_order": config.train.batch_order, "select_by": config.train.select_by,
             "threads": config.train.threads, "conditions": conditions_label(config),
@@ -202,7 +202,8 @@ def default_comparisons(arms: list[str]) -> list[Comparison]:
     moe = paper_moe_arm(arms)
     if moe in arms and "mlora" in arms:
         comparisons.insert(1 if comparisons else 0, (moe, "mlora"))
-    return comparisons + [(arm, "base") for arm in arms if arm in other_methods(arms) and "base" in arms]
+    others = set(other_methods(arms))  # and Base's own variants (Base without the domain field)
+    return comparisons + [(arm, "base") for arm in arms if (arm in others or arm.startswith("base[")) and "base" in arms]
 
 
 def paper_moe_arm(arms) -> str:
