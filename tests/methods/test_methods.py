@@ -245,3 +245,63 @@ def test_ples_grouped_training_path_computes_what_its_exportable_every_domain_pa
     grouped.sum().backward()
     first = part.experts.weights[0].grad
     assert first[3:6].abs().sum() == 0 and first[12:15].abs().sum() > 0  # domain 1's experts idle, domain 4's trained
+
+
+PERSONAL = {"prior": "fields", "prior_fields": ["user_id", "item_id"]}
+
+
+def with_personal_prior(method: str, backbone: str = "deepfm"):
+    torch.manual_seed(0)
+    model = build_model(backbone, SPEC, dnn_hidden=(30, 17, 6))
+    METHODS[method].attach(model, SPEC.n_domains, 1, ApproachConfig(method, method_settings=PERSONAL))
+    return model
+
+
+@pytest.mark.parametrize("method", ["ppnet", "pepnet"])
+def test_the_personal_prior_embeds_the_rows_own_ids_and_its_embeddings_learn(method):
+    model = with_personal_prior(method)
+    towers = [part for _, part in domain_parts(model) if hasattr(part, "prior_embeddings")]
+    assert towers and all(len(part.prior_embeddings) == 2 for part in towers)
+    codes, domains = rows(64)
+    model.train()
+    torch.nn.functional.binary_cross_entropy_with_logits(model(codes, domains), torch.rand(64).round()).backward()
+    for part in towers:
+        for table, field in zip(part.prior_embeddings, (0, 1)):
+            touched = torch.nonzero(table.weight.grad.abs().sum(1)).squeeze(1)
+            ids = set(codes[:, field].tolist())  # only the rows' own ids get gradient (a row whose gated units are all
+            assert set(touched.tolist()) <= ids and len(touched) >= len(ids) // 2  # off passes none, hence <=)
+    # a user's prior changes that user's score only: another user's row scores as before
+    model.eval()
+    before = model(codes, domains).detach()
+    with torch.no_grad():
+        towers[0].prior_embeddings[0].weight[codes[0, 0]] += 1.0
+    after = model(codes, domains).detach()
+    same_user = codes[:, 0] == codes[0, 0]
+    assert torch.equal(after[~same_user], before[~same_user]) and not torch.equal(after[same_user], before[same_user])
+
+
+def test_a_prior_field_the_data_does_not_have_is_a_one_line_error():
+    from moe_mlora.errors import ConfigError
+
+    model = build_model("deepfm", SPEC, dnn_hidden=(30, 17, 6))
+    with pytest.raises(ConfigError, match=r"ppnet prior field\(s\) \['author_id'\] are not fields of this data"):
+        METHODS["ppnet"].attach(model, SPEC.n_domains, 1, ApproachConfig("ppnet", method_settings={
+            "prior": "fields", "prior_fields": ["author_id"]}))
+
+
+@pytest.mark.parametrize("method", ["ppnet", "pepnet"])
+def test_the_personal_prior_exports_and_scores_as_predict_does(method, tmp_path):
+    model = with_personal_prior(method).eval()
+    program = torch.export.load(str(export_model(model, tmp_path / "m.pt2", "torch-export"))).module()
+    for n in (1, 57):
+        codes, domains = rows(n, seed=n)
+        expected = torch.sigmoid(predict_logits(model, TensorPart(codes, domains, torch.zeros(n)))).numpy()
+        np.testing.assert_allclose(program(codes, domains).detach().numpy(), expected, rtol=0, atol=1e-5)
+    if HAS_ONNX:
+        import onnxruntime
+
+        session = onnxruntime.InferenceSession(str(export_model(model, tmp_path / "m.onnx", "onnx")))
+        codes, domains = rows(57, seed=5)
+        expected = torch.sigmoid(predict_logits(model, TensorPart(codes, domains, torch.zeros(57)))).numpy()
+        (probability,) = session.run(None, {"codes": codes.numpy(), "domains": domains.numpy()})
+        np.testing.assert_allclose(probability, expected, rtol=0, atol=1e-5)

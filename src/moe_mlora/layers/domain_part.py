@@ -9,16 +9,44 @@ A backbone knows nothing of methods. It offers two places to plug a part in:
 * the model itself takes one `ModelPart` (`model.domain_part`), which may rescale the field embeddings
   before any interaction sees them (EPNet) and add a logit of its own (STAR's auxiliary network).
 
+A part may also read the batch's raw field codes while the model's forward runs (`row_codes()`): PPNet's
+personal prior embeds the user and item ids of each row itself.
+
 A method's weights are found by structure: every module that is a DomainPart, and nothing else. The
 backbone is everything that is not, so a backbone file never holds a method's tensors, whatever their names.
 """
 
 from __future__ import annotations
 
+import contextvars
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import torch
 from torch import nn
 
 from moe_mlora.errors import ConfigError
+
+
+_ROW_CODES: contextvars.ContextVar[torch.Tensor | None] = contextvars.ContextVar("row_codes", default=None)
+
+
+@contextmanager
+def codes_of_this_forward(codes: torch.Tensor) -> Iterator[None]:
+    """The model's forward runs inside this: its parts may read the rows' field codes through row_codes()."""
+    token = _ROW_CODES.set(codes)
+    try:
+        yield
+    finally:
+        _ROW_CODES.reset(token)
+
+
+def row_codes() -> torch.Tensor:
+    """(batch, fields) codes of the rows the model is scoring now; only inside a model's forward."""
+    codes = _ROW_CODES.get()
+    if codes is None:
+        raise RuntimeError("row_codes() is only available while a CTRModel's forward runs")
+    return codes
 
 
 class DomainPart(nn.Module):

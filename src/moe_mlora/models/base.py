@@ -17,6 +17,7 @@ from torch import nn
 from moe_mlora.errors import ConfigError
 from moe_mlora.features import FeatureSpec
 from moe_mlora.layers import BagEmbedding, FieldEmbedding, LinearTerm, ModelPart, Tower
+from moe_mlora.layers.domain_part import codes_of_this_forward
 
 
 @dataclass(frozen=True)
@@ -122,6 +123,11 @@ class CTRModel(nn.Module):
                 bags: torch.Tensor | None = None) -> torch.Tensor:
         """(batch, fields) codes, (batch,) domain ids, and the numeric and multi-valued features where the
         spec has them -> (batch,) logits."""
+        with codes_of_this_forward(codes):  # a method's parts may read the rows' codes (PPNet's personal prior)
+            return self._forward(codes, routing_ids, dense, bags)
+
+    def _forward(self, codes: torch.Tensor, routing_ids: torch.Tensor, dense: torch.Tensor | None,
+                 bags: torch.Tensor | None) -> torch.Tensor:
         if (dense is None) != (self.spec.n_dense == 0) or (bags is None) != (self.bags is None):
             raise ConfigError(f"{self.name} takes dense inputs: {self.spec.n_dense}, bags: {self.spec.n_bags}; "
                               f"got {'none' if dense is None else dense.shape[1]} and {'none' if bags is None else bags.shape[1]}")
