@@ -95,3 +95,13 @@ def test_base_without_the_domain_field_is_an_arm_of_its_own_compared_with_base()
     assert "no-domain-field" in without[0].label and without[0].key() != replace(without[0], data=replace(
         without[0].data, domain_as_feature=True)).key()
     assert ("base[no-domain-field]", "base") in default_comparisons(["base", "mlora", "moe-mlora", "base[no-domain-field]"])
+
+
+def test_base_without_the_domain_field_survives_a_config_files_data_section():
+    from moe_mlora.experiments.grids import table1_configs, with_config_file
+    from moe_mlora.training.config import TrainConfig
+
+    configs = table1_configs(["movielens-100k:gender"], ["deepfm"], [1], TrainConfig(), methods=["base-without-domain"])
+    given = with_config_file(configs, {"data": {"dataset": "movielens-100k", "split_by": "age"}}, "run.yaml")
+    assert sorted(c.arm for c in given) == ["base", "base[no-domain-field]", "mlora", "moe-mlora"]
+    assert all(c.data.split_by == "age" for c in given)

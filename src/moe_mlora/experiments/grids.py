@@ -204,7 +204,8 @@ def with_config_file(configs: list[RunConfig], data: dict, source: str,
     out: dict[str, RunConfig] = {}
     for config in configs:
         train = replace(given.train, seed=config.train.seed) if "train" in data else config.train
-        changed = replace(config, data=given.data if "data" in data else config.data,
+        file_data = given.data if config.data.domain_as_feature else replace(given.data, domain_as_feature=False)
+        changed = replace(config, data=file_data if "data" in data else config.data,
                           model_config=given.model_config if "model_config" in data else config.model_config,
                           train=replace(train, progress=False))
         out.setdefault(changed.key(), changed)  # one dataset: the grid's splits collapse into it
