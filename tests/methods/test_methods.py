@@ -305,3 +305,21 @@ def test_the_personal_prior_exports_and_scores_as_predict_does(method, tmp_path)
         expected = torch.sigmoid(predict_logits(model, TensorPart(codes, domains, torch.zeros(57)))).numpy()
         (probability,) = session.run(None, {"codes": codes.numpy(), "domains": domains.numpy()})
         np.testing.assert_allclose(probability, expected, rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize("method", ["epnet", "ppnet", "star", "moe-mlora"])
+def test_part_embeddings_like_fields_start_a_methods_own_embeddings_as_the_fields_start(method):
+    from torch import nn
+
+    def embedding_stds(part_embeddings: str) -> tuple[list[float], bool]:
+        model = build_model("deepfm", SPEC, dnn_hidden=(30, 17, 6))
+        state = torch.get_rng_state()
+        METHODS[method].plug_into(model, SPEC.n_domains, 1, ApproachConfig(method, part_embeddings=part_embeddings))
+        stds = [float(module.weight.std()) for _, part in domain_parts(model) for module in part.modules()
+                if isinstance(module, nn.Embedding)]
+        return stds, torch.equal(torch.get_rng_state(), state)
+
+    (torch_start, _), (like_fields, stream_kept) = embedding_stds("torch"), embedding_stds("like-fields")
+    assert torch_start and all(std > 0.3 for std in torch_start)  # N(0, 1), as the shipped records ran
+    assert all(std < 0.03 for std in like_fields)  # N(0, 0.01), the field embeddings' std
+    assert stream_kept  # redrawn from a seed of the run's: the batches and dropout that follow are Base's

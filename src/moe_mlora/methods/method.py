@@ -12,6 +12,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import torch
+from torch import nn
+
 from moe_mlora.adapters import AdapterMode
 from moe_mlora.training.phase import Phase, PhaseName, Trains
 
@@ -24,6 +27,27 @@ Attach = Callable[[Any, int, int, Any], None]
 # The phase of every single-phase method: everything trains, on all rows, through the method's own forward.
 # Its seed key is Base's, so every such method sees Base's batch order and dropout stream: paired arms.
 JOINT_PHASE = Phase(PhaseName.JOINT, Trains.ALL, None, seed_key="backbone")
+
+
+# How the embeddings a method's parts own (domain embeddings of gates, a personal prior's tables) start: torch's
+# N(0, 1), as the shipped records ran, or like the field embeddings (N(0, model_config.embedding_init_std), 100x
+# smaller by default; Scenario-Wise Rec starts both at N(0, 1e-4)).
+PART_EMBEDDINGS = ("torch", "like-fields")
+
+
+def start_embeddings_like_fields(model, run_seed: int) -> None:
+    """Redraw every embedding table of the method's parts from N(0, the fields' std), from a seed of the run's
+    (the global random stream is left as it was)."""
+    from moe_mlora.layers.domain_part import domain_parts
+    from moe_mlora.training.config import derive_seed
+
+    generator = torch.Generator().manual_seed(derive_seed(run_seed, "part-embeddings"))
+    with torch.no_grad():
+        for _, part in domain_parts(model):
+            for module in part.modules():
+                if isinstance(module, nn.Embedding):
+                    module.weight.copy_(torch.randn(module.weight.shape, generator=generator)
+                                        * model.config.embedding_init_std)
 
 
 @dataclass(frozen=True)
@@ -56,6 +80,8 @@ class Method:
             return
         device = next(model.parameters()).device
         self.attach(model, n_domains, run_seed, approach)
+        if getattr(approach, "part_embeddings", PART_EMBEDDINGS[0]) == "like-fields":
+            start_embeddings_like_fields(model, run_seed)
         model.to(device)
 
     @property

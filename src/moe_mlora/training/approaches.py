@@ -45,6 +45,7 @@ from moe_mlora.errors import ConfigError, DataError
 from moe_mlora.settings import check_type, default_of, hints_of, setting
 from moe_mlora.layers.domain_part import backbone_state_keys
 from moe_mlora.methods import METHODS, get_method
+from moe_mlora.methods.method import PART_EMBEDDINGS
 from moe_mlora.methods.lora import AUTHORS_CODE_PHASES
 from moe_mlora.models import CTRModel
 from moe_mlora.training.config import TrainConfig, derive_seed
@@ -109,6 +110,7 @@ class ApproachConfig:
     # so a setting given at its default leaves the run's key as it was. No option of its own: `train` offers one
     # per method setting (--mmoe-experts, ...).
     method_settings: dict[str, Any] = setting(default_factory=dict, help=None)
+    part_embeddings: str = setting(PART_EMBEDDINGS[0], help="How the embeddings a method's parts own start (gates' domain embeddings, a personal prior): torch (N(0, 1), as the shipped records ran) | like-fields (N(0, the field embeddings' std)).")
 
     def __post_init__(self) -> None:
         method = get_method(self.approach)  # a one-line error naming the registered methods
@@ -117,6 +119,10 @@ class ApproachConfig:
         if lora_only and not method.adapts:
             raise ConfigError(f"{', '.join('--' + n.replace('_', '-') for n in lora_only)} set the LoRA adapters' rank: "
                               f"they apply to mlora and moe-mlora, not to {self.approach}")
+        if self.part_embeddings not in PART_EMBEDDINGS:
+            raise ConfigError(f"part embeddings must be one of {', '.join(PART_EMBEDDINGS)}, got '{self.part_embeddings}'")
+        if self.part_embeddings != PART_EMBEDDINGS[0] and method.attach is None:
+            raise ConfigError(f"--part-embeddings applies to methods with parts of their own, not to {self.approach}")
         for name, kind in (("phase2_schedule", Phase2Schedule), ("schedule", Schedule), ("gate_init", GateInit),
                            ("gate_input", GateInput), ("selection", Selection)):
             try:
@@ -174,6 +180,8 @@ class ApproachConfig:
             parts.append(f"gate-lr={self.gate_learning_rate:g}")
         if self.selection != Selection.GREEDY.value:
             parts.append(f"selection={self.selection}")
+        if self.part_embeddings != PART_EMBEDDINGS[0]:
+            parts.append(f"part-embeddings={self.part_embeddings}")
         for name, value in sorted(self.method_settings.items()):
             parts.append(f"{name.replace('_', '-')}={'+'.join(map(str, value)) if isinstance(value, list) else value}")
         return ",".join(parts)
