@@ -855,7 +855,10 @@ def write_report(results_dir: Path, out_dir: Path | None = None, title: str | No
         sections += [f"## Beside {table.caption}", "", published_markdown(records, table), ""]
     if not single.empty:
         main = main_conditions(single)
-        tables, waiting = [build_table1(records, conditions=main)], {main: []}
+        first, waiting_first = build_table1(records, conditions=main), []
+        if not first.arms:  # a sweep under way, no arm in every cell yet: the backbones it has finished
+            first, waiting_first = other_conditions_table(records, main)
+        tables, waiting = [first], {main: waiting_first}
         for conditions in sorted(set(single["conditions"]) - {main}):
             table, waiting[conditions] = other_conditions_table(records, conditions)
             tables.append(table)
