@@ -105,3 +105,18 @@ def test_base_without_the_domain_field_survives_a_config_files_data_section():
     given = with_config_file(configs, {"data": {"dataset": "movielens-100k", "split_by": "age"}}, "run.yaml")
     assert sorted(c.arm for c in given) == ["base", "base[no-domain-field]", "mlora", "moe-mlora"]
     assert all(c.data.split_by == "age" for c in given)
+
+
+def test_the_patience_sample_pairs_runs_that_differ_only_in_patience():
+    from moe_mlora.experiments.report import patience_markdown
+
+    rows = []
+    for seed, (short, long) in enumerate([(80.0, 80.0), (80.0, 80.5), (81.0, 80.7)], start=1):
+        common = dict(split="s", model="dnn", arm="base", seed=seed)
+        rows += [dict(common, patience=3, conditions="c", wauc=short, epochs=10),
+                 dict(common, patience=10, conditions="c, patience 10", wauc=long, epochs=17)]
+    rows.append(dict(split="s", model="dnn", arm="base", seed=9, patience=10, conditions="c, patience 10", wauc=1.0,
+                     epochs=1))  # no twin: not a pair
+    text = patience_markdown(pd.DataFrame(rows))
+    assert "| Base | 3 | 2 | +0.067 | -0.300 … +0.500 | 10.0 → 17.0 |" in text
+    assert "Over all 3 pairs the longer patience changed the test WAUC in 2, by +0.067 points" in text

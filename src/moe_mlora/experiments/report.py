@@ -97,6 +97,7 @@ def load_records(results_dir: Path) -> pd.DataFrame:
             **_diagnostic_columns(record),
             "n_domains": record.n_domains, "seconds": record.seconds, "error": record.error,
             "parameters": record.phases[-1].total_parameters if record.ok and record.phases else np.nan,
+            "patience": config.train.patience, "epochs": sum(len(p.history) for p in record.phases) if record.ok else np.nan,
             "commit": record.code.get("commit") or "unknown", "dirty": bool(record.code.get("dirty")),
             "machine": json.dumps(record.machine, sort_keys=True),
             "numerics": numerics_label(record),
@@ -966,6 +967,9 @@ def write_report(results_dir: Path, out_dir: Path | None = None, title: str | No
                      "best model that cannot see the domain (it knows the truth and mixes the domains a pair could "
                      "come from), on the same test rows (moe_mlora.data.controlled).", "",
                      map_markdown(controlled), ""]
+    patience = patience_markdown(ok)
+    if patience:
+        sections += ["## A longer patience beside the protocol's", "", patience, ""]
     failed = records[records.status == "failed"]
     if not failed.empty:
         sections += ["## Failed runs", ""] + [f"- {r.split} {r.model} {r.arm} seed {r.seed}: {r.error}"
@@ -973,6 +977,31 @@ def write_report(results_dir: Path, out_dir: Path | None = None, title: str | No
     (out_dir / "report.md").write_text("\n".join(sections) + "\n")
     written["report"] = out_dir / "report.md"
     return written
+
+
+def patience_markdown(ok: pd.DataFrame) -> str:
+    """Runs that differ only in early stopping's patience (same split, backbone, arm, seed, and every other
+    condition): how often and how much the longer patience changes the test WAUC, and what it costs in epochs."""
+    if "patience" not in ok or ok.patience.nunique() < 2:
+        return ""
+    other = ok.assign(rest=[c.replace(f", patience {p}", "") for c, p in zip(ok.conditions, ok.patience)])
+    keys = ["split", "model", "arm", "seed", "rest"]
+    short, long = other.patience.min(), other.patience.max()
+    pairs = other[other.patience == short].merge(other[other.patience == long], on=keys, suffixes=("_short", "_long"))
+    if pairs.empty:
+        return ""
+    delta = pairs.wauc_long - pairs.wauc_short
+    changed = delta != 0
+    lines = [f"| arm | pairs | test WAUC changed | Δ (patience {long} − {short}), mean | range | epochs, mean ({short} → {long}) |",
+             "|---|---|---|---|---|---|"]
+    for arm, group in pairs.assign(delta=delta).groupby("arm"):
+        lines.append(f"| {arm_name(arm)} | {len(group)} | {int((group.delta != 0).sum())} | {group.delta.mean():+.3f} "
+                     f"| {group.delta.min():+.3f} … {group.delta.max():+.3f} "
+                     f"| {group.epochs_short.mean():.1f} → {group.epochs_long.mean():.1f} |")
+    test = stats.ttest_1samp(delta, 0) if len(delta) > 1 and delta.std() > 0 else None
+    return ("\n".join(lines) + f"\n\nOver all {len(pairs)} pairs the longer patience changed the test WAUC in "
+            f"{int(changed.sum())}, by {delta.mean():+.3f} points on average"
+            + (f" (paired t over the pairs: p {test.pvalue:.3g})" if test is not None else "") + ". Test WAUC points.")
 
 
 def parameter_markdown(records: pd.DataFrame, arms: list[str]) -> str:
