@@ -55,6 +55,15 @@ class StackedMLPs(nn.Module):
         return hidden
 
 
+def grouped_by_domain(domains: torch.Tensor, n_domains: int) -> tuple[torch.Tensor, list[int], list[int], torch.Tensor]:
+    """How a training forward groups its rows by domain (one product per domain present): the order that sorts
+    the rows by domain, the domains present, their row counts (for split) and the order that puts rows back."""
+    order = torch.argsort(domains, stable=True)
+    counts = torch.bincount(domains, minlength=n_domains).tolist()
+    present = [domain for domain, count in enumerate(counts) if count]
+    return order, present, [counts[domain] for domain in present], torch.argsort(order)
+
+
 def pick(stacked: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
     """(batch, E, d) and (batch,) -> (batch, d): each row's own slice (a gather, which export can trace)."""
     return stacked.gather(1, index.view(-1, 1, 1).expand(-1, 1, stacked.shape[2])).squeeze(1)

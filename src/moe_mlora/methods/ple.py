@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import torch
 
 from moe_mlora.layers.domain_part import TowerPart
-from moe_mlora.methods.blocks import DomainMixer, StackedMLPs, attach_tower_parts, pick
+from moe_mlora.methods.blocks import DomainMixer, StackedMLPs, attach_tower_parts, grouped_by_domain, pick
 from moe_mlora.errors import ConfigError
 from moe_mlora.methods.method import Method
 from moe_mlora.settings import setting
@@ -65,13 +65,11 @@ class ProgressiveExperts(TowerPart):
     def own_grouped(self, inputs: torch.Tensor, routing_ids: torch.Tensor) -> torch.Tensor:
         """The same with the rows grouped by domain, each group through its own K experts only (training): about
         K towers a step whatever the number of domains."""
-        order = torch.argsort(routing_ids, stable=True)
-        counts = torch.bincount(routing_ids, minlength=self.n_domains).tolist()
-        present = [domain for domain, count in enumerate(counts) if count]
-        chunks = inputs.index_select(0, order).split([counts[domain] for domain in present])
+        order, present, sizes, back = grouped_by_domain(routing_ids, self.n_domains)
+        chunks = inputs.index_select(0, order).split(sizes)
         own = torch.cat([self.experts.forward_slice(chunk, domain * self.specific, self.specific)
                          for domain, chunk in zip(present, chunks)])
-        return own.index_select(0, torch.argsort(order))
+        return own.index_select(0, back)
 
 
 def attach(model, n_domains: int, run_seed: int, approach=None) -> None:

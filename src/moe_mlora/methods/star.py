@@ -33,7 +33,7 @@ from torch import nn
 
 from moe_mlora.adapters import towers_of
 from moe_mlora.layers.domain_part import ModelPart, TowerPart
-from moe_mlora.methods.blocks import pick, seeded
+from moe_mlora.methods.blocks import grouped_by_domain, pick, seeded
 from moe_mlora.errors import ConfigError
 from moe_mlora.methods.method import Method
 from moe_mlora.settings import setting
@@ -81,16 +81,18 @@ class PartitionedNorm(nn.Module):
             normalised = centred / torch.sqrt(var.index_select(0, domains) + self.eps)
             if self.robust:  # a domain with too few rows in this batch: its running moments, as at inference
                 few = (counts < MIN_ROWS).squeeze(1).index_select(0, domains).unsqueeze(1)
-                running = ((inputs - self.running_mean.index_select(0, domains))
-                           / torch.sqrt(self.running_var.index_select(0, domains) + self.eps))
-                normalised = torch.where(few, running, normalised)
+                normalised = torch.where(few, self.by_running_moments(inputs, domains), normalised)
         else:
-            normalised = ((inputs - self.running_mean.index_select(0, domains))
-                          / torch.sqrt(self.running_var.index_select(0, domains) + self.eps))
+            normalised = self.by_running_moments(inputs, domains)
         # index_select, not tensor[domains]: the backward of advanced indexing (an accumulating index_put) sums
         # in a thread-dependent order on the CPU, so STAR did not repeat at 2 threads; index_select's does.
         return ((self.gamma * self.domain_gamma.index_select(0, domains)) * normalised + self.beta
                 + self.domain_beta.index_select(0, domains))
+
+
+    def by_running_moments(self, inputs: torch.Tensor, domains: torch.Tensor) -> torch.Tensor:
+        return ((inputs - self.running_mean.index_select(0, domains))
+                / torch.sqrt(self.running_var.index_select(0, domains) + self.eps))
 
 
 class StarTower(TowerPart):
@@ -120,17 +122,14 @@ class StarTower(TowerPart):
     def grouped(self, tower, hidden: torch.Tensor, routing_ids: torch.Tensor) -> torch.Tensor:
         """The same layers with the rows grouped by domain, one product per domain present (training): a step
         costs about one tower whatever the number of domains (21 occupations: 208 -> see changes.md)."""
-        order = torch.argsort(routing_ids, stable=True)
-        counts = torch.bincount(routing_ids, minlength=self.n_domains).tolist()
-        present = [domain for domain, count in enumerate(counts) if count]
-        sizes = [counts[domain] for domain in present]
+        order, present, sizes, back = grouped_by_domain(routing_ids, self.n_domains)
         hidden = hidden.index_select(0, order)
         for linear, weight, bias in zip(tower.linears, self.weights, self.biases):
             chunks = hidden.split(sizes)
             out = torch.cat([chunk @ (linear.weight * weight[domain]).T + (linear.bias + bias[domain])
                              for domain, chunk in zip(present, chunks)])
             hidden = torch.relu(tower.dropout(out))
-        return hidden.index_select(0, torch.argsort(order))
+        return hidden.index_select(0, back)
 
 
 class StarAuxiliary(ModelPart):
