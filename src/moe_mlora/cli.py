@@ -42,7 +42,7 @@ from moe_mlora.models.registry import PAPER_MODELS
 from moe_mlora.serving import VOCABULARY_FILE, Predictor, UnknownDomain, read_manifest
 from moe_mlora.serving.add_domain import add_domain
 from moe_mlora.serving.export import export_run
-from moe_mlora.training.approaches import ApproachConfig
+from moe_mlora.training.approaches import ApproachConfig, split_arms
 from moe_mlora.training.config import TrainConfig, resolve_device
 from moe_mlora.training.distributed import is_main_process, process_group
 from moe_mlora.training.loop import EpochRecord
@@ -285,7 +285,7 @@ SWEEP_OWNS = ("seed", "progress", "device")  # a sweep sets each run's seed, sho
 WorkersOption = Annotated[Optional[int], typer.Option(help="Parallel worker processes (default: cores // --threads).")]
 BackendOption = Annotated[str, typer.Option(help="process (this machine) | ray (a Ray cluster; pip install 'moe-mlora[ray]').")]
 ModelsOption = Annotated[Optional[str], typer.Option(help="Comma-separated backbones (default: the config file's model if it names one, else the grid's own).", show_default=False)]
-MethodsOption = Annotated[Optional[str], typer.Option(help=f"Also run these registered methods as further arms, e.g. star,pepnet (registered: {', '.join(METHODS)}), and base-without-domain (Base without the domain id among its fields).")]
+MethodsOption = Annotated[Optional[str], typer.Option(help=f"Also run these registered methods as further arms, e.g. star,pepnet or with settings star[output=domain,normalisation=robust] (registered: {', '.join(METHODS)}), and base-without-domain (Base without the domain id among its fields).")]
 
 
 def _split_list(text: str | None, data_dir: Path | None) -> list[str]:
@@ -337,7 +337,7 @@ def reproduce_table1(
     train = TrainConfig(**config_options.of("train"), progress=False)
     configs = table1_configs(_split_list(datasets, data_dir), grid_models(models, config_file, PAPER_MODELS),
                              seed_list(seeds), train, moe_variants=[moe_variant] if moe_variant else [],
-                             methods=[m.strip() for m in (methods or "").split(",") if m.strip()])
+                             methods=split_arms(methods))
     _sweep(configs, results_dir, workers, backend, retry_failed, data_dir, config_file, config_options)
 
 
@@ -417,7 +417,7 @@ def reproduce_controlled(
     train = TrainConfig(**{**config_options.of("train"), **defaults, **config_options.given_of("train")},
                         progress=False)
     configs = controlled_configs(tables, check_models(grid_models(models, None, ("deepfm", "dcn"))), seed_list(seeds), train,
-                                 methods=[m.strip() for m in (methods or "").split(",") if m.strip()])
+                                 methods=split_arms(methods))
     _sweep(configs, results_dir, workers, backend, retry_failed, None)
 
 

@@ -23,6 +23,9 @@ from moe_mlora.training.evaluation import predict_logits
 
 SPEC = FeatureSpec(("user_id", "item_id", "domain"), (40, 30, 3), ("a", "b", "c"))
 OTHER_METHODS = [name for name in METHODS if name not in PAPER_METHODS]
+# The methods whose towers can end in each domain's own output unit, in that form: through every common check too.
+DOMAIN_OUTPUT = [f"{name}[output=domain]" for name in ("shared-bottom", "mmoe", "ple", "star")]
+CASES = OTHER_METHODS + DOMAIN_OUTPUT
 BACKBONES = ["deepfm", "dcn", "autoint"]
 HAS_ONNX = all(importlib.util.find_spec(name) for name in ("onnx", "onnxscript", "onnxruntime"))
 
@@ -31,7 +34,8 @@ def with_method(method: str, backbone: str = "deepfm", spec: FeatureSpec = SPEC,
     """A model with the method's parts attached; perturbed, so that every part matters to the output."""
     torch.manual_seed(0)
     model = build_model(backbone, spec, dnn_hidden=(30, 17, 6))
-    METHODS[method].attach(model, spec.n_domains, 1, ApproachConfig(method))
+    approach = ApproachConfig.from_arm(method)
+    METHODS[approach.approach].attach(model, spec.n_domains, 1, approach)
     if perturb:
         g = torch.Generator().manual_seed(1)
         with torch.no_grad():
@@ -52,7 +56,7 @@ def test_every_method_other_than_the_papers_is_registered_with_a_title_and_a_ref
 
 
 @pytest.mark.parametrize("backbone", BACKBONES)
-@pytest.mark.parametrize("method", OTHER_METHODS)
+@pytest.mark.parametrize("method", CASES)
 def test_a_methods_parts_are_found_by_structure_and_every_one_of_them_learns(method, backbone):
     model = with_method(method, backbone)
     assert domain_parts(model), "the method attached no part"
@@ -67,15 +71,16 @@ def test_a_methods_parts_are_found_by_structure_and_every_one_of_them_learns(met
     assert not silent, f"parts without a gradient: {silent}"
 
 
-@pytest.mark.parametrize("method", OTHER_METHODS)
+@pytest.mark.parametrize("method", CASES)
 def test_attaching_a_method_leaves_the_global_random_stream_alone(method):
     model = build_model("deepfm", SPEC)
     state = torch.get_rng_state()
-    METHODS[method].attach(model, SPEC.n_domains, 1, ApproachConfig(method))
+    approach = ApproachConfig.from_arm(method)
+    METHODS[approach.approach].attach(model, SPEC.n_domains, 1, approach)
     assert torch.equal(torch.get_rng_state(), state)
 
 
-@pytest.mark.parametrize("method", OTHER_METHODS)
+@pytest.mark.parametrize("method", CASES)
 def test_a_row_is_scored_by_its_own_domain_and_never_by_its_batch_mates(method):
     model = with_method(method).eval()
     codes, domains = rows(57)
@@ -88,7 +93,7 @@ def test_a_row_is_scored_by_its_own_domain_and_never_by_its_batch_mates(method):
 
 
 @pytest.mark.parametrize("backbone", BACKBONES)
-@pytest.mark.parametrize("method", OTHER_METHODS)
+@pytest.mark.parametrize("method", CASES)
 def test_an_exported_graph_scores_as_predict_does(method, backbone, tmp_path):
     model = with_method(method, backbone).eval()
     program = torch.export.load(str(export_model(model, tmp_path / "m.pt2", "torch-export"))).module()
@@ -103,7 +108,7 @@ def toy_run(method: str):
     torch.manual_seed(0)
     model = build_model("deepfm", spec, dnn_hidden=(32, 16))
     config = TrainConfig(learning_rate=1e-2, max_epochs=3, patience=3, batch_size=256, progress=False)
-    return train_approach(model, train, valid, spec.domain_names, ApproachConfig(method), config)
+    return train_approach(model, train, valid, spec.domain_names, ApproachConfig.from_arm(method), config)
 
 
 @pytest.fixture(scope="module")
@@ -113,7 +118,7 @@ def base_wauc():
 
 @pytest.mark.skipif(not HAS_ONNX, reason="the onnx extra is not installed (pip install 'moe-mlora[onnx]')")
 @pytest.mark.parametrize("backbone", BACKBONES)
-@pytest.mark.parametrize("method", OTHER_METHODS)
+@pytest.mark.parametrize("method", CASES)
 def test_an_onnx_graph_on_onnxruntime_scores_as_predict_does(method, backbone, tmp_path):
     import onnxruntime
 
@@ -126,7 +131,7 @@ def test_an_onnx_graph_on_onnxruntime_scores_as_predict_does(method, backbone, t
         np.testing.assert_allclose(probability, expected, rtol=0, atol=1e-5)
 
 
-@pytest.mark.parametrize("method", OTHER_METHODS)
+@pytest.mark.parametrize("method", CASES)
 def test_every_method_trains_in_one_joint_phase_about_as_well_as_base_on_a_toy_problem(method, base_wauc):
     report = toy_run(method)
     assert [p.phase for p in report.phases] == ["joint"]
@@ -141,7 +146,7 @@ def test_lora_settings_on_a_method_without_lora_adapters_are_a_one_line_error(me
         ApproachConfig(method, rank=4)
 
 
-@pytest.mark.parametrize("method", [m for m in OTHER_METHODS if METHODS[m].grows])
+@pytest.mark.parametrize("method", [m for m in CASES if METHODS[ApproachConfig.from_arm(m).approach].grows])
 def test_growing_a_method_by_a_domain_keeps_the_old_domains_scores_through_training(method):
     from moe_mlora.serving.add_domain import extend_model, new_rows_masks
     from moe_mlora.training.phase import Trains, phase_parameters, set_trainable
@@ -150,7 +155,7 @@ def test_growing_a_method_by_a_domain_keeps_the_old_domains_scores_through_train
     codes, domains = rows(57)
     with torch.no_grad():
         before = model(codes, domains)
-    grown, new_id = extend_model(model, [0.5, 0.3, 0.2], "d", ApproachConfig(method), 1)
+    grown, new_id = extend_model(model, [0.5, 0.3, 0.2], "d", ApproachConfig.from_arm(method), 1)
     trainable = phase_parameters(grown, Trains.ADDED_DOMAIN)
     set_trainable(grown, trainable)
     hooks = [p.register_hook(lambda grad, keep=keep: grad * keep) for p, keep in new_rows_masks(grown, new_id)]
@@ -186,13 +191,13 @@ def _train_twice_state(method: str, threads: int) -> list[dict]:
         model = build_model("deepfm", spec, dnn_hidden=(256, 128))
         config = TrainConfig(max_epochs=1, batch_size=2048, progress=False, seed=3, threads=threads)
         with torch_threads(threads):
-            train_approach(model, train, valid, spec.domain_names, ApproachConfig(method), config)
+            train_approach(model, train, valid, spec.domain_names, ApproachConfig.from_arm(method), config)
         states.append({k: v.clone() for k, v in model.state_dict().items()})
     return states
 
 
 @pytest.mark.parametrize("threads", [1, 2])
-@pytest.mark.parametrize("method", list(METHODS))
+@pytest.mark.parametrize("method", [*METHODS, *DOMAIN_OUTPUT])
 def test_every_method_repeats_bitwise_at_one_and_two_threads(method, threads, every_core):
     first, second = _train_twice_state(method, threads)
     differ = [k for k in first if not torch.equal(first[k], second[k])]
@@ -323,3 +328,64 @@ def test_part_embeddings_like_fields_start_a_methods_own_embeddings_as_the_field
     assert torch_start and all(std > 0.3 for std in torch_start)  # N(0, 1), as the shipped records ran
     assert all(std < 0.03 for std in like_fields)  # N(0, 0.01), the field embeddings' std
     assert stream_kept  # redrawn from a seed of the run's: the batches and dropout that follow are Base's
+
+
+@pytest.mark.parametrize("backbone", ["deepfm", "dcn"])
+@pytest.mark.parametrize("method", DOMAIN_OUTPUT)
+def test_with_a_per_domain_output_a_domains_logit_moves_only_through_its_own_output_unit_and_the_shared_parts(
+        method, backbone):
+    model = with_method(method, backbone)
+    model.train()
+    codes, domains = rows(90)
+    logits = model(codes, domains)
+    unit = model.output_part
+    for domain in range(3):
+        grads = torch.autograd.grad(logits[domains == domain].sum(), [unit.weights, unit.term_weights, unit.biases],
+                                    retain_graph=True)
+        for grad in grads:
+            assert grad[domain].abs().sum() > 0, f"domain {domain}'s own output unit gets no gradient"
+            others = [d for d in range(3) if d != domain]
+            assert torch.equal(grad[others], torch.zeros_like(grad[others])), "another domain's unit moved its logit"
+    # the shared parallel branch reaches the logit through the domain's unit: DeepFM's FM term (no weights of its
+    # own: its inputs, the embeddings) and DCN's cross network
+    shared = model.cross.kernels if backbone == "dcn" else model.embedding.table.weight
+    assert torch.autograd.grad(logits[domains == 0].sum(), shared, retain_graph=True)[0].abs().sum() > 0
+
+
+def test_with_a_per_domain_output_deepfms_fm_term_is_weighed_by_each_domain_alone():
+    """The oracle: setting domain 0's weight on the FM term to 0 takes exactly the FM term off domain 0's rows'
+    logits and leaves every other row's logit as it was."""
+    model = with_method("star[output=domain]").eval()
+    codes, domains = rows(60)
+    with torch.no_grad():
+        before = model(codes, domains)
+        fm = model.fm(model.domain_part.embeddings(model.embedding(codes), domains))
+        weight = model.output_part.term_weights[0, model.logit_term_names.index("fm")].item()
+        model.output_part.term_weights[0, model.logit_term_names.index("fm")] = 0.0
+        after = model(codes, domains)
+    mine = domains == 0
+    torch.testing.assert_close(after[mine], before[mine] - weight * fm[mine], rtol=0, atol=1e-5)
+    assert torch.equal(after[~mine], before[~mine])
+
+
+def test_a_fresh_star_output_unit_computes_the_backbones_shared_output():
+    """STAR's output layer is star-shaped (w_shared * w_d, w_d at ones): unperturbed, output=domain scores as
+    output=shared does; the other methods' own units are fresh draws and do not."""
+    codes, domains = rows(40)
+    scores = {}
+    for arm in ("star", "star[output=domain]", "mmoe", "mmoe[output=domain]"):
+        scores[arm] = with_method(arm, perturb=False).eval()(codes, domains).detach()
+    torch.testing.assert_close(scores["star[output=domain]"], scores["star"], rtol=0, atol=1e-6)
+    assert (scores["mmoe[output=domain]"] - scores["mmoe"]).abs().max() > 1e-4
+
+
+def test_an_arm_with_settings_names_its_method_and_settings_and_comes_back_from_its_name():
+    for arm in ("star[output=domain]", "mmoe[experts=4,output=domain]", "ple[specific-experts=3]", "base",
+                "moe-mlora[authors-code]", "moe-mlora[selection=trained]"):
+        assert ApproachConfig.from_arm(arm).arm == arm
+    from moe_mlora.errors import ConfigError
+
+    for bad, message in (("star[output=both]", "output must be one of"), ("star[foo=1]", "no setting of star"),
+                         ("mmoe[experts=x]", "takes a number"), ("nope", "unknown approach")):
+        with pytest.raises(ConfigError, match=message):
+            ApproachConfig.from_arm(bad)

@@ -71,7 +71,7 @@ def controlled_configs(tables: dict[str, Path], models: list[str], seeds: list[i
     approaches += [("base", False)] if BASE_WITHOUT_DOMAIN in methods else []
     return [RunConfig(DatasetConfig("table", split_by="domain", features=("user", "item"), table_path=str(path),
                                     label_column="label", domain_as_feature=with_domain),
-                      model, model_config, ApproachConfig(approach), replace(train, seed=seed))
+                      model, model_config, ApproachConfig.from_arm(approach), replace(train, seed=seed))
             for seed in seeds for approach, with_domain in approaches for path in tables.values() for model in models]
 
 

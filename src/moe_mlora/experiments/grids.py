@@ -23,27 +23,14 @@ BASE_WITHOUT_DOMAIN = "base-without-domain"
 # The ablation: MoE-MLoRA variants (ApproachConfig.variant strings) on three backbones of different kinds.
 ABLATION_VARIANTS = ("gate-init=own-domain", "gate-lr=0.01", "gate-input=features", "authors-code")
 ABLATION_MODELS = ("deepfm", "dcn", "autoint")
-_VARIANT_KEYS = {"gate-init": "gate_init", "gate-input": "gate_input", "gate-lr": "gate_learning_rate",
-                 "selection": "selection"}
 
 
 def parse_variant(text: str) -> dict:
     """'gate-init=own-domain,gate-lr=0.01' or 'authors-code' -> ApproachConfig fields (the inverse of .variant)."""
-    fields: dict = {}
-    for part in (p.strip() for p in text.split(",") if p.strip()):
-        key, _, value = part.partition("=")
-        if not value and key in ("authors-code", "paper"):
-            fields["schedule"] = key
-        elif key in _VARIANT_KEYS and value:
-            try:
-                fields[_VARIANT_KEYS[key]] = float(value) if key == "gate-lr" else value
-            except ValueError:
-                raise ConfigError(f"variant '{text}': gate-lr takes a number, got '{value}'") from None
-        else:
-            raise ConfigError(f"variant '{text}': write it as authors-code and/or key=value with keys "
-                              f"{', '.join(_VARIANT_KEYS)} (e.g. gate-init=own-domain,gate-lr=0.01)")
-    ApproachConfig("moe-mlora", **fields)  # validates the combination
-    return fields
+    approach = ApproachConfig.from_arm(f"moe-mlora[{text}]")
+    return {name: getattr(approach, name) for name in ("schedule", "gate_init", "gate_input", "gate_learning_rate",
+                                                       "selection", "part_embeddings")
+            if getattr(approach, name) != getattr(ApproachConfig("moe-mlora"), name)}
 
 
 def parse_split(text: str) -> DatasetConfig:
@@ -129,7 +116,7 @@ def table1_configs(
     extra = [m for m in methods if m not in PAPER_METHODS and m != BASE_WITHOUT_DOMAIN]
     approaches = ([(ApproachConfig(a), True) for a in PAPER_METHODS]
                   + [(ApproachConfig("moe-mlora", **parse_variant(v)), True) for v in moe_variants]
-                  + [(ApproachConfig(m), True) for m in extra]
+                  + [(ApproachConfig.from_arm(m), True) for m in extra]
                   + ([(ApproachConfig("base"), False)] if BASE_WITHOUT_DOMAIN in methods else []))
     return [
         RunConfig(replace(parse_split(split), domain_as_feature=with_domain), model, model_config, approach,

@@ -7,7 +7,12 @@ A backbone knows nothing of methods. It offers two places to plug a part in:
   each activation (PPNet), weights shared element-wise with each domain's (STAR), experts and per-domain
   towers (SharedBottom, MMoE, PLE);
 * the model itself takes one `ModelPart` (`model.domain_part`), which may rescale the field embeddings
-  before any interaction sees them (EPNet) and add a logit of its own (STAR's auxiliary network).
+  before any interaction sees them (EPNet) and add a logit of its own (STAR's auxiliary network);
+* the model's output takes one `OutputPart` (`model.output_part`), which turns everything the backbone feeds
+  its output (the output layer's input: the tower and, on parallel backbones, the cross / attention outputs;
+  and the logit terms added beside it: FM, CIN, the linear term) into each row's logit by its domain's own
+  output unit, so a method reaches the whole logit and not only the tower (STAR's, SharedBottom's, MMoE's and
+  PLE's per-domain output).
 
 A part may also read the batch's raw field codes while the model's forward runs (`row_codes()`): PPNet's
 personal prior embeds the user and item ids of each row itself.
@@ -111,6 +116,17 @@ class ModelPart(DomainPart):
     def extra_logit(self, embeddings: torch.Tensor, domains: torch.Tensor) -> torch.Tensor | None:
         """(batch,) added to the model's logit, or None."""
         return None
+
+
+class OutputPart(DomainPart):
+    """Plugged into a CTRModel's output: each row's logit (before the model's bias) from the output layer's input
+    and the backbone's other logit terms, by the row's own domain."""
+
+    def forward_output(self, head: nn.Linear, features: torch.Tensor, terms: list[torch.Tensor],
+                       domains: torch.Tensor) -> torch.Tensor:
+        """`head`: the backbone's shared output layer; `features` (batch, head's in) its input; `terms` the
+        backbone's other (batch,) logit terms, in the order of the model's `logit_term_names` -> (batch,)."""
+        raise NotImplementedError
 
 
 def domain_parts(model: nn.Module) -> list[tuple[str, DomainPart]]:

@@ -7,7 +7,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from moe_mlora.errors import ConfigError
+from moe_mlora.layers.domain_part import OutputPart
 from moe_mlora.layers.dropout import FastDropout
+from moe_mlora.settings import setting
 from moe_mlora.training.config import derive_seed
 
 
@@ -96,13 +99,72 @@ class DomainMixer(nn.Module):
         return torch.softmax(logits, dim=-1)
 
 
-def attach_tower_parts(model, run_seed: int, build) -> None:
-    """Give every tower of `model` the part `build(tower)` returns, drawn under `seeded(run_seed)`."""
+# Where a method's domain-specific part ends: `shared`, the backbone's own output layer (only the tower is
+# domain-specific: the shipped records ran so) or `domain`, each domain's own output unit over everything the
+# backbone feeds its output (as the method's paper and Scenario-Wise Rec end a domain's tower).
+OUTPUTS = ("shared", "domain")
+
+
+def output_setting(method: str):
+    """The `output` setting of a method whose towers may end in a per-domain output unit."""
+    return setting("shared", help=f"{method}: where the domain-specific part ends: shared (the backbone's output "
+                   "layer; only the tower is domain-specific) | domain (each domain's own output unit over the tower "
+                   "and every other logit term: FM, cross, CIN, attention, linear).")
+
+
+def check_output(method: str, output: str) -> None:
+    if output not in OUTPUTS:
+        raise ConfigError(f"{method} output must be one of {', '.join(OUTPUTS)}, got '{output}'")
+
+
+class DomainOutput(OutputPart):
+    """Each domain's own output unit: logit_d = w_d . features + sum_k a_dk term_k + b_d (plus the model's bias).
+
+    `features` is what the backbone feeds its output layer (the tower's output, with DCN's cross and AutoInt's
+    attention outputs beside it); the terms are its other logit terms (DeepFM's FM, xDeepFM's CIN, the linear
+    term), each with a weight per domain that starts at 1, so every term starts as the backbone adds it.
+    `star=True`: STAR's topology, w_d = w_shared * v_d with v_d starting at ones (the backbone's own output layer
+    is the shared weight: a fresh unit computes the backbone's logit); otherwise every domain's w_d is a fresh
+    draw, as the backbone's output layer is drawn (Glorot normal), and the shared layer is left unused.
+    """
+
+    def __init__(self, n_domains: int, in_dim: int, n_terms: int, star: bool) -> None:
+        super().__init__(n_domains)
+        self.star = star
+        weights = torch.ones(n_domains, in_dim)
+        if not star:
+            for domain in range(n_domains):
+                nn.init.xavier_normal_(weights[domain:domain + 1])
+        self.weights = nn.Parameter(weights)
+        self.term_weights = nn.Parameter(torch.ones(n_domains, n_terms))
+        self.biases = nn.Parameter(torch.zeros(n_domains))
+
+    def forward_output(self, head: nn.Linear, features: torch.Tensor, terms: list[torch.Tensor],
+                       domains: torch.Tensor) -> torch.Tensor:
+        weight = self.weights.index_select(0, domains)  # index_select: a backward that repeats at any thread count
+        if self.star:
+            weight = head.weight * weight
+        logit = (features * weight).sum(1) + self.biases.index_select(0, domains)
+        if terms:
+            logit = logit + (torch.stack(terms, dim=1) * self.term_weights.index_select(0, domains)).sum(1)
+        return logit
+
+
+def attach_domain_output(model, n_domains: int, star: bool) -> None:
+    """Give `model` a per-domain output unit (call under `seeded`)."""
+    model.output_part = DomainOutput(n_domains, model.head.in_features, len(model.logit_term_names), star)
+
+
+def attach_tower_parts(model, run_seed: int, build, output_domains: int = 0) -> None:
+    """Give every tower of `model` the part `build(tower)` returns and, with `output_domains` n > 0, each of n
+    domains its own output unit (DomainOutput), all drawn under `seeded(run_seed)`."""
     from moe_mlora.adapters import towers_of
 
     with seeded(run_seed):
         for tower in towers_of(model):
             tower.adapter = build(tower)
+        if output_domains:
+            attach_domain_output(model, output_domains, star=False)
 
 
 class seeded:

@@ -2,7 +2,9 @@
 
 E experts, each a tower of the backbone's shape: the backbone's own tower is expert 0, E - 1 more are
 added. Each domain has a softmax gate over the experts computed from the tower's input, and a tower of its
-own (one ReLU layer) over its mixture. E is the setting `experts` (`--mmoe-experts`); by default the number of
+own (one ReLU layer) over its mixture, which ends in the backbone's shared output layer (`output` shared, the
+default, as the shipped records ran) or in the domain's own output unit (`output` domain, as the reference code;
+on parallel backbones it also weighs the FM / cross / CIN / attention / linear terms per domain). E is the setting `experts` (`--mmoe-experts`); by default the number of
 domains, at least 2 and at most 8 (Scenario-Wise Rec uses one expert per domain); every expert runs on every row,
 so a step costs about E towers.
 
@@ -20,7 +22,7 @@ from dataclasses import dataclass
 import torch
 
 from moe_mlora.layers.domain_part import TowerPart
-from moe_mlora.methods.blocks import DomainMixer, StackedMLPs, attach_tower_parts, pick
+from moe_mlora.methods.blocks import DomainMixer, StackedMLPs, attach_tower_parts, check_output, output_setting, pick
 from moe_mlora.errors import ConfigError
 from moe_mlora.methods.method import Method
 from moe_mlora.settings import setting
@@ -31,8 +33,10 @@ MAX_EXPERTS = 8  # the default's cap
 @dataclass(frozen=True)
 class MMoESettings:
     experts: int | None = setting(None, help="MMoE: experts, the backbone's tower among them (default: one per domain, at least 2, at most 8).")
+    output: str = output_setting("MMoE")
 
     def __post_init__(self) -> None:
+        check_output("mmoe", self.output)
         if self.experts is not None and self.experts < 2:
             raise ConfigError(f"mmoe experts must be at least 2 (the backbone's tower and one more), got {self.experts}")
 
@@ -56,9 +60,11 @@ class MultiGateExperts(TowerPart):
 
 
 def attach(model, n_domains: int, run_seed: int, approach=None) -> None:
-    experts = METHOD.settings_of(approach).experts_for(n_domains)
+    settings = METHOD.settings_of(approach)
+    experts = settings.experts_for(n_domains)
     attach_tower_parts(model, run_seed, lambda tower: MultiGateExperts(n_domains, tower.layer_shapes,
-                                                                        model.config.dnn_dropout, experts))
+                                                                        model.config.dnn_dropout, experts),
+                       n_domains if settings.output == "domain" else 0)
 
 
 METHOD = Method("mmoe", "MMoE", "Ma et al., KDD 2018; Scenario-Wise Rec's MMOE", attach=attach, settings=MMoESettings)

@@ -4,7 +4,9 @@ Scenario-Wise Rec runs it on MovieLens (n_level=1, two specific experts per doma
 The backbone's own tower is the shared expert; each domain has K specific experts of the tower's shape (the
 setting `specific_experts`, `--ple-specific-experts`, default 2).
 A row's domain gate (softmax from the tower's input) mixes that domain's specific experts and the shared
-one; a tower of the domain's own (one ReLU layer) follows. In training the rows are grouped by domain and each
+one; a tower of the domain's own (one ReLU layer) follows, ending in the backbone's shared output layer (`output`
+shared, the default, as the shipped records ran) or in the domain's own output unit (`output` domain, as the
+reference code; on parallel backbones it also weighs the FM / cross / CIN / attention / linear terms per domain). In training the rows are grouped by domain and each
 group runs through its own K experts only (about K + 1 towers a step); at inference every specific expert runs on
 every row (one batched product, exportable), about n_domains * K + 1 towers: 7 on three domains, 43 on the 21
 occupations.
@@ -20,7 +22,8 @@ from dataclasses import dataclass
 import torch
 
 from moe_mlora.layers.domain_part import TowerPart
-from moe_mlora.methods.blocks import DomainMixer, StackedMLPs, attach_tower_parts, grouped_by_domain, pick
+from moe_mlora.methods.blocks import (DomainMixer, StackedMLPs, attach_tower_parts, check_output, grouped_by_domain,
+                                     output_setting, pick)
 from moe_mlora.errors import ConfigError
 from moe_mlora.methods.method import Method
 from moe_mlora.settings import setting
@@ -31,8 +34,10 @@ SPECIFIC_EXPERTS = 2
 @dataclass(frozen=True)
 class PLESettings:
     specific_experts: int = setting(SPECIFIC_EXPERTS, help="PLE: specific experts per domain (the backbone's tower is the shared one).")
+    output: str = output_setting("PLE")
 
     def __post_init__(self) -> None:
+        check_output("ple", self.output)
         if self.specific_experts < 1:
             raise ConfigError(f"ple specific experts must be at least 1, got {self.specific_experts}")
 
@@ -73,9 +78,10 @@ class ProgressiveExperts(TowerPart):
 
 
 def attach(model, n_domains: int, run_seed: int, approach=None) -> None:
-    specific = METHOD.settings_of(approach).specific_experts
+    settings = METHOD.settings_of(approach)
     attach_tower_parts(model, run_seed, lambda tower: ProgressiveExperts(n_domains, tower.layer_shapes,
-                                                                          model.config.dnn_dropout, specific))
+                                                                          model.config.dnn_dropout, settings.specific_experts),
+                       n_domains if settings.output == "domain" else 0)
 
 
 METHOD = Method("ple", "PLE", "Tang et al., RecSys 2020 (one CGC level); Scenario-Wise Rec's PLE", attach=attach, grows=True,

@@ -1,8 +1,11 @@
 """SharedBottom (Caruana, 1997; as a multi-domain baseline in Scenario-Wise Rec, Li et al., 2024).
 
 The backbone's whole tower is the shared bottom; each domain adds a tower of its own on top of it (one
-ReLU layer of the tower's output width, here), and every row goes through its domain's tower. The
-backbone's output layer and its other logit terms stay shared.
+ReLU layer of the tower's output width, here), and every row goes through its domain's tower. The setting
+`output` says where the domain's part ends: `shared` (the default, as the shipped records ran) feeds the
+domain towers to the backbone's shared output layer, beside its other logit terms; `domain` ends each domain
+tower in its own output unit, as the reference code does, which on parallel backbones also weighs the FM /
+cross / CIN / attention / linear terms per domain (moe_mlora.methods.blocks.DomainOutput).
 
 Reference code (Scenario-Wise Rec, models/multi_domain/sharebottom.py) differs: its bottom is a plain MLP
 over the embeddings (no interaction layer) and each domain tower ends in its own output unit; its MLPs
@@ -11,11 +14,21 @@ carry batch normalisation, which ours (as the backbones') do not.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 
 from moe_mlora.layers.domain_part import TowerPart
-from moe_mlora.methods.blocks import StackedMLPs, attach_tower_parts, pick
+from moe_mlora.methods.blocks import StackedMLPs, attach_tower_parts, check_output, output_setting, pick
 from moe_mlora.methods.method import Method
+
+
+@dataclass(frozen=True)
+class SharedBottomSettings:
+    output: str = output_setting("SharedBottom")
+
+    def __post_init__(self) -> None:
+        check_output("shared-bottom", self.output)
 
 
 class DomainTowers(TowerPart):
@@ -31,8 +44,10 @@ class DomainTowers(TowerPart):
 
 
 def attach(model, n_domains: int, run_seed: int, approach=None) -> None:
-    attach_tower_parts(model, run_seed, lambda tower: DomainTowers(n_domains, tower.out_dim, model.config.dnn_dropout))
+    output = METHOD.settings_of(approach).output
+    attach_tower_parts(model, run_seed, lambda tower: DomainTowers(n_domains, tower.out_dim, model.config.dnn_dropout),
+                       n_domains if output == "domain" else 0)
 
 
 METHOD = Method("shared-bottom", "SharedBottom", "Caruana 1997; Scenario-Wise Rec's SharedBottom", attach=attach,
-                grows=True)
+                grows=True, settings=SharedBottomSettings)

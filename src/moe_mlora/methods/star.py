@@ -14,6 +14,11 @@
   every feature (its input becomes beta + beta_d), and the running variance is the biased in-batch one;
   `robust` normalises a domain with fewer than MIN_ROWS rows in the batch by its running moments (as at
   inference) and updates the running variance with the unbiased in-batch variance (as torch's BatchNorm).
+* The output: with the setting `output` shared (the default, as the shipped records ran) the star tower feeds the
+  backbone's shared output layer; with `output` domain the output layer is star-shaped too, as in the paper's
+  FCN (its last layer is a star layer): w_shared * w_d with w_d starting at ones, and a per-domain bias, over
+  everything the backbone feeds its output, with a per-domain weight on every other logit term (FM, CIN,
+  linear), so on parallel backbones STAR reaches the whole logit.
 * The auxiliary network: a two-layer MLP over the domain indicator's embedding and the embedded fields; its
   logit is added to the model's.
 
@@ -33,7 +38,7 @@ from torch import nn
 
 from moe_mlora.adapters import towers_of
 from moe_mlora.layers.domain_part import ModelPart, TowerPart
-from moe_mlora.methods.blocks import grouped_by_domain, pick, seeded
+from moe_mlora.methods.blocks import attach_domain_output, check_output, grouped_by_domain, output_setting, pick, seeded
 from moe_mlora.errors import ConfigError
 from moe_mlora.methods.method import Method
 from moe_mlora.settings import setting
@@ -47,8 +52,10 @@ MIN_ROWS = 2  # `robust`: a domain with fewer rows in a batch is normalised by i
 class StarSettings:
     auxiliary_width: int = setting(AUXILIARY_WIDTH, help="STAR: hidden units of the auxiliary network.")
     normalisation: str = setting("batch", help="STAR: partitioned normalisation in mixed batches: batch (in-batch moments of every domain, however few its rows) | robust (a domain with fewer than 2 rows in the batch uses its running moments; unbiased running variance).")
+    output: str = output_setting("STAR")
 
     def __post_init__(self) -> None:
+        check_output("star", self.output)
         if self.auxiliary_width < 1:
             raise ConfigError(f"star auxiliary width must be at least 1, got {self.auxiliary_width}")
         if self.normalisation not in NORMALISATIONS:
@@ -150,7 +157,9 @@ def attach(model, n_domains: int, run_seed: int, approach=None) -> None:
         for tower in towers_of(model):
             tower.adapter = StarTower(n_domains, tower.layer_shapes, robust=settings.normalisation == "robust")
         model.domain_part = StarAuxiliary(n_domains, model.config.embedding_dim, model.flat_dim,
-                                          METHOD.settings_of(approach).auxiliary_width)
+                                          settings.auxiliary_width)
+        if settings.output == "domain":
+            attach_domain_output(model, n_domains, star=True)
 
 
 METHOD = Method("star", "STAR", "Sheng et al., CIKM 2021; Scenario-Wise Rec's Star", attach=attach, grows=True,

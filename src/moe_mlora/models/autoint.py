@@ -24,7 +24,7 @@ class AutoInt(CTRModel):
         self.tower = self.make_tower(self.flat_dim)
         self.head = output_layer(spec.n_embedded * in_dim + self.tower.out_dim)
 
-    def logit_terms(self, embeddings: torch.Tensor, routing_ids: torch.Tensor, dense=None) -> torch.Tensor:
+    def logit_inputs(self, embeddings: torch.Tensor, routing_ids: torch.Tensor, dense=None):
         attended = self.attention(embeddings).flatten(1)
         deep = self.tower(self.with_dense(embeddings.flatten(1), dense), routing_ids)
-        return self.head(torch.cat([attended, deep], dim=1)).squeeze(1)
+        return torch.cat([attended, deep], dim=1), []

@@ -1,7 +1,9 @@
 """What every backbone shares: the field embeddings, an optional linear term, the MLP tower and a bias.
 
-A backbone only says how its interaction layer turns embeddings into the tower's input and into extra
-logit terms. The tower is built in one place (moe_mlora.layers.Tower) so adapters attach to any model.
+A backbone only says how its interaction layer turns embeddings into the tower's input, the output layer's
+input and extra logit terms (`logit_inputs`). The tower is built in one place (moe_mlora.layers.Tower) so
+adapters attach to any model; the output is assembled in one place, so a method's per-domain output unit
+(moe_mlora.layers.OutputPart) reaches every backbone's whole logit.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from torch import nn
 
 from moe_mlora.errors import ConfigError
 from moe_mlora.features import FeatureSpec
-from moe_mlora.layers import BagEmbedding, FieldEmbedding, LinearTerm, ModelPart, Tower
+from moe_mlora.layers import BagEmbedding, FieldEmbedding, LinearTerm, ModelPart, OutputPart, Tower
 from moe_mlora.layers.domain_part import codes_of_this_forward
 
 
@@ -87,10 +89,14 @@ class ModelConfig:
 
 
 class CTRModel(nn.Module):
-    """Embeddings -> interaction -> tower -> logit. Subclasses set `name` and implement `logit_terms`."""
+    """Embeddings -> interaction -> tower -> logit. Subclasses set `name`, build `self.head` (the output layer)
+    and implement `logit_inputs`."""
 
     name: ClassVar[str]
     uses_linear_term: ClassVar[bool] = False
+    # The logit terms a backbone adds beside its output layer (DeepFM's FM term, xDeepFM's CIN), in the order
+    # logit_inputs returns them; the linear term, where there is one, comes after them.
+    extra_terms: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, spec: FeatureSpec, config: ModelConfig) -> None:
         super().__init__()
@@ -100,6 +106,7 @@ class CTRModel(nn.Module):
         self.bias = nn.Parameter(torch.zeros(1))
         self.bags = BagEmbedding(spec, config.embedding_dim, config.embedding_init_std) if spec.n_bags else None
         self.domain_part: ModelPart | None = None  # a method's model-level part (moe_mlora.layers.domain_part)
+        self.output_part: OutputPart | None = None  # a method's per-domain output units
 
     def make_tower(self, in_dim: int) -> Tower:
         """The DNN over `in_dim` inputs plus the dense features (DeepCTR's combined_dnn_input)."""
@@ -114,10 +121,25 @@ class CTRModel(nn.Module):
         """A DNN's input: the backbone's own, then the dense features, where there are any."""
         return inputs if dense is None else torch.cat([inputs, dense], dim=1)
 
-    def logit_terms(self, embeddings: torch.Tensor, routing_ids: torch.Tensor, dense: torch.Tensor | None) -> torch.Tensor:
-        """Model-specific logit contribution, shape (batch,); `embeddings` holds every embedded field
-        (categorical, then pooled bags), `dense` the numeric features (None without them)."""
+    @property
+    def logit_term_names(self) -> tuple[str, ...]:
+        """Every logit term beside the output layer, in the order an OutputPart receives them."""
+        return (*self.extra_terms, *(("linear",) if self.uses_linear_term else ()))
+
+    def logit_inputs(self, embeddings: torch.Tensor, routing_ids: torch.Tensor,
+                     dense: torch.Tensor | None) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """The output layer's input (batch, head's in) and the backbone's extra logit terms (each (batch,), as
+        `extra_terms` names them); `embeddings` holds every embedded field (categorical, then pooled bags),
+        `dense` the numeric features (None without them)."""
         raise NotImplementedError
+
+    def logit_terms(self, embeddings: torch.Tensor, routing_ids: torch.Tensor, dense: torch.Tensor | None) -> torch.Tensor:
+        """The shared output: the output layer on its input, plus the extra terms, shape (batch,)."""
+        features, terms = self.logit_inputs(embeddings, routing_ids, dense)
+        logit = self.head(features).squeeze(1)
+        for term in terms:
+            logit = term + logit
+        return logit
 
     def forward(self, codes: torch.Tensor, routing_ids: torch.Tensor, dense: torch.Tensor | None = None,
                 bags: torch.Tensor | None = None) -> torch.Tensor:
@@ -138,9 +160,16 @@ class CTRModel(nn.Module):
         if part is not None:
             part.check_routing_ids(routing_ids)
             embeddings = part.embeddings(embeddings, routing_ids)
-        logit = self.logit_terms(embeddings, routing_ids, dense) + self.bias
-        if self.linear is not None:
-            logit = logit + self.linear(codes, dense, bags)
+        if self.output_part is None:
+            logit = self.logit_terms(embeddings, routing_ids, dense) + self.bias
+            if self.linear is not None:
+                logit = logit + self.linear(codes, dense, bags)
+        else:  # each row's own domain's output unit over everything the shared output would sum
+            self.output_part.check_routing_ids(routing_ids)
+            features, terms = self.logit_inputs(embeddings, routing_ids, dense)
+            if self.linear is not None:
+                terms = [*terms, self.linear(codes, dense, bags)]
+            logit = self.output_part.forward_output(self.head, features, terms, routing_ids) + self.bias
         if part is not None:
             extra = part.extra_logit(embeddings, routing_ids)
             if extra is not None:

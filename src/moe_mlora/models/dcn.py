@@ -17,9 +17,9 @@ class DCN(CTRModel):
         self.tower = self.make_tower(self.flat_dim)
         self.head = output_layer(self.flat_dim + spec.n_dense + self.tower.out_dim)
 
-    def logit_terms(self, embeddings: torch.Tensor, routing_ids: torch.Tensor, dense=None) -> torch.Tensor:
+    def logit_inputs(self, embeddings: torch.Tensor, routing_ids: torch.Tensor, dense=None):
         flat = self.with_dense(embeddings.flatten(1), dense)
-        return self.head(torch.cat([self.cross(flat), self.tower(flat, routing_ids)], dim=1)).squeeze(1)
+        return torch.cat([self.cross(flat), self.tower(flat, routing_ids)], dim=1), []
 
     def l2_groups(self):
         return [*super().l2_groups(), (self.config.l2_cross, [self.cross.kernels])]

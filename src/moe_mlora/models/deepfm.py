@@ -10,6 +10,7 @@ from moe_mlora.models.base import CTRModel, output_layer
 class DeepFM(CTRModel):
     name = "deepfm"
     uses_linear_term = True
+    extra_terms = ("fm",)
 
     def __init__(self, spec, config) -> None:
         super().__init__(spec, config)
@@ -17,7 +18,7 @@ class DeepFM(CTRModel):
         self.tower = self.make_tower(self.flat_dim)
         self.head = output_layer(self.tower.out_dim)
 
-    def logit_terms(self, embeddings: torch.Tensor, routing_ids: torch.Tensor, dense=None) -> torch.Tensor:
+    def logit_inputs(self, embeddings: torch.Tensor, routing_ids: torch.Tensor, dense=None):
         second_order = self.fm(embeddings)  # first, as before: the graph's order fixes how gradients accumulate
         deep = self.tower(self.with_dense(embeddings.flatten(1), dense), routing_ids)
-        return second_order + self.head(deep).squeeze(1)
+        return deep, [second_order]

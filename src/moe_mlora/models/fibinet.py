@@ -21,8 +21,7 @@ class FiBiNET(CTRModel):
         self.tower = self.make_tower(2 * n_pairs * config.embedding_dim)
         self.head = output_layer(self.tower.out_dim)
 
-    def logit_terms(self, embeddings: torch.Tensor, routing_ids: torch.Tensor, dense=None) -> torch.Tensor:
+    def logit_inputs(self, embeddings: torch.Tensor, routing_ids: torch.Tensor, dense=None):
         reweighted = self.senet_bilinear(self.senet(embeddings)).flatten(1)
         plain = self.bilinear(embeddings).flatten(1)
-        deep = self.tower(self.with_dense(torch.cat([reweighted, plain], dim=1), dense), routing_ids)
-        return self.head(deep).squeeze(1)
+        return self.tower(self.with_dense(torch.cat([reweighted, plain], dim=1), dense), routing_ids), []

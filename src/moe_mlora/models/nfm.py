@@ -19,6 +19,6 @@ class NFM(CTRModel):
         self.tower = self.make_tower(config.embedding_dim)
         self.head = output_layer(self.tower.out_dim)
 
-    def logit_terms(self, embeddings: torch.Tensor, routing_ids: torch.Tensor, dense=None) -> torch.Tensor:
+    def logit_inputs(self, embeddings: torch.Tensor, routing_ids: torch.Tensor, dense=None):
         pooled = self.bi_dropout(self.bi_interaction(embeddings))
-        return self.head(self.tower(self.with_dense(pooled, dense), routing_ids)).squeeze(1)
+        return self.tower(self.with_dense(pooled, dense), routing_ids), []

@@ -17,6 +17,6 @@ class PNN(CTRModel):
         self.tower = self.make_tower(self.flat_dim + n_pairs)
         self.head = output_layer(self.tower.out_dim)
 
-    def logit_terms(self, embeddings: torch.Tensor, routing_ids: torch.Tensor, dense=None) -> torch.Tensor:
+    def logit_inputs(self, embeddings: torch.Tensor, routing_ids: torch.Tensor, dense=None):
         product_layer = torch.cat([embeddings.flatten(1), self.inner_product(embeddings)], dim=1)
-        return self.head(self.tower(self.with_dense(product_layer, dense), routing_ids)).squeeze(1)
+        return self.tower(self.with_dense(product_layer, dense), routing_ids), []

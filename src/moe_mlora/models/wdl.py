@@ -15,5 +15,5 @@ class WDL(CTRModel):
         self.tower = self.make_tower(self.flat_dim)
         self.head = output_layer(self.tower.out_dim)
 
-    def logit_terms(self, embeddings: torch.Tensor, routing_ids: torch.Tensor, dense=None) -> torch.Tensor:
-        return self.head(self.tower(self.with_dense(embeddings.flatten(1), dense), routing_ids)).squeeze(1)
+    def logit_inputs(self, embeddings: torch.Tensor, routing_ids: torch.Tensor, dense=None):
+        return self.tower(self.with_dense(embeddings.flatten(1), dense), routing_ids), []

@@ -10,6 +10,7 @@ from moe_mlora.models.base import CTRModel, output_layer
 class XDeepFM(CTRModel):
     name = "xdeepfm"
     uses_linear_term = True
+    extra_terms = ("cin",)
 
     def __init__(self, spec, config) -> None:
         super().__init__(spec, config)
@@ -19,7 +20,7 @@ class XDeepFM(CTRModel):
         self.tower = self.make_tower(self.flat_dim)
         self.head = output_layer(self.tower.out_dim)
 
-    def logit_terms(self, embeddings: torch.Tensor, routing_ids: torch.Tensor, dense=None) -> torch.Tensor:
+    def logit_inputs(self, embeddings: torch.Tensor, routing_ids: torch.Tensor, dense=None):
         cin_logit = self.cin_head(self.cin(embeddings)).squeeze(1)
         deep = self.tower(self.with_dense(embeddings.flatten(1), dense), routing_ids)
-        return cin_logit + self.head(deep).squeeze(1)
+        return deep, [cin_logit]

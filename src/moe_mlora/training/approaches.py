@@ -191,6 +191,33 @@ class ApproachConfig:
         """The approach with its variant: 'moe-mlora', 'moe-mlora[gate-init=own-domain]', ..."""
         return f"{self.approach}[{self.variant}]" if self.variant else self.approach
 
+    @classmethod
+    def from_arm(cls, text: str) -> "ApproachConfig":
+        """The inverse of `arm`: 'star[output=domain]', 'moe-mlora[authors-code]', 'mmoe[experts=4]' -> the config
+        (a one-line error for an unknown method, key or value)."""
+        approach, bracket, rest = text.strip().partition("[")
+        if bracket and not rest.endswith("]"):
+            raise ConfigError(f"arm '{text}': write it as method or method[key=value,...]")
+        method = get_method(approach.strip())
+        fields_given: dict[str, Any] = {}
+        settings: dict[str, Any] = {}
+        hints = hints_of(method.settings) if method.settings is not None else {}
+        for part in (p.strip() for p in rest[:-1].split(",") if p.strip()) if bracket else ():
+            key, _, value = part.partition("=")
+            name = key.replace("-", "_")
+            if not value and key in (Schedule.AUTHORS_CODE.value, Schedule.PAPER.value):
+                fields_given["schedule"] = key
+            elif value and key in _ARM_KEYS:
+                fields_given[_ARM_KEYS[key]] = _typed(value, float if key == "gate-lr" else str, f"arm '{text}': {key}")
+            elif value and name in hints:
+                settings[name] = _typed(value, hints[name], f"arm '{text}': {key}")
+            else:
+                known = [*_ARM_KEYS, *(n.replace("_", "-") for n in hints)] if method.name == "moe-mlora" else [
+                    "part-embeddings", *(n.replace("_", "-") for n in hints)]
+                raise ConfigError(f"arm '{text}': '{part}' is no setting of {method.name}; write key=value with keys "
+                                  f"{', '.join(known) or '(none)'}")
+        return cls(method.name, **fields_given, method_settings=settings)
+
     @property
     def gate_weights(self) -> str:
         """How the gate is drawn: the authors' Keras defaults for their schedule, torch's for gate_init=random,
@@ -206,6 +233,43 @@ class ApproachConfig:
         return AdapterConfig(self.approach, n_domains, self.experts_per_domain, reduce, self.rank,
                              gate_input=self.gate_input, gate_weights=self.gate_weights,
                              init_seed=derive_seed(run_seed, "adapters"))
+
+
+# An arm's keys that are ApproachConfig fields (the rest are the method's own settings).
+_ARM_KEYS = {"gate-init": "gate_init", "gate-input": "gate_input", "gate-lr": "gate_learning_rate",
+             "selection": "selection", "part-embeddings": "part_embeddings"}
+
+
+def _typed(text: str, hint, where: str) -> Any:
+    """An arm's value as its setting's type: a number, text, or a '+'-joined list (as `variant` writes lists)."""
+    import types
+    import typing
+
+    arguments = [a for a in typing.get_args(hint) if a is not type(None)]
+    if typing.get_origin(hint) in (typing.Union, types.UnionType) and len(arguments) == 1:
+        hint = arguments[0]
+    if typing.get_origin(hint) is tuple:
+        return [item for item in text.split("+") if item]
+    try:
+        if hint is bool:
+            return {"true": True, "false": False}[text.lower()]
+        return hint(text) if hint in (int, float) else text
+    except (KeyError, ValueError):
+        raise ConfigError(f"{where} takes {'true or false' if hint is bool else 'a number'}, got '{text}'") from None
+
+
+def split_arms(text: str | None) -> list[str]:
+    """'star[output=domain,normalisation=robust],pepnet' -> its arms (commas inside brackets stay)."""
+    arms, depth, current = [], 0, ""
+    for char in text or "":
+        depth += char == "["
+        depth -= char == "]"
+        if char == "," and depth == 0:
+            arms.append(current)
+            current = ""
+        else:
+            current += char
+    return [arm.strip() for arm in [*arms, current] if arm.strip()]
 
 
 def _own_settings(method, given) -> dict[str, Any]:
