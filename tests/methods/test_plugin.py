@@ -174,3 +174,43 @@ def test_a_two_phase_method_with_one_setting_is_one_class_its_settings_and_a_reg
     base = moe_mlora.train(approach="base", max_epochs=3, runs_dir=tmp_path / "runs", **data)
     base_model = Predictor.from_run(base.config.run_dir(tmp_path / "runs")).model
     assert all(torch.equal(a, b) for a, b in zip(backbone_parameters(predictor.model), backbone_parameters(base_model)))
+
+
+# The registered methods added or changed under #39, through the suite a plug-in passes: train (CLI), save and
+# reload, predict, an exported graph scoring as predict does, add-domain or a one-line refusal, the report.
+SUITE_ARMS = ["separate", "star[output=domain]", "shared-bottom[output=domain]", "mmoe[output=domain]",
+              "ple[output=domain]"]
+
+
+@pytest.mark.parametrize("arm", SUITE_ARMS)
+def test_a_registered_method_passes_the_plugin_suite(arm, tmp_path):
+    from moe_mlora.serving.export import export_model
+    from moe_mlora.serving.predictor import Chunk, UnknownDomain
+    from moe_mlora.training.approaches import ApproachConfig
+
+    approach = ApproachConfig.from_arm(arm)
+    options = [f"--{approach.approach}-{name.replace('_', '-')}={value}" for name, value in approach.method_settings.items()]
+    csv = table(tmp_path / "clicks.csv")
+    runs = tmp_path / "runs"
+    result = CliRunner().invoke(app, ["train", "--approach", approach.approach, *options, "--dataset", "table",
+                                      "--table-path", str(csv), "--split-by", "region", "--features", "user,item",
+                                      "--label-column", "clicked", "--runs-dir", str(runs), "--max-epochs", "2",
+                                      "--no-progress"])
+    assert result.exit_code == 0, result.output
+    run = next(runs.iterdir())
+    predictor = Predictor.from_run(run)
+    assert predictor.manifest.config.approach.arm == arm
+    rows = pd.read_csv(csv).head(40)
+    probabilities = predictor.predict(rows)
+    assert probabilities.shape == (40,) and np.all((probabilities > 0) & (probabilities < 1))
+    program = torch.export.load(str(export_model(predictor.model.eval(), tmp_path / "m.pt2", "torch-export"))).module()
+    batch = predictor.encode(Chunk(rows, 0, "input", 0, "row"), UnknownDomain.ERROR)
+    exported = program(batch.codes, batch.domains).detach().numpy().ravel()  # the graph ends in the probability
+    np.testing.assert_allclose(exported, probabilities, rtol=0, atol=1e-5)
+    pd.read_csv(csv).head(60).assign(region="east").to_csv(tmp_path / "east.csv", index=False)
+    grown = CliRunner().invoke(app, ["add-domain", str(run), "--table", str(tmp_path / "east.csv"), "--domain", "east"])
+    if METHODS[approach.approach].grows:
+        assert grown.exit_code == 0, grown.output
+    else:
+        assert grown.exit_code != 0 and len(grown.output.strip().splitlines()) == 1, grown.output
+    assert METHODS[approach.approach].title in write_report(runs)["report"].read_text()

@@ -93,6 +93,11 @@ class DomainPart(nn.Module):
             new[n * block:] = (weights * blocks).sum(0) if old.is_floating_point() else blocks[0]
             grown.added_rows[name] = slice(n * block, (n + 1) * block)
 
+    def l2_groups(self) -> list[tuple[float, list[nn.Parameter]]]:
+        """(lambda, weights) under an L2 penalty, as CTRModel.l2_groups: none unless a part holds embeddings that
+        stand for a backbone's (Separate's models)."""
+        return []
+
     def check_routing_ids(self, ids: torch.Tensor) -> None:
         if self.validate_ids and ids.numel() and (int(ids.max()) >= self.n_domains or int(ids.min()) < 0):
             bad = int(ids.max()) if int(ids.max()) >= self.n_domains else int(ids.min())
@@ -107,7 +112,15 @@ class TowerPart(DomainPart):
 
 
 class ModelPart(DomainPart):
-    """Plugged into a CTRModel: may rescale the embedded fields and add a logit of its own."""
+    """Plugged into a CTRModel: may rescale the embedded fields and add a logit of its own, or (`scores_rows`)
+    score the rows itself (Separate: a whole model per domain)."""
+
+    scores_rows = False  # True: `score` computes every row's logit and the backbone's forward is one of its tools
+
+    def score(self, backbone_forward, codes: torch.Tensor, domains: torch.Tensor, dense: torch.Tensor | None,
+              bags: torch.Tensor | None) -> torch.Tensor:
+        """(batch,) logits; `backbone_forward(codes, domains, dense, bags)` is the model's own backbone."""
+        raise NotImplementedError
 
     def embeddings(self, embeddings: torch.Tensor, domains: torch.Tensor) -> torch.Tensor:
         """(batch, fields, dim) -> the same shape, before any interaction layer sees them."""

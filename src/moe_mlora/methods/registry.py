@@ -4,7 +4,7 @@ grids, records and report ask this registry. The first three are the paper's arm
 from __future__ import annotations
 
 from moe_mlora.errors import ConfigError
-from moe_mlora.methods import adasparse, lora, mmoe, pepnet, ple, shared_bottom, star
+from moe_mlora.methods import adasparse, lora, mmoe, pepnet, ple, separate, shared_bottom, star
 from moe_mlora.methods.method import Method
 
 METHODS: dict[str, Method] = {method.name: method for method in (
@@ -17,6 +17,7 @@ METHODS: dict[str, Method] = {method.name: method for method in (
     pepnet.PPNET,
     pepnet.PEPNET,
     adasparse.METHOD,
+    separate.METHOD,
 )}
 PAPER_METHODS = ("base", "mlora", "moe-mlora")  # the paper's Table 1 arms
 

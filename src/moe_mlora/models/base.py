@@ -19,7 +19,7 @@ from torch import nn
 from moe_mlora.errors import ConfigError
 from moe_mlora.features import FeatureSpec
 from moe_mlora.layers import BagEmbedding, FieldEmbedding, LinearTerm, ModelPart, OutputPart, Tower
-from moe_mlora.layers.domain_part import codes_of_this_forward
+from moe_mlora.layers.domain_part import codes_of_this_forward, domain_parts
 
 
 @dataclass(frozen=True)
@@ -153,10 +153,18 @@ class CTRModel(nn.Module):
         if (dense is None) != (self.spec.n_dense == 0) or (bags is None) != (self.bags is None):
             raise ConfigError(f"{self.name} takes dense inputs: {self.spec.n_dense}, bags: {self.spec.n_bags}; "
                               f"got {'none' if dense is None else dense.shape[1]} and {'none' if bags is None else bags.shape[1]}")
+        part = self.domain_part
+        if part is not None and part.scores_rows:  # a part that scores rows itself (Separate: a model per domain)
+            part.check_routing_ids(routing_ids)
+            return part.score(self._backbone_forward, codes, routing_ids, dense, bags)
+        return self._backbone_forward(codes, routing_ids, dense, bags)
+
+    def _backbone_forward(self, codes: torch.Tensor, routing_ids: torch.Tensor, dense: torch.Tensor | None,
+                          bags: torch.Tensor | None) -> torch.Tensor:
         embeddings = self.embedding(codes)
         if self.bags is not None:
             embeddings = torch.cat([embeddings, self.bags(bags)], dim=1)
-        part = self.domain_part
+        part = None if self.domain_part is not None and self.domain_part.scores_rows else self.domain_part
         if part is not None:
             part.check_routing_ids(routing_ids)
             embeddings = part.embeddings(embeddings, routing_ids)
@@ -188,7 +196,7 @@ class CTRModel(nn.Module):
             params.append(self.bags.table.weight)
         if self.linear is not None:
             params += self.linear.tables()
-        return [(self.config.l2_embedding, params)]
+        return [(self.config.l2_embedding, params), *(group for _, part in domain_parts(self) for group in part.l2_groups())]
 
 
 def output_layer(in_dim: int) -> nn.Linear:
