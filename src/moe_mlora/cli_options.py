@@ -18,6 +18,7 @@ from typing import Annotated, Any, Optional
 
 import typer
 
+from moe_mlora.errors import ConfigError
 from moe_mlora.settings import default_of, help_of
 
 CONTEXT = "_settings_context"  # the context parameter added to a command that has none of its own
@@ -61,10 +62,17 @@ def _listed(text: str) -> list[str]:
     return [item.strip() for item in text.split(",") if item.strip()]
 
 
+def _whole_numbers(text: str) -> list[int]:
+    try:
+        return [int(item) for item in _listed(text)]
+    except ValueError:
+        raise ConfigError(f"'{text}' must be comma-separated whole numbers, e.g. 64,32") from None
+
+
 def _option_type(hint) -> tuple[Any, Any]:
     """The type typer parses an option as, and how its text becomes the setting's value."""
-    if typing.get_origin(hint) is tuple:  # e.g. features: "user_id,item_id"
-        return str, _listed
+    if typing.get_origin(hint) is tuple:  # e.g. features: "user_id,item_id"; widths: "64,32"
+        return str, _whole_numbers if typing.get_args(hint)[0] is int else _listed
     arguments = typing.get_args(hint)
     if typing.get_origin(hint) in (typing.Union, types.UnionType) and type(None) in arguments:
         (inner,) = [a for a in arguments if a is not type(None)]
@@ -89,8 +97,8 @@ def with_settings(*sections: Section, exclude: tuple[str, ...] = (), replace: di
                 name = option_name(section, spec.name)
                 kind_of_option, converters[name] = _option_type(hints[spec.name])
                 default = default_of(spec)
-                if converters[name] is _listed:
-                    default = ",".join(default)
+                if converters[name] in (_listed, _whole_numbers):
+                    default = ",".join(map(str, default))
                 if spec.name in replace:
                     kind_of_option, default, text = replace[spec.name]
                 added.append(inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default,

@@ -88,7 +88,9 @@ def test_a_row_is_scored_by_its_own_domain_and_never_by_its_batch_mates(method):
         together = model(codes, domains)
         alone = torch.cat([model(codes[i:i + 1], domains[i:i + 1]) for i in range(57)])
         moved = model(codes, (domains + 1) % 3)  # the domain feature stays: only the routing changes
-    torch.testing.assert_close(alone, together, rtol=0, atol=1e-5)
+    # relative too: perturbed parts can give large logits (APG's generated weights), whose float rounding
+    # differs by batch size; a batch-mate's influence would be of the logit's own order
+    torch.testing.assert_close(alone, together, rtol=1e-5, atol=1e-5)
     assert (moved - together).abs().max() > 1e-4, "the row's domain does not reach its score"
 
 

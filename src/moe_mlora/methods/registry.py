@@ -4,7 +4,7 @@ grids, records and report ask this registry. The first three are the paper's arm
 from __future__ import annotations
 
 from moe_mlora.errors import ConfigError
-from moe_mlora.methods import adasparse, lora, mmoe, pepnet, ple, separate, shared_bottom, star
+from moe_mlora.methods import adasparse, apg, lora, mmoe, pepnet, ple, separate, shared_bottom, star
 from moe_mlora.methods.method import Method
 
 METHODS: dict[str, Method] = {method.name: method for method in (
@@ -18,6 +18,7 @@ METHODS: dict[str, Method] = {method.name: method for method in (
     pepnet.PEPNET,
     adasparse.METHOD,
     separate.METHOD,
+    apg.METHOD,
 )}
 PAPER_METHODS = ("base", "mlora", "moe-mlora")  # the paper's Table 1 arms
 

@@ -249,7 +249,7 @@ def _typed(text: str, hint, where: str) -> Any:
     if typing.get_origin(hint) in (typing.Union, types.UnionType) and len(arguments) == 1:
         hint = arguments[0]
     if typing.get_origin(hint) is tuple:
-        return [item for item in text.split("+") if item]
+        return [_typed(item, typing.get_args(hint)[0], where) for item in text.split("+") if item]
     try:
         if hint is bool:
             return {"true": True, "false": False}[text.lower()]
