@@ -178,7 +178,7 @@ def test_a_two_phase_method_with_one_setting_is_one_class_its_settings_and_a_reg
 
 # The registered methods added or changed under #39, through the suite a plug-in passes: train (CLI), save and
 # reload, predict, an exported graph scoring as predict does, add-domain or a one-line refusal, the report.
-SUITE_ARMS = ["separate", "apg", "apg[condition=self]", "hamur", "hamur[backbone=shared]", "star[output=domain]", "shared-bottom[output=domain]", "mmoe[output=domain]",
+SUITE_ARMS = ["separate", "apg", "apg[condition=self]", "hamur", "hamur[backbone=shared]", "m2m", "star[output=domain]", "shared-bottom[output=domain]", "mmoe[output=domain]",
               "ple[output=domain]"]
 
 

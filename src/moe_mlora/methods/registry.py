@@ -4,7 +4,7 @@ grids, records and report ask this registry. The first three are the paper's arm
 from __future__ import annotations
 
 from moe_mlora.errors import ConfigError
-from moe_mlora.methods import adasparse, apg, hamur, lora, mmoe, pepnet, ple, separate, shared_bottom, star
+from moe_mlora.methods import adasparse, apg, hamur, lora, m2m, mmoe, pepnet, ple, separate, shared_bottom, star
 from moe_mlora.methods.method import Method
 
 METHODS: dict[str, Method] = {method.name: method for method in (
@@ -20,6 +20,7 @@ METHODS: dict[str, Method] = {method.name: method for method in (
     separate.METHOD,
     apg.METHOD,
     hamur.METHOD,
+    m2m.METHOD,
 )}
 PAPER_METHODS = ("base", "mlora", "moe-mlora")  # the paper's Table 1 arms
 
