@@ -25,7 +25,7 @@ SPEC = FeatureSpec(("user_id", "item_id", "domain"), (40, 30, 3), ("a", "b", "c"
 OTHER_METHODS = [name for name in METHODS if name not in PAPER_METHODS]
 # The methods whose towers can end in each domain's own output unit, in that form: through every common check too.
 DOMAIN_OUTPUT = [f"{name}[output=domain]" for name in ("shared-bottom", "mmoe", "ple", "star")]
-CASES = OTHER_METHODS + DOMAIN_OUTPUT
+CASES = OTHER_METHODS + DOMAIN_OUTPUT + ["ple[levels=3]"]
 BACKBONES = ["deepfm", "dcn", "autoint"]
 HAS_ONNX = all(importlib.util.find_spec(name) for name in ("onnx", "onnxscript", "onnxruntime"))
 
@@ -148,7 +148,8 @@ def test_lora_settings_on_a_method_without_lora_adapters_are_a_one_line_error(me
         ApproachConfig(method, rank=4)
 
 
-@pytest.mark.parametrize("method", [m for m in CASES if METHODS[ApproachConfig.from_arm(m).approach].grows])
+@pytest.mark.parametrize("method", [m for m in CASES if METHODS[ApproachConfig.from_arm(m).approach].grows
+                                    and "levels" not in m])
 def test_growing_a_method_by_a_domain_keeps_the_old_domains_scores_through_training(method):
     from moe_mlora.serving.add_domain import extend_model, new_rows_masks
     from moe_mlora.training.phase import Trains, phase_parameters, set_trainable
@@ -391,3 +392,46 @@ def test_an_arm_with_settings_names_its_method_and_settings_and_comes_back_from_
                          ("mmoe[experts=x]", "takes a number"), ("nope", "unknown approach")):
         with pytest.raises(ConfigError, match=message):
             ApproachConfig.from_arm(bad)
+
+
+def test_ple_levels_compute_the_papers_progressive_extraction_row_by_row():
+    """The oracle: a loop over rows, domains and experts, written from the paper's equations, against the batched
+    levels (three levels, so a deeper level's shared gate is exercised too)."""
+    model = with_method("ple[levels=3]", "dnn").eval()
+    tower = model.tower
+    part = tower.adapter
+    codes, domains = rows(7)
+    inputs = model.embedding(codes).flatten(1)
+    n, k = part.n_domains, part.specific
+    with torch.no_grad():
+        batched = part.every_level(tower, inputs)
+        for row in range(7):
+            x = inputs[row:row + 1]
+            specific = [part.experts.forward_slice(x, e, 1)[0, 0] for e in range(n * k)]
+            shared = tower.plain_forward(x)[0]
+            logits = part.gates.logits(x).view(n, k + 1)
+            domain_in, shared_in = None, x[0]
+            for level in range(3):
+                if level:
+                    deeper = part.deeper[level - 1]
+                    w, b = deeper.experts.weights[0], deeper.experts.biases[0]
+                    specific = [torch.relu(domain_in[e // k] @ w[e] + b[e]) for e in range(n * k)]
+                    shared = deeper.shared(shared_in.unsqueeze(0))[0, 0]
+                    logits = torch.stack([domain_in[d] @ deeper.gate_weights[d] + deeper.gate_biases[d] for d in range(n)])
+                outputs = []
+                for d in range(n):
+                    weights = torch.softmax(logits[d], 0)
+                    outputs.append(sum(weights[j] * specific[d * k + j] for j in range(k)) + weights[k] * shared)
+                if level < 2:
+                    weights = torch.softmax(part.shared_gates[level](shared_in.unsqueeze(0))[0], 0)
+                    shared_in = sum(weights[e] * specific[e] for e in range(n * k)) + weights[n * k] * shared
+                domain_in = torch.stack(outputs)
+            torch.testing.assert_close(batched[row], domain_in, rtol=1e-5, atol=1e-5)
+
+
+def test_ple_with_more_than_one_level_refuses_a_new_domain_in_one_line():
+    from moe_mlora.errors import ConfigError
+    from moe_mlora.serving.add_domain import extend_model
+
+    with pytest.raises(ConfigError, match="no growth rule"):
+        extend_model(with_method("ple[levels=2]"), [0.5, 0.3, 0.2], "d", ApproachConfig.from_arm("ple[levels=2]"), 1)
