@@ -18,3 +18,20 @@ def test_the_docs_site_builds_in_strict_mode(tmp_path):
     assert done.returncode == 0, done.stdout + done.stderr
     reference = (tmp_path / "site" / "reference" / "index.html").read_text()
     assert "config_from_settings" in reference and "RunConfig" in reference and "Predictor" in reference
+
+
+def test_the_methods_guides_scope_table_is_the_one_the_code_generates():
+    from moe_mlora.methods.scope import guide_table
+
+    page = (Path(__file__).parents[1] / "docs" / "guides" / "methods.md").read_text()
+    table = page.split("<!-- scope-table -->\n", 1)[1].split("\n<!-- /scope-table -->", 1)[0]
+    assert table == guide_table(), "regenerate: docs/guides/methods.md's scope table from moe_mlora.methods.scope.guide_table()"
+
+
+def test_the_scope_reader_sees_what_each_seam_reaches():
+    from moe_mlora.methods.scope import scope
+
+    assert scope("mlora", "deepfm") == (["tower"], ["output layer", "FM", "linear term"])
+    assert scope("star[output=domain]", "dcn")[1] == []
+    assert scope("epnet", "dcn") == (["embeddings (so every branch's input)"], ["output layer", "linear term"])
+    assert scope("separate", "xdeepfm") == (["everything (a model per domain)"], [])
