@@ -25,7 +25,8 @@ SPEC = FeatureSpec(("user_id", "item_id", "domain"), (40, 30, 3), ("a", "b", "c"
 OTHER_METHODS = [name for name in METHODS if name not in PAPER_METHODS]
 # The methods whose towers can end in each domain's own output unit, in that form: through every common check too.
 DOMAIN_OUTPUT = [f"{name}[output=domain]" for name in ("shared-bottom", "mmoe", "ple", "star")]
-CASES = OTHER_METHODS + DOMAIN_OUTPUT + ["ple[levels=3]"]
+STAR_ABLATED = "star[auxiliary-width=0,domain-weights=offset,normalisation=none]"  # every ablation of STAR at once
+CASES = OTHER_METHODS + DOMAIN_OUTPUT + ["ple[levels=3]", STAR_ABLATED]
 BACKBONES = ["deepfm", "dcn", "autoint"]
 HAS_ONNX = all(importlib.util.find_spec(name) for name in ("onnx", "onnxscript", "onnxruntime"))
 
@@ -435,3 +436,12 @@ def test_ple_with_more_than_one_level_refuses_a_new_domain_in_one_line():
 
     with pytest.raises(ConfigError, match="no growth rule"):
         extend_model(with_method("ple[levels=2]"), [0.5, 0.3, 0.2], "d", ApproachConfig.from_arm("ple[levels=2]"), 1)
+
+
+def test_stars_ablations_take_out_what_they_name_and_the_offset_form_starts_where_the_product_form_does():
+    codes, domains = rows(40)
+    ablated = with_method(STAR_ABLATED, perturb=False)
+    assert ablated.domain_part is None and ablated.tower.adapter.norm is None
+    product = with_method("star[normalisation=none,auxiliary-width=0]", perturb=False).eval()
+    torch.testing.assert_close(ablated.eval()(codes, domains), product(codes, domains), rtol=0, atol=1e-6)
+    assert not ablated.tower.adapter.weights[0].any(), "offsets start at 0 (w_d = 1 + v_d = 1)"

@@ -21,6 +21,9 @@
   linear), so on parallel backbones STAR reaches the whole logit.
 * The auxiliary network: a two-layer MLP over the domain indicator's embedding and the embedded fields; its
   logit is added to the model's.
+* Ablations, as settings: `normalisation none` (no PN), `auxiliary_width 0` (no auxiliary network) and
+  `domain_weights offset` (w_d = 1 + v_d with v_d starting at 0, so a weight decay on every weight, as in
+  Scenario-Wise Rec's protocol, pulls a domain towards the shared weights instead of pulling w_d towards 0).
 
 Where the reference code (Scenario-Wise Rec, models/multi_domain/star.py) differs from the paper: its
 "domain norm" uses the moments of the whole mixed batch, in training and at inference alike (no running
@@ -44,22 +47,26 @@ from moe_mlora.methods.method import Method
 from moe_mlora.settings import setting
 
 AUXILIARY_WIDTH = 32
-NORMALISATIONS = ("batch", "robust")
+NORMALISATIONS = ("batch", "robust", "none")
+DOMAIN_WEIGHTS = ("product", "offset")
 MIN_ROWS = 2  # `robust`: a domain with fewer rows in a batch is normalised by its running moments
 
 
 @dataclass(frozen=True)
 class StarSettings:
-    auxiliary_width: int = setting(AUXILIARY_WIDTH, help="STAR: hidden units of the auxiliary network.")
-    normalisation: str = setting("batch", help="STAR: partitioned normalisation in mixed batches: batch (in-batch moments of every domain, however few its rows) | robust (a domain with fewer than 2 rows in the batch uses its running moments; unbiased running variance).")
+    auxiliary_width: int = setting(AUXILIARY_WIDTH, help="STAR: hidden units of the auxiliary network (0: no auxiliary network, an ablation).")
+    normalisation: str = setting("batch", help="STAR: partitioned normalisation in mixed batches: batch (in-batch moments of every domain, however few its rows) | robust (a domain with fewer than 2 rows in the batch uses its running moments; unbiased running variance) | none (no normalisation, an ablation).")
     output: str = output_setting("STAR")
+    domain_weights: str = setting("product", help="STAR: a domain's layer weights: product (w_shared * w_d, w_d starting at ones, as the paper: weight decay pulls w_d towards 0) | offset (w_shared * (1 + v_d), v_d starting at 0: weight decay pulls a domain towards the shared weights; an ablation).")
 
     def __post_init__(self) -> None:
         check_output("star", self.output)
-        if self.auxiliary_width < 1:
-            raise ConfigError(f"star auxiliary width must be at least 1, got {self.auxiliary_width}")
+        if self.auxiliary_width < 0:
+            raise ConfigError(f"star auxiliary width must be 0 (none) or more, got {self.auxiliary_width}")
         if self.normalisation not in NORMALISATIONS:
             raise ConfigError(f"star normalisation must be one of {', '.join(NORMALISATIONS)}, got '{self.normalisation}'")
+        if self.domain_weights not in DOMAIN_WEIGHTS:
+            raise ConfigError(f"star domain weights must be one of {', '.join(DOMAIN_WEIGHTS)}, got '{self.domain_weights}'")
 
 
 class PartitionedNorm(nn.Module):
@@ -103,15 +110,22 @@ class PartitionedNorm(nn.Module):
 
 
 class StarTower(TowerPart):
-    def __init__(self, n_domains: int, layer_shapes: list[tuple[int, int]], robust: bool = False) -> None:
+    def __init__(self, n_domains: int, layer_shapes: list[tuple[int, int]], normalisation: str = "batch",
+                 domain_weights: str = "product") -> None:
         super().__init__(n_domains)
-        self.norm = PartitionedNorm(n_domains, layer_shapes[0][0], robust=robust)
-        self.weights = nn.ParameterList(nn.Parameter(torch.ones(n_domains, out_dim, in_dim)) for in_dim, out_dim in layer_shapes)
+        self.norm = (PartitionedNorm(n_domains, layer_shapes[0][0], robust=normalisation == "robust")
+                     if normalisation != "none" else None)
+        self.offset = domain_weights == "offset"  # w_d = 1 + v_d, v_d stored (starting at 0) instead of w_d
+        start = torch.zeros if self.offset else torch.ones
+        self.weights = nn.ParameterList(nn.Parameter(start(n_domains, out_dim, in_dim)) for in_dim, out_dim in layer_shapes)
         self.biases = nn.ParameterList(nn.Parameter(torch.zeros(n_domains, out_dim)) for _, out_dim in layer_shapes)
+
+    def domain_weight(self, stored: torch.Tensor) -> torch.Tensor:
+        return 1 + stored if self.offset else stored
 
     def forward_tower(self, tower, inputs: torch.Tensor, routing_ids: torch.Tensor) -> torch.Tensor:
         self.check_routing_ids(routing_ids)
-        hidden = self.norm(inputs, routing_ids)
+        hidden = inputs if self.norm is None else self.norm(inputs, routing_ids)
         if self.training:
             return self.grouped(tower, hidden, routing_ids)
         return self.every_domain(tower, hidden, routing_ids)
@@ -120,7 +134,7 @@ class StarTower(TowerPart):
         """Every domain's layer on every row, one GEMM, then each row's own: no data-dependent shapes, so the
         graph exports (inference, export); it costs about n_domains towers."""
         for linear, weight, bias in zip(tower.linears, self.weights, self.biases):
-            combined = (linear.weight * weight).flatten(0, 1)  # (domains * out, in): one GEMM for every domain
+            combined = (linear.weight * self.domain_weight(weight)).flatten(0, 1)  # (domains * out, in): one GEMM
             every_domain = (hidden @ combined.T).unflatten(1, (weight.shape[0], -1))  # (batch, domains, out)
             out = pick(every_domain, routing_ids) + linear.bias + bias.index_select(0, routing_ids)
             hidden = torch.relu(tower.dropout(out))
@@ -133,7 +147,7 @@ class StarTower(TowerPart):
         hidden = hidden.index_select(0, order)
         for linear, weight, bias in zip(tower.linears, self.weights, self.biases):
             chunks = hidden.split(sizes)
-            out = torch.cat([chunk @ (linear.weight * weight[domain]).T + (linear.bias + bias[domain])
+            out = torch.cat([chunk @ (linear.weight * self.domain_weight(weight[domain])).T + (linear.bias + bias[domain])
                              for domain, chunk in zip(present, chunks)])
             hidden = torch.relu(tower.dropout(out))
         return hidden.index_select(0, back)
@@ -155,9 +169,10 @@ def attach(model, n_domains: int, run_seed: int, approach=None) -> None:
     settings = METHOD.settings_of(approach)
     with seeded(run_seed):
         for tower in towers_of(model):
-            tower.adapter = StarTower(n_domains, tower.layer_shapes, robust=settings.normalisation == "robust")
-        model.domain_part = StarAuxiliary(n_domains, model.config.embedding_dim, model.flat_dim,
-                                          settings.auxiliary_width)
+            tower.adapter = StarTower(n_domains, tower.layer_shapes, settings.normalisation, settings.domain_weights)
+        if settings.auxiliary_width:
+            model.domain_part = StarAuxiliary(n_domains, model.config.embedding_dim, model.flat_dim,
+                                              settings.auxiliary_width)
         if settings.output == "domain":
             attach_domain_output(model, n_domains, star=True)
 
