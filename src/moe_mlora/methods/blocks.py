@@ -48,6 +48,17 @@ class StackedMLPs(nn.Module):
                                              + bias[start:start + count]))
         return hidden
 
+    def forward_own(self, inputs: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+        """Each row through its own MLP `index[row]`: (batch, in) -> (batch, out). In training the rows are grouped
+        by index, one product per MLP present (a step costs about one MLP, whatever E); at inference every MLP
+        runs on every row and each row keeps its own (no data-dependent shapes, so the graph exports)."""
+        if not self.training:
+            return pick(self.forward(inputs), index)
+        order, present, sizes, back = grouped_by_domain(index, self.n)
+        chunks = inputs.index_select(0, order).split(sizes)
+        own = torch.cat([self.forward_slice(chunk, e, 1).squeeze(1) for e, chunk in zip(present, chunks)])
+        return own.index_select(0, back)
+
     def forward(self, inputs: torch.Tensor) -> torch.Tensor:
         first, rest = self.weights[0], list(zip(self.weights[1:], self.biases[1:]))
         n, in_dim, out_dim = first.shape

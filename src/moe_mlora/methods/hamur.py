@@ -27,7 +27,7 @@ from torch import nn
 
 from moe_mlora.errors import ConfigError
 from moe_mlora.layers.domain_part import TowerPart
-from moe_mlora.methods.blocks import StackedMLPs, attach_tower_parts, grouped_by_domain, pick
+from moe_mlora.methods.blocks import StackedMLPs, attach_tower_parts
 from moe_mlora.methods.method import Method
 from moe_mlora.settings import setting
 
@@ -72,13 +72,7 @@ class HyperAdapterTower(TowerPart):
     def backbone(self, tower, inputs: torch.Tensor, routing_ids: torch.Tensor) -> torch.Tensor:
         if self.own_towers is None:
             return tower.plain_forward(inputs)
-        if not self.training:  # every domain's tower on every row, then each row's own: exportable
-            return pick(self.own_towers(inputs), routing_ids)
-        order, present, sizes, back = grouped_by_domain(routing_ids, self.n_domains)
-        chunks = inputs.index_select(0, order).split(sizes)
-        hidden = torch.cat([self.own_towers.forward_slice(chunk, domain, 1).squeeze(1)
-                            for domain, chunk in zip(present, chunks)])
-        return hidden.index_select(0, back)
+        return self.own_towers.forward_own(inputs, routing_ids)
 
     def forward_tower(self, tower, inputs: torch.Tensor, routing_ids: torch.Tensor) -> torch.Tensor:
         self.check_routing_ids(routing_ids)

@@ -2,7 +2,7 @@
 
 E experts, each a tower of the backbone's shape: the backbone's own tower is expert 0, E - 1 more are
 added. Each domain has a softmax gate over the experts computed from the tower's input, and a tower of its
-own (one ReLU layer) over its mixture, which ends in the backbone's shared output layer (`output` shared, the
+own (one ReLU layer; in training the rows are grouped by domain, each through its own tower) over its mixture, which ends in the backbone's shared output layer (`output` shared, the
 default, as the shipped records ran) or in the domain's own output unit (`output` domain, as the reference code;
 on parallel backbones it also weighs the FM / cross / CIN / attention / linear terms per domain). E is the setting `experts` (`--mmoe-experts`); by default the number of
 domains, at least 2 and at most 8 (Scenario-Wise Rec uses one expert per domain); every expert runs on every row,
@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import torch
 
 from moe_mlora.layers.domain_part import TowerPart
-from moe_mlora.methods.blocks import DomainMixer, StackedMLPs, attach_tower_parts, check_output, output_setting, pick
+from moe_mlora.methods.blocks import DomainMixer, StackedMLPs, attach_tower_parts, check_output, output_setting
 from moe_mlora.errors import ConfigError
 from moe_mlora.methods.method import Method
 from moe_mlora.settings import setting
@@ -56,7 +56,7 @@ class MultiGateExperts(TowerPart):
         self.check_routing_ids(routing_ids)
         experts = torch.cat([tower.plain_forward(inputs).unsqueeze(1), self.experts(inputs)], dim=1)
         mixture = (self.gates(inputs, routing_ids).unsqueeze(2) * experts).sum(1)
-        return pick(self.towers(mixture), routing_ids)
+        return self.towers.forward_own(mixture, routing_ids)
 
 
 def attach(model, n_domains: int, run_seed: int, approach=None) -> None:

@@ -102,11 +102,11 @@ class ProgressiveExperts(TowerPart):
     def forward_tower(self, tower, inputs: torch.Tensor, routing_ids: torch.Tensor) -> torch.Tensor:
         self.check_routing_ids(routing_ids)
         if self.levels > 1:
-            return pick(self.towers(pick(self.every_level(tower, inputs), routing_ids)), routing_ids)
+            return self.towers.forward_own(pick(self.every_level(tower, inputs), routing_ids), routing_ids)
         own = self.own_grouped(inputs, routing_ids) if self.training else self.own_every_domain(inputs, routing_ids)
         experts = torch.cat([own, tower.plain_forward(inputs).unsqueeze(1)], dim=1)
         mixture = (self.gates(inputs, routing_ids).unsqueeze(2) * experts).sum(1)
-        return pick(self.towers(mixture), routing_ids)
+        return self.towers.forward_own(mixture, routing_ids)
 
 
     def every_level(self, tower, inputs: torch.Tensor) -> torch.Tensor:

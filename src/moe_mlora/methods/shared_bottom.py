@@ -1,7 +1,7 @@
 """SharedBottom (Caruana, 1997; as a multi-domain baseline in Scenario-Wise Rec, Li et al., 2024).
 
 The backbone's whole tower is the shared bottom; each domain adds a tower of its own on top of it (one
-ReLU layer of the tower's output width, here), and every row goes through its domain's tower. The setting
+ReLU layer of the tower's output width, here; in training the rows are grouped by domain), and every row goes through its domain's tower. The setting
 `output` says where the domain's part ends: `shared` (the default, as the shipped records ran) feeds the
 domain towers to the backbone's shared output layer, beside its other logit terms; `domain` ends each domain
 tower in its own output unit, as the reference code does, which on parallel backbones also weighs the FM /
@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import torch
 
 from moe_mlora.layers.domain_part import TowerPart
-from moe_mlora.methods.blocks import StackedMLPs, attach_tower_parts, check_output, output_setting, pick
+from moe_mlora.methods.blocks import StackedMLPs, attach_tower_parts, check_output, output_setting
 from moe_mlora.methods.method import Method
 
 
@@ -40,7 +40,7 @@ class DomainTowers(TowerPart):
 
     def forward_tower(self, tower, inputs: torch.Tensor, routing_ids: torch.Tensor) -> torch.Tensor:
         self.check_routing_ids(routing_ids)
-        return pick(self.towers(tower.plain_forward(inputs)), routing_ids)
+        return self.towers.forward_own(tower.plain_forward(inputs), routing_ids)
 
 
 def attach(model, n_domains: int, run_seed: int, approach=None) -> None:
