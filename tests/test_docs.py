@@ -21,15 +21,15 @@ def test_the_docs_site_builds_in_strict_mode(tmp_path):
 
 
 def test_the_methods_guides_scope_table_is_the_one_the_code_generates():
-    from moe_mlora.methods.scope import guide_table
+    from moe_mlora.experiments.scope import guide_table
 
     page = (Path(__file__).parents[1] / "docs" / "guides" / "methods.md").read_text()
     table = page.split("<!-- scope-table -->\n", 1)[1].split("\n<!-- /scope-table -->", 1)[0]
-    assert table == guide_table(), "regenerate: docs/guides/methods.md's scope table from moe_mlora.methods.scope.guide_table()"
+    assert table == guide_table(), "regenerate: docs/guides/methods.md's scope table from moe_mlora.experiments.scope.guide_table()"
 
 
 def test_the_scope_reader_sees_what_each_seam_reaches():
-    from moe_mlora.methods.scope import scope
+    from moe_mlora.experiments.scope import scope
 
     assert scope("mlora", "deepfm") == (["tower"], ["output layer", "FM", "linear term"])
     assert scope("star[output=domain]", "dcn")[1] == []

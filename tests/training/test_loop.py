@@ -42,7 +42,7 @@ def test_every_method_restores_the_state_its_best_epoch_scored(method):
     spec, train, valid, _ = toy_parts()
     set_seed(0)
     model = build_model("deepfm", spec)
-    wandering = TrainConfig(learning_rate=0.1, max_epochs=12, patience=3, batch_size=64, progress=False)
+    wandering = TrainConfig(learning_rate=0.1, max_epochs=30, patience=3, batch_size=64, progress=False)
     report = train_approach(model, train, valid, spec.domain_names, ApproachConfig(method), wandering)
     chosen_before_last = False
     for phase in report.phases:
