@@ -6,10 +6,11 @@ import pytest
 from scipy import stats
 
 from moe_mlora.experiments.report import (
-    PAPER_MODELS, PAPER_TABLE1, ablation_table, build_table1, holm, markdown_table, method_deltas, methods_section,
-    other_methods,
-    summarise, table1_markdown,
+    PAPER_TABLE1, ablation_table, build_table1, markdown_table, method_deltas, methods_section, other_methods,
+    table1_markdown,
 )
+from moe_mlora.experiments.statistics import holm, summarise
+from moe_mlora.models.registry import PAPER_MODELS
 
 VS_MLORA, VS_BASE = ("moe-mlora", "mlora"), ("moe-mlora", "base")
 
