@@ -7,7 +7,7 @@ from typer.main import get_command
 from typer.testing import CliRunner
 
 from moe_mlora.cli import app
-from moe_mlora.cli_options import Settings, with_settings
+from moe_mlora.cli.options import Settings, with_settings
 from moe_mlora.data import DatasetConfig
 from moe_mlora.run_config import FOUNDING_SETTINGS, RunConfig, SECTIONS
 from moe_mlora.settings import help_of, in_identity, setting

@@ -90,7 +90,7 @@ FLOORS = (
     ("moe_mlora.serving",),
     ("moe_mlora.experiments",),
     ("moe_mlora.api",),
-    ("moe_mlora.cli", "moe_mlora.cli_options", "moe_mlora.__main__"),
+    ("moe_mlora.cli", "moe_mlora.__main__"),
 )
 
 

@@ -1,5 +1,5 @@
 """A setting: a field of a config dataclass that carries its own help text and says whether it is part of a
-run's identity. The command line builds its options from these fields (moe_mlora.cli_options) and a run's
+run's identity. The command line builds its options from these fields (moe_mlora.cli.options) and a run's
 key from their values (moe_mlora.run_config), so a new setting is one field in one dataclass.
 """
 

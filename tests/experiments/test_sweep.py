@@ -275,7 +275,7 @@ def test_the_controlled_grid_maps_each_methods_gain_against_the_oracle_gap(tmp_p
 
     small = ControlledConfig(n_domains=2, users_per_domain=60, items_per_domain=40, rows=3000, heterogeneity=0.0)
     monkeypatch.setattr(controlled, "SETTINGS", {"flat": small, "apart": replace(small, heterogeneity=1.0)})
-    monkeypatch.setattr("moe_mlora.cli.SETTINGS", controlled.SETTINGS)
+    monkeypatch.setattr("moe_mlora.cli.reproduce.SETTINGS", controlled.SETTINGS)
     results = tmp_path / "controlled"
     outcome = CliRunner().invoke(app, ["reproduce", "controlled", "--models", "wdl", "--seeds", "2", "--max-epochs", "2",
                                        "--results-dir", str(results), "--workers", "1", "--methods", "star"])
