@@ -77,7 +77,7 @@ def test_the_training_loop_and_the_approaches_import_no_dataset_loader():
 # The training package has two floors: its definitions (a phase as data, the settings, metrics, batch orders),
 # which the methods build on, and the loop and schedules, which run the methods.
 FLOORS = (
-    ("moe_mlora", "moe_mlora.errors", "moe_mlora.settings", "moe_mlora.files", "moe_mlora.paths"),
+    ("moe_mlora", "moe_mlora.errors", "moe_mlora.settings", "moe_mlora.files", "moe_mlora.paths", "moe_mlora.auc"),
     ("moe_mlora.features", "moe_mlora.batches"),
     ("moe_mlora.data",),
     ("moe_mlora.layers",),

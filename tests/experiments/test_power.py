@@ -120,3 +120,14 @@ def test_the_patience_sample_pairs_runs_that_differ_only_in_patience():
     text = patience_markdown(pd.DataFrame(rows))
     assert "| Base | 3 | 2 | +0.067 | -0.300 … +0.500 | 10.0 → 17.0 |" in text
     assert "Over all 3 pairs the longer patience changed the test WAUC in 2, by +0.067 points" in text
+
+
+def test_the_one_paired_test_says_untested_for_one_pair_or_a_constant_shift_and_p_1_for_no_difference():
+    from scipy import stats
+
+    from moe_mlora.experiments.statistics import paired_t
+
+    assert paired_t([0.3]) is None
+    assert paired_t([0.2, 0.2, 0.2]) is None  # t undefined: no spread around a non-zero shift
+    assert paired_t([0.0, 0.0, 0.0]) == 1.0
+    assert paired_t([0.1, 0.3, 0.2, float("nan")]) == pytest.approx(stats.ttest_1samp([0.1, 0.3, 0.2], 0).pvalue)

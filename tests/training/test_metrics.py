@@ -38,3 +38,12 @@ def test_logloss_and_overall_auc_are_reported():
     assert result.auc == pytest.approx(roc_auc_score(labels, probs))
     expected = -np.mean(labels * np.log(probs) + (1 - labels) * np.log(1 - probs))
     assert result.logloss == pytest.approx(expected, rel=1e-6)
+
+
+def test_the_one_auc_is_none_for_rows_of_one_class_and_sklearns_otherwise():
+    from sklearn.metrics import roc_auc_score
+
+    from moe_mlora.auc import auc_or_none
+
+    assert auc_or_none([1, 1, 1], [0.2, 0.5, 0.9]) is None and auc_or_none([], []) is None
+    assert auc_or_none([0, 1, 1, 0], [0.1, 0.8, 0.4, 0.5]) == roc_auc_score([0, 1, 1, 0], [0.1, 0.8, 0.4, 0.5])

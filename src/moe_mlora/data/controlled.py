@@ -36,8 +36,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from sklearn.metrics import roc_auc_score
 
+from moe_mlora.auc import auc_or_none
 from moe_mlora.data.split import PART_NAMES, stratified_domain_split
 from moe_mlora.errors import ConfigError
 from moe_mlora.files import write_text_atomic
@@ -199,8 +199,9 @@ def weighted_auc(labels: np.ndarray, scores: np.ndarray, domains: np.ndarray) ->
     total, weighted = 0, 0.0
     for domain in np.unique(domains):
         mask = domains == domain
-        if 0 < labels[mask].sum() < mask.sum():
-            weighted += mask.sum() * roc_auc_score(labels[mask], scores[mask])
+        auc = auc_or_none(labels[mask], scores[mask])
+        if auc is not None:
+            weighted += mask.sum() * auc
             total += mask.sum()
     return weighted / total if total else float("nan")
 

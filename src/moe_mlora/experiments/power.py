@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from moe_mlora.experiments.statistics import holm
+from moe_mlora.experiments.statistics import holm, paired_t
 
 POWER, ALPHA = 0.8, 0.05
 PAPER_SELECTION_ARM = "moe-mlora[selection=trained]"  # the paper's MoE-MLoRA: every expert and the gate train
@@ -110,10 +110,9 @@ def split_tests(records: pd.DataFrame, claims: tuple[Claim, ...] = CLAIMS) -> li
             rows = paired[paired.split == split]
             by_backbone = rows.groupby("model").delta.mean()
             n = len(by_backbone)
-            p = float(stats.ttest_1samp(by_backbone, 0).pvalue) if n >= 2 and by_backbone.std() > 0 else None
+            p = paired_t(by_backbone.to_numpy())
             half = (float(stats.t.ppf(0.975, n - 1) * by_backbone.std(ddof=1) / math.sqrt(n)) if n >= 2 else None)
-            p_pairs = (float(stats.ttest_1samp(rows.delta, 0).pvalue) if len(rows) >= 2 and rows.delta.std() > 0
-                       else None)
+            p_pairs = paired_t(rows.delta.to_numpy())
             nonzero = rows.delta[rows.delta != 0]
             p_sign = float(stats.binomtest(int((nonzero > 0).sum()), len(nonzero)).pvalue) if len(nonzero) else None
             sides = {"arm": set(rows.numerics_arm), "reference": set(rows.numerics_ref)}

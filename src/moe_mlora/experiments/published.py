@@ -14,10 +14,9 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
 from moe_mlora.errors import ConfigError
-from moe_mlora.experiments.statistics import holm, summarise
+from moe_mlora.experiments.statistics import holm, paired_t, summarise
 from moe_mlora.methods import METHODS
 
 # Overall test AUC and logloss, as the issue quotes their table (None: not given).
@@ -83,7 +82,7 @@ def published_markdown(records: pd.DataFrame, published: PublishedTable = PUBLIS
         auc, logloss = summarise(runs.auc.to_numpy()), summarise(runs.logloss.to_numpy())
         paper_auc, paper_logloss = published.results.get(arm, (None, None))
         paired = runs.set_index("seed").auc.sub(base.auc).dropna() if arm != "base" and not base.empty else pd.Series(dtype=float)
-        p = float(stats.ttest_1samp(paired, 0).pvalue) if len(paired) >= 2 and paired.std() > 0 else None
+        p = paired_t(paired.to_numpy())
         rows.append([arm, auc, logloss, paper_auc, paper_logloss, summarise(paired.to_numpy()) if len(paired) else None, p])
         if p is not None:
             tests.append(len(rows) - 1)

@@ -46,3 +46,19 @@ def holm(p_values: list[float]) -> list[float]:
         running = max(running, min(1.0, (m - rank) * p_values[index]))
         adjusted[index] = running
     return adjusted.tolist()
+
+
+def paired_t(differences) -> float | None:
+    """The one paired test of every report: a two-sided one-sample t over paired differences (arm − reference,
+    matched by seed, by backbone or by pair), uncorrected.
+
+    Fewer than two pairs: None (no test). Every difference exactly 0: p = 1 (there is nothing to find, and a
+    planned test still counts in its Holm family). Equal non-zero differences (no spread, t undefined): None,
+    said as untested rather than guessed."""
+    values = np.asarray(differences, dtype=float)
+    values = values[~np.isnan(values)]
+    if len(values) < 2:
+        return None
+    if values.max() == values.min():  # exactly equal (a std of equal floats can round above 0)
+        return 1.0 if values[0] == 0 else None
+    return float(stats.ttest_1samp(values, 0).pvalue)

@@ -26,10 +26,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-from sklearn.metrics import roc_auc_score
 from torch import nn
 
 from moe_mlora.adapters import AdapterConfig, AdapterMode, adapters_of, attach_adapters, set_adapter_mode
+from moe_mlora.auc import auc_or_none
 from moe_mlora.batches import TensorPart
 from moe_mlora.data.split import PART_NAMES, stratified_domain_split
 from moe_mlora.data.table import DOMAIN
@@ -173,8 +173,7 @@ def _read_rows(path: Path, source: Predictor, label: str, domain: str) -> tuple[
 
 
 def _auc(part: TensorPart, logits: np.ndarray) -> float | None:
-    labels = part.labels.numpy()
-    return float(roc_auc_score(labels, logits)) if 0 < labels.sum() < len(labels) else None
+    return auc_or_none(part.labels.numpy(), logits)
 
 
 # -- growing the model ---------------------------------------------------------------------------------------

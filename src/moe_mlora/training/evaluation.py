@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from sklearn.metrics import log_loss, roc_auc_score
+from sklearn.metrics import log_loss
 from torch import nn
 
 from moe_mlora.adapters import merged_adapters
+from moe_mlora.auc import auc_or_none
 from moe_mlora.batches import Part
 from moe_mlora.training.config import evaluation_autocast
 from moe_mlora.training.metrics import Evaluation, evaluate_predictions
@@ -52,10 +53,11 @@ def group_scores(model: nn.Module, part: Part, groups: list[int], batch_size: in
     scores = {}
     for group in groups:
         y, p = labels[ids == group], probabilities[ids == group]
+        auc = auc_or_none(y, p)
         if len(y) == 0:
             scores[group] = 0.0
-        elif 0 < y.sum() < len(y):
-            scores[group] = float(roc_auc_score(y, p))
+        elif auc is not None:
+            scores[group] = auc
         else:
             scores[group] = -float(log_loss(y, np.clip(p, 1e-7, 1 - 1e-7), labels=[0, 1]))
     return scores

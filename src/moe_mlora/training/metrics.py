@@ -11,7 +11,9 @@ from dataclasses import asdict, dataclass
 from enum import Enum
 
 import numpy as np
-from sklearn.metrics import log_loss, roc_auc_score
+from sklearn.metrics import log_loss
+
+from moe_mlora.auc import auc_or_none
 
 
 class SelectBy(str, Enum):
@@ -82,8 +84,7 @@ def evaluate_predictions(
         mask = domains == index
         rows = int(mask.sum())
         y, p = labels[mask], probabilities[mask]
-        both_classes = rows > 0 and 0 < y.sum() < rows
-        entries.append((name, rows, int(y.sum()), float(roc_auc_score(y, p)) if both_classes else None,
+        entries.append((name, rows, int(y.sum()), auc_or_none(y, p),
                         float(log_loss(y, p, labels=[0, 1])) if rows else None))
     scored_rows = sum(rows for _, rows, _, auc, _ in entries if auc is not None)
     per_domain = [
@@ -91,7 +92,7 @@ def evaluate_predictions(
         for name, rows, positives, auc, loss in entries
     ]
     wauc = sum(d.weight * d.auc for d in per_domain if d.auc is not None) if scored_rows else float("nan")
-    overall = float(roc_auc_score(labels, probabilities)) if 0 < labels.sum() < len(labels) else None
+    overall = auc_or_none(labels, probabilities)
     return Evaluation(
         wauc=float(wauc), auc=overall, logloss=float(log_loss(labels, probabilities, labels=[0, 1])),
         domains=per_domain, excluded=[d.domain for d in per_domain if d.auc is None],

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import pandas as pd
-from scipy import stats
 
+from moe_mlora.experiments.statistics import paired_t
 from moe_mlora.methods import arm_title as arm_name
+
 
 def patience_markdown(ok: pd.DataFrame) -> str:
     """Runs that differ only in early stopping's patience (same split, backbone, arm, seed, and every other
@@ -26,7 +27,7 @@ def patience_markdown(ok: pd.DataFrame) -> str:
         lines.append(f"| {arm_name(arm)} | {len(group)} | {int((group.delta != 0).sum())} | {group.delta.mean():+.3f} "
                      f"| {group.delta.min():+.3f} … {group.delta.max():+.3f} "
                      f"| {group.epochs_short.mean():.1f} → {group.epochs_long.mean():.1f} |")
-    test = stats.ttest_1samp(delta, 0) if len(delta) > 1 and delta.std() > 0 else None
+    p = paired_t(delta.to_numpy())
     return ("\n".join(lines) + f"\n\nOver all {len(pairs)} pairs the longer patience changed the test WAUC in "
             f"{int(changed.sum())}, by {delta.mean():+.3f} points on average"
-            + (f" (paired t over the pairs: p {test.pvalue:.3g})" if test is not None else "") + ". Test WAUC points.")
+            + (f" (paired t over the pairs: p {p:.3g})" if p is not None else "") + ". Test WAUC points.")

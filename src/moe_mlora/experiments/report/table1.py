@@ -4,13 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-import numpy as np
 import pandas as pd
-from scipy import stats
 
 from moe_mlora.experiments.power import Claim, CLAIMS, PAPER_SELECTION_ARM
 from moe_mlora.experiments.report.frame import mean_of, p_text, paper_order, signed, DEFAULT_CONDITIONS, model_order, PAPER_ARMS
-from moe_mlora.experiments.statistics import Cell, holm, summarise
+from moe_mlora.experiments.statistics import Cell, holm, paired_t, summarise
 from moe_mlora.methods import arm_title as arm_name, METHODS, PAPER_METHODS
 
 Comparison = tuple[str, str]  # (arm, reference arm): Delta = arm - reference
@@ -173,10 +171,7 @@ def paired_delta(rows: pd.DataFrame, arm: str = "moe-mlora", reference: str = "m
         return Cell(float("nan"), None, 0)
     differences = (ours.loc[seeds] - theirs.loc[seeds]).to_numpy()
     cell = summarise(differences)
-    p_value = None
-    if len(seeds) >= 2:
-        p_value = float(stats.ttest_rel(ours.loc[seeds], theirs.loc[seeds]).pvalue) if np.std(differences) > 0 else 1.0
-    return Cell(cell.mean, cell.ci95, cell.n, p_value)
+    return Cell(cell.mean, cell.ci95, cell.n, paired_t(differences))
 
 
 def _holm_correct(deltas: dict) -> None:
