@@ -10,7 +10,9 @@ import pandas as pd
 from moe_mlora.experiments.figures import pyplot
 from moe_mlora.experiments.power import Claim, split_tests, split_tests_markdown
 from moe_mlora.experiments.report.frame import paper_order, model_order
-from moe_mlora.experiments.report.table1 import build_table1, comparison_name, complete_arms, families_summary, other_methods, Table1, table1_markdown
+from moe_mlora.experiments.report.table1 import (
+    build_table1, comparison_name, complete_arms, families_summary, other_methods, Table1, table1_markdown,
+)
 from moe_mlora.methods import arm_title as arm_name
 
 def methods_section(records: pd.DataFrame, conditions: str, already_shown: list[str] = (),

@@ -7,7 +7,9 @@ from dataclasses import dataclass, field
 import pandas as pd
 
 from moe_mlora.experiments.power import Claim, CLAIMS, PAPER_SELECTION_ARM
-from moe_mlora.experiments.report.frame import mean_of, p_text, paper_order, signed, DEFAULT_CONDITIONS, model_order, PAPER_ARMS
+from moe_mlora.experiments.report.frame import (
+    mean_of, p_text, paper_order, signed, DEFAULT_CONDITIONS, model_order, PAPER_ARMS,
+)
 from moe_mlora.experiments.statistics import Cell, holm, paired_t, summarise
 from moe_mlora.methods import arm_title as arm_name, METHODS, PAPER_METHODS
 

@@ -12,12 +12,19 @@ from moe_mlora.experiments.controlled import gains, map_markdown, plot_map, TABL
 from moe_mlora.experiments.power import split_tests, split_tests_markdown
 from moe_mlora.experiments.published import PUBLISHED, published_markdown
 from moe_mlora.experiments.records import SCHEMA_VERSION
-from moe_mlora.experiments.report.experts import diagnostics_frame, experts_frame, experts_split, path_labels, plot_experts
+from moe_mlora.experiments.report.experts import (
+    diagnostics_frame, experts_frame, experts_split, path_labels, plot_experts,
+)
 from moe_mlora.experiments.report.frame import load_records, markdown_table, model_order
 from moe_mlora.experiments.report.methods import methods_section, parameter_markdown
-from moe_mlora.experiments.report.paper import conditions_gap_markdown, paper_claims_markdown, paper_comparison_markdown, paper_key, paper_value
+from moe_mlora.experiments.report.paper import (
+    conditions_gap_markdown, paper_claims_markdown, paper_comparison_markdown, paper_key, paper_value,
+)
 from moe_mlora.experiments.report.patience import patience_markdown
-from moe_mlora.experiments.report.table1 import ablation_table, build_table1, claims_of, families_summary, main_conditions, MIN_SEEDS, mixed_machine_cells, other_conditions_table, other_methods, paper_moe_arm, statistics_note, table1_markdown
+from moe_mlora.experiments.report.table1 import (
+    ablation_table, build_table1, claims_of, families_summary, main_conditions, MIN_SEEDS, mixed_machine_cells,
+    other_conditions_table, other_methods, paper_moe_arm, statistics_note, table1_markdown,
+)
 from moe_mlora.methods import arm_title as arm_name
 
 def write_report(results_dir: Path, out_dir: Path | None = None, title: str | None = None,
