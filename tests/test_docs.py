@@ -35,3 +35,14 @@ def test_the_scope_reader_sees_what_each_seam_reaches():
     assert scope("star[output=domain]", "dcn")[1] == []
     assert scope("epnet", "dcn") == (["embeddings (so every branch's input)"], ["output layer", "linear term"])
     assert scope("separate", "xdeepfm") == (["everything (a model per domain)"], [])
+
+
+def test_every_registered_method_has_its_docstring_on_the_methods_reference_page():
+    from moe_mlora.methods import METHODS
+
+    page = (REPO / "docs" / "reference-methods.md").read_text()
+    for method in METHODS.values():
+        module = method.attach.__module__ if method.attach else "moe_mlora.methods.lora"
+        assert f"::: {module}\n" in page, f"{method.name}: add ::: {module} to docs/reference-methods.md"
+        if method.settings is not None:
+            assert f"::: {method.settings.__module__}.{method.settings.__name__}" in page, method.name
