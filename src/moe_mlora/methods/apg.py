@@ -7,7 +7,8 @@ hypernetwork (an MLP, the setting `hypernet_hidden`, then a linear layer) turns 
 core S_l(z) and the bias b_l(z) (FuxiCTR's generate_bias). With `overparam` p > 0, U_l = U_left (in x p) U_right
 (p x k) and V_l likewise (the paper's over-parameterisation, FuxiCTR's overparam_p); 0 turns it off. The
 setting `condition` picks z: `domain` (the default: the paper's group-wise condition on the domain, through a
-domain embedding of the method's own; every row of a domain gets the same weights) or `self` (self-wise: z is
+domain embedding of the method's own, which starts like the field embeddings, N(0, embedding_init_std); every
+row of a domain gets the same weights) or `self` (self-wise: z is
 the layer's own input, FuxiCTR's default, so the weights adapt per row but see the domain only through the
 domain field).
 
@@ -27,7 +28,7 @@ from torch import nn
 
 from moe_mlora.errors import ConfigError
 from moe_mlora.layers.domain_part import TowerPart
-from moe_mlora.methods.blocks import attach_tower_parts
+from moe_mlora.methods.blocks import attach_tower_parts, domain_embedding
 from moe_mlora.methods.method import Method
 from moe_mlora.settings import setting
 
@@ -83,10 +84,10 @@ class GeneratedLinear(nn.Module):
 
 class GeneratedTower(TowerPart):
     def __init__(self, n_domains: int, embedding_dim: int, layer_shapes: list[tuple[int, int]],
-                 settings: APGSettings) -> None:
+                 settings: APGSettings, embedding_std: float) -> None:
         super().__init__(n_domains)
         self.by_domain = settings.condition == "domain"
-        self.domain_embedding = nn.Embedding(n_domains, embedding_dim) if self.by_domain else None
+        self.domain_embedding = domain_embedding(n_domains, embedding_dim, embedding_std) if self.by_domain else None
         self.layers = nn.ModuleList(GeneratedLinear(in_dim, out_dim, embedding_dim if self.by_domain else in_dim, settings)
                                     for in_dim, out_dim in layer_shapes)
 
@@ -102,7 +103,8 @@ class GeneratedTower(TowerPart):
 def attach(model, n_domains: int, run_seed: int, approach=None) -> None:
     settings = METHOD.settings_of(approach)
     attach_tower_parts(model, run_seed, lambda tower: GeneratedTower(n_domains, model.config.embedding_dim,
-                                                                      tower.layer_shapes, settings))
+                                                                      tower.layer_shapes, settings,
+                                                                      model.config.embedding_init_std))
 
 
 METHOD = Method("apg", "APG", "Yan et al., NeurIPS 2022; FuxiCTR's APG", attach=attach, settings=APGSettings)

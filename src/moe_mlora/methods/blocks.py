@@ -78,6 +78,14 @@ def grouped_by_domain(domains: torch.Tensor, n_domains: int) -> tuple[torch.Tens
     return order, present, [counts[domain] for domain in present], torch.argsort(order)
 
 
+def domain_embedding(n_domains: int, dim: int, std: float) -> nn.Embedding:
+    """A method's own domain embedding, starting like the field embeddings (N(0, std)): what #39 asks of every
+    method's embeddings; the methods registered before keep torch's N(0, 1) unless --part-embeddings like-fields."""
+    embedding = nn.Embedding(n_domains, dim)
+    nn.init.normal_(embedding.weight, std=std)
+    return embedding
+
+
 def pick(stacked: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
     """(batch, E, d) and (batch,) -> (batch, d): each row's own slice (a gather, which export can trace)."""
     return stacked.gather(1, index.view(-1, 1, 1).expand(-1, 1, stacked.shape[2])).squeeze(1)
