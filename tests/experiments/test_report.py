@@ -419,3 +419,22 @@ def test_the_methods_section_draws_each_delta_against_base_and_lists_it_as_the_t
     assert deltas.loc[("MMoE", "deepfm"), "delta"] == pytest.approx(-0.04)
     assert bool(deltas.loc[("STAR", "dcn"), "significant"]) and not bool(deltas.loc[("MMoE", "dcn"), "significant"])
     assert ("MoE-MLoRA", "dcn") in deltas.index and "MLoRA" not in deltas.index.get_level_values("method")
+
+
+def test_each_methods_variants_are_paired_by_seed_against_the_method_with_one_holm_family_per_method():
+    from moe_mlora.experiments.report import variants_markdown
+
+    rows = []
+    for seed, (plain, none, aux) in enumerate([(80.0, 80.5, 80.1), (80.2, 80.6, 80.2), (79.9, 80.6, 79.9)], start=1):
+        for arm, value in (("star", plain), ("star[normalisation=none]", none), ("star[auxiliary-width=0]", aux),
+                           ("base", 81.0), ("moe-mlora[selection=trained]", 70.0)):
+            rows.append(dict(arm=arm, split="s", model="dnn", seed=seed, k=1, wauc=value))
+    text = variants_markdown(pd.DataFrame(rows))
+    none_line = next(line for line in text.splitlines() if "normalisation=none" in line)
+    differences = [0.5, 0.4, 0.7]
+    assert f"| 3 | " in none_line and f"{np.mean(differences):+.2f}" in none_line
+    p_none = stats.ttest_1samp(differences, 0).pvalue
+    p_aux = stats.ttest_1samp([0.1, 0.0, 0.0], 0).pvalue
+    assert f"{min(1.0, 2 * min(p_none, p_aux)):.3f}" in text  # Holm over STAR's two variants
+    assert "MoE-MLoRA" not in text and "Base" not in text.split("\n\n")[0]
+    assert variants_markdown(pd.DataFrame([r for r in rows if r["arm"] in ("star", "base")])) == ""

@@ -17,7 +17,7 @@ import pandas as pd
 
 from moe_mlora.errors import ConfigError
 from moe_mlora.experiments.statistics import holm, paired_t, summarise
-from moe_mlora.methods import METHODS
+from moe_mlora.methods import METHODS, arm_title
 
 # Overall test AUC and logloss, as the issue quotes their table (None: not given).
 SCENARIO_WISE_ML1M: dict[str, tuple[float, float | None]] = {
@@ -80,7 +80,7 @@ def published_markdown(records: pd.DataFrame, published: PublishedTable = PUBLIS
     for arm in sorted(ok.arm.unique(), key=lambda a: (a != "base", list(METHODS).index(a) if a in METHODS else 99, a)):
         runs = ok[ok.arm == arm]
         auc, logloss = summarise(runs.auc.to_numpy()), summarise(runs.logloss.to_numpy())
-        paper_auc, paper_logloss = published.results.get(arm, (None, None))
+        paper_auc, paper_logloss = published.results.get(arm.partition("[")[0], (None, None))  # a variant: its method's
         paired = runs.set_index("seed").auc.sub(base.auc).dropna() if arm != "base" and not base.empty else pd.Series(dtype=float)
         p = paired_t(paired.to_numpy())
         rows.append([arm, auc, logloss, paper_auc, paper_logloss, summarise(paired.to_numpy()) if len(paired) else None, p])
@@ -91,7 +91,7 @@ def published_markdown(records: pd.DataFrame, published: PublishedTable = PUBLIS
              "| Δ AUC vs Base (same seeds) | p (Holm) |", "|---|---|---|---|---|---|---|---|---|"]
     beyond = []
     for index, (arm, auc, logloss, paper_auc, paper_logloss, delta, _) in enumerate(rows):
-        title = METHODS[arm].title if arm in METHODS else arm
+        title = arm_title(arm)
         gap = "-" if paper_auc is None else f"{auc.mean / 100 - paper_auc:+.4f}"
         if paper_auc is not None and abs(auc.mean / 100 - paper_auc) > TOLERANCE:
             beyond.append(title)
@@ -102,7 +102,7 @@ def published_markdown(records: pd.DataFrame, published: PublishedTable = PUBLIS
     lines += ["", "AUC and logloss pooled over all test rows (domains ignored), as Scenario-Wise Rec reports them; "
               "± is the 95% t-interval over seeds. Δ is paired by seed against Base; its p-value is a paired t-test "
               "over seeds, Holm-corrected across the methods (one family). Published: the issue's quotation of their "
-              "ML-1M table (3 seeds)."]
+              "ML-1M table (3 seeds); a method's variant (its settings in brackets) is set beside its method's number."]
     if beyond and published.differences:
         lines += ["", f"Beyond {TOLERANCE} of the published AUC: {', '.join(beyond)}. The known differences between "
                   "their protocol and ours, against which such a gap is to be read:", ""]

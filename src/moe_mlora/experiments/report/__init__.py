@@ -26,7 +26,7 @@ from moe_mlora.experiments.report.experts import (  # noqa: F401
     diagnostics_frame, experts_frame, experts_split, path_labels, plot_experts,
 )
 from moe_mlora.experiments.report.methods import (  # noqa: F401
-    method_deltas, methods_section, parameter_markdown, plot_method_deltas,
+    method_deltas, methods_section, parameter_markdown, plot_method_deltas, variants_markdown,
 )
 from moe_mlora.experiments.report.patience import (  # noqa: F401
     patience_markdown,

@@ -9,7 +9,8 @@ import pandas as pd
 
 from moe_mlora.experiments.figures import pyplot
 from moe_mlora.experiments.power import Claim, split_tests, split_tests_markdown
-from moe_mlora.experiments.report.frame import paper_order, model_order
+from moe_mlora.experiments.report.frame import model_order, p_text, paper_order
+from moe_mlora.experiments.statistics import holm, paired_t, summarise
 from moe_mlora.experiments.report.table1 import (
     build_table1, comparison_name, complete_arms, families_summary, other_methods, Table1, table1_markdown,
 )
@@ -129,3 +130,35 @@ def parameter_markdown(records: pd.DataFrame, arms: list[str]) -> str:
             lines.append(f"| {arm_name(arm)} | {split} | " + " | ".join(cells) + " |")
     return ("Size: trainable parameters of the model as trained (backbone and the method's parts), its multiple of "
             "Base's, and the method's own parameters divided by the number of domains:\n\n" + "\n".join(lines))
+
+
+def variants_markdown(ok: pd.DataFrame, metric: str = "wauc") -> str:
+    """Each method's variants (its own settings changed: STAR's ablations, a per-domain output, a personal prior)
+    against the method as first run, paired by seed on the same split and backbone, one Holm family per method;
+    '' where no method has a variant beside its plain arm. MoE-MLoRA's variants have the ablation table."""
+    ok = ok[ok.k == 1] if "k" in ok else ok
+    approach = ok.arm.str.partition("[")[0]
+    lines, families = [], []
+    for method in [m for m in dict.fromkeys(approach) if m not in ("base", "moe-mlora")]:
+        plain = ok[ok.arm == method].set_index(["split", "model", "seed"])[metric]
+        variants = sorted(set(ok.arm[(approach == method) & (ok.arm != method)]))
+        if plain.empty or not variants:
+            continue
+        rows = []
+        for arm in variants:
+            ours = ok[ok.arm == arm].set_index(["split", "model", "seed"])[metric]
+            paired = ours.sub(plain).dropna()
+            rows.append([arm, summarise(ours.to_numpy()), summarise(paired.to_numpy()), paired_t(paired.to_numpy())])
+        tested = [i for i, row in enumerate(rows) if row[3] is not None]
+        adjusted = dict(zip(tested, holm([rows[i][3] for i in tested]))) if tested else {}
+        families.append(method)
+        lines += [f"| {arm_name(arm)} | {delta.n} | {value.text()} | {delta.text(signed=True)} | "
+                  f"{p_text(adjusted[i]) if i in adjusted else '-'} |" for i, (arm, value, delta, _) in enumerate(rows)]
+    if not lines:
+        return ""
+    name = {"wauc": "test WAUC", "auc": "overall test AUC"}.get(metric, metric)
+    return "\n".join([f"| variant | pairs | {name} (%) | Δ against its method (points) | p (Holm) |",
+                      "|---|---|---|---|---|", *lines, "",
+                      f"Each variant against its method as first run ({', '.join(arm_name(m) for m in families)}), paired "
+                      "by seed on the same split and backbone; ± the 95% t-interval over the pairs; p: the paired t, "
+                      "Holm-corrected within each method's variants (one family per method)."])

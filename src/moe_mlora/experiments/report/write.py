@@ -16,7 +16,7 @@ from moe_mlora.experiments.report.experts import (
     diagnostics_frame, experts_frame, experts_split, path_labels, plot_experts,
 )
 from moe_mlora.experiments.report.frame import load_records, markdown_table, model_order
-from moe_mlora.experiments.report.methods import methods_section, parameter_markdown
+from moe_mlora.experiments.report.methods import methods_section, parameter_markdown, variants_markdown
 from moe_mlora.experiments.report.paper import (
     conditions_gap_markdown, paper_claims_markdown, paper_comparison_markdown, paper_key, paper_value,
 )
@@ -53,6 +53,9 @@ def write_report(results_dir: Path, out_dir: Path | None = None, title: str | No
     if published is not None:
         table = PUBLISHED[published]
         sections += [f"## Beside {table.caption}", "", published_markdown(records, table), ""]
+    variants = variants_markdown(ok, "auc" if published is not None else "wauc")
+    if variants:
+        sections += ["## Each method's variants against the method", "", variants, ""]
     if not single.empty:
         main = main_conditions(single)
         first, waiting_first = build_table1(records, conditions=main), []
