@@ -1,4 +1,6 @@
-"""Our runs beside a published multi-domain table: Scenario-Wise Rec's MovieLens-1M benchmark.
+"""Published tables our runs are set beside, one mechanism for all (`PublishedTable`): the paper's own Table 1
+(WAUC per split x arm x backbone, `MOE_MLORA_TABLE1`; the report's paper sections read it) and Scenario-Wise Rec's
+MovieLens-1M benchmark (overall AUC and logloss per method, `report --published scenario-wise-ml1m`).
 
 Scenario-Wise Rec (Li et al., KDD 2024 draft; 3 seeds) reports the test AUC and logloss pooled over all test
 rows of ML-1M with three age domains (examples/scenario_wise_ml1m.py and examples/scenario-wise-ml1m.yaml
@@ -10,7 +12,8 @@ the known differences between their protocol and ours, which a gap has to be rea
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -18,6 +21,7 @@ import pandas as pd
 from moe_mlora.errors import ConfigError
 from moe_mlora.experiments.statistics import holm, paired_t, summarise
 from moe_mlora.methods import METHODS, arm_title
+from moe_mlora.models.registry import PAPER_MODELS
 
 # Overall test AUC and logloss, as the issue quotes their table (None: not given).
 SCENARIO_WISE_ML1M: dict[str, tuple[float, float | None]] = {
@@ -29,14 +33,30 @@ SCENARIO_WISE_ML1M: dict[str, tuple[float, float | None]] = {
 
 @dataclass(frozen=True)
 class PublishedTable:
-    """A published table to set our runs beside: its caption, its numbers per method (overall test AUC,
-    logloss or None), and the known differences between its protocol and the one our runs follow."""
+    """A published table to set our runs beside: its caption; its numbers, per method (overall test AUC,
+    logloss or None: `results`) and/or per cell (a row per split, an arm's title, one value per column:
+    `cells`, `columns`); and the known differences between its protocol and the one our runs follow."""
 
     caption: str
-    results: dict[str, tuple[float, float | None]]
+    results: dict[str, tuple[float, float | None]] = field(default_factory=dict)
     differences: tuple[str, ...] = ()
     protocol: tuple[tuple[str, object], ...] = ()  # (records column, the value every run must have)
     protocol_help: str = ""  # how to make runs of that protocol
+    cells: dict[str, dict[str, list[float]]] = field(default_factory=dict)  # row -> arm title -> one per column
+    columns: tuple[str, ...] = ()
+
+    def row_of(self, split: str) -> str:
+        """Our split label -> the table's row ('movielens-100k-gender' -> 'movielens-gender'); '' for none."""
+        for key in self.cells:
+            family, _, rest = key.partition("-")
+            if split.startswith(family) and split.endswith(rest):
+                return key
+        return ""
+
+    def cell(self, row: str, arm_title: str, column: str) -> float:
+        """The table's number for (row, arm, column), NaN where it has none."""
+        values = self.cells.get(row, {}).get(arm_title)
+        return values[self.columns.index(column)] if values is not None and column in self.columns else math.nan
 
     def check(self, records: pd.DataFrame) -> None:
         """A one-line ConfigError unless every finished run follows the table's protocol: numbers of another
@@ -49,6 +69,25 @@ class PublishedTable:
                 raise ConfigError(f"{len(wrong)} of {len(ok)} runs are not of the protocol of {self.caption}: "
                                   f"{column} is {found}, not {wanted}. {self.protocol_help}")
 
+
+# The paper's Table 1 (WAUC %, ML-1M and real Taobao), for side-by-side comparison.
+MOE_MLORA_TABLE1 = PublishedTable("the paper's Table 1 (test WAUC %)", cells={
+    "movielens-gender": {"Base": [80.25, 80.57, 79.91, 79.95, 80.51, 80.71, 80.22, 80.30],
+                         "MLoRA": [80.20, 80.57, 80.27, 80.51, 80.37, 80.68, 80.38, 80.38],
+                         "MoE-MLoRA": [80.25, 80.44, 80.08, 80.21, 80.15, 80.72, 80.22, 80.21]},
+    "movielens-age": {"Base": [80.46, 80.70, 80.17, 80.67, 80.74, 80.75, 80.42, 80.56],
+                      "MLoRA": [80.51, 80.75, 80.36, 80.53, 80.77, 80.86, 80.60, 80.61],
+                      "MoE-MLoRA": [80.39, 80.63, 80.54, 80.27, 80.48, 80.69, 80.58, 80.64]},
+    "movielens-occupation": {"Base": [80.53, 80.49, 80.59, 80.40, 80.60, 80.53, 80.43, 80.62],
+                             "MLoRA": [80.46, 80.39, 80.38, 80.44, 80.25, 80.62, 80.57, 80.57],
+                             "MoE-MLoRA": [80.54, 80.55, 80.59, 80.60, 80.57, 80.59, 80.59, 80.56]},
+    "taobao-theme-10": {"Base": [72.42, 76.21, 74.19, 76.92, 72.02, 75.83, 75.19, 74.71],
+                        "MLoRA": [72.15, 76.45, 72.09, 75.88, 72.18, 76.82, 74.70, 75.35],
+                        "MoE-MLoRA": [73.22, 77.19, 74.89, 76.67, 74.47, 76.91, 77.16, 76.57]},
+    "taobao-theme-20": {"Base": [74.74, 77.40, 78.16, 78.79, 76.54, 78.99, 77.12, 77.16],
+                        "MLoRA": [75.16, 78.06, 79.09, 78.17, 74.02, 79.22, 76.38, 76.87],
+                        "MoE-MLoRA": [77.00, 78.22, 79.66, 80.71, 76.35, 79.75, 78.93, 77.92]},
+}, columns=PAPER_MODELS)
 
 PUBLISHED = {"scenario-wise-ml1m": PublishedTable(
     "Scenario-Wise Rec's MovieLens-1M table (overall test AUC and logloss)", SCENARIO_WISE_ML1M, (

@@ -6,46 +6,24 @@ import math
 
 import pandas as pd
 
+from moe_mlora.experiments.published import MOE_MLORA_TABLE1
 from moe_mlora.experiments.report.experts import experts_split
 from moe_mlora.experiments.report.frame import mean_of, signed, ARM_NAMES, AUTHORS_ARM, PAPER_ARMS
 from moe_mlora.experiments.report.table1 import stars, comparison_name, Table1
 from moe_mlora.methods import arm_title as arm_name
 from moe_mlora.models.registry import PAPER_MODELS
 
-# The paper's Table 1 (WAUC %, ML-1M and real Taobao), for side-by-side comparison.
-PAPER_TABLE1 = {
-    "movielens-gender": {"Base": [80.25, 80.57, 79.91, 79.95, 80.51, 80.71, 80.22, 80.30],
-                         "MLoRA": [80.20, 80.57, 80.27, 80.51, 80.37, 80.68, 80.38, 80.38],
-                         "MoE-MLoRA": [80.25, 80.44, 80.08, 80.21, 80.15, 80.72, 80.22, 80.21]},
-    "movielens-age": {"Base": [80.46, 80.70, 80.17, 80.67, 80.74, 80.75, 80.42, 80.56],
-                      "MLoRA": [80.51, 80.75, 80.36, 80.53, 80.77, 80.86, 80.60, 80.61],
-                      "MoE-MLoRA": [80.39, 80.63, 80.54, 80.27, 80.48, 80.69, 80.58, 80.64]},
-    "movielens-occupation": {"Base": [80.53, 80.49, 80.59, 80.40, 80.60, 80.53, 80.43, 80.62],
-                             "MLoRA": [80.46, 80.39, 80.38, 80.44, 80.25, 80.62, 80.57, 80.57],
-                             "MoE-MLoRA": [80.54, 80.55, 80.59, 80.60, 80.57, 80.59, 80.59, 80.56]},
-    "taobao-theme-10": {"Base": [72.42, 76.21, 74.19, 76.92, 72.02, 75.83, 75.19, 74.71],
-                        "MLoRA": [72.15, 76.45, 72.09, 75.88, 72.18, 76.82, 74.70, 75.35],
-                        "MoE-MLoRA": [73.22, 77.19, 74.89, 76.67, 74.47, 76.91, 77.16, 76.57]},
-    "taobao-theme-20": {"Base": [74.74, 77.40, 78.16, 78.79, 76.54, 78.99, 77.12, 77.16],
-                        "MLoRA": [75.16, 78.06, 79.09, 78.17, 74.02, 79.22, 76.38, 76.87],
-                        "MoE-MLoRA": [77.00, 78.22, 79.66, 80.71, 76.35, 79.75, 78.93, 77.92]},
-}
+PAPER_TABLE1 = MOE_MLORA_TABLE1.cells  # the paper's numbers, as moe_mlora.experiments.published holds them
 
 
 def paper_key(split: str) -> str:
     """Our split label -> the paper's row ('movielens-100k-gender' -> 'movielens-gender')."""
-    for key in PAPER_TABLE1:
-        family, _, rest = key.partition("-")
-        if split.startswith(family) and split.endswith(rest):
-            return key
-    return ""
+    return MOE_MLORA_TABLE1.row_of(split)
 
 
 def paper_value(split_key: str, arm: str, model: str) -> float:
     """The paper's Table-1 number for (its row, one of its arms, a backbone), NaN where it has none."""
-    if arm not in ARM_NAMES or model not in PAPER_MODELS or split_key not in PAPER_TABLE1:
-        return float("nan")
-    return PAPER_TABLE1[split_key][ARM_NAMES[arm]][PAPER_MODELS.index(model)]
+    return MOE_MLORA_TABLE1.cell(split_key, ARM_NAMES.get(arm, ""), model)
 
 
 def paper_comparison_markdown(table: Table1) -> str:
