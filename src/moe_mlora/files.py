@@ -71,6 +71,16 @@ def probe_writable(folder: Path) -> None:
         raise ConfigError(f"{folder}: cannot write there ({exc.strerror or exc})") from None
 
 
+def write_weights(folder: Path, weights_file: str, tensors: dict, config_file: str, config: dict) -> None:
+    """The one artefact writer (a backbone, a method's parts, LoRA adapters): the tensors as safetensors, then
+    the JSON config that says how to read them, each written whole or not at all."""
+    from safetensors.torch import save_file
+
+    with atomic_path(folder / weights_file) as temporary:
+        save_file({key: value.detach().cpu().contiguous() for key, value in tensors.items()}, str(temporary))
+    write_text_atomic(folder / config_file, json.dumps(config, indent=2))
+
+
 def read_safetensors(path: Path) -> dict:
     """The tensors of a .safetensors file; a missing, truncated or otherwise damaged file is a one-line
     DataError naming it (never safetensors' own traceback)."""

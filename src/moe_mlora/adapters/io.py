@@ -9,13 +9,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from safetensors.torch import save_file
 from torch import nn
 
 from moe_mlora.adapters.config import AdapterConfig, AdapterMode
 from moe_mlora.adapters.layer import adapters_of, attach_adapters, set_adapter_mode, TowerAdapter
 from moe_mlora.errors import ConfigError, DataError
-from moe_mlora.files import atomic_path, write_text_atomic, read_safetensors
+from moe_mlora.files import read_safetensors, write_weights
 
 ADAPTER_WEIGHTS, ADAPTER_CONFIG = "adapter.safetensors", "adapter.json"
 ADAPTER_FORMAT = 2  # 2: the gate has a per-domain prior and an optional feature input
@@ -27,13 +26,10 @@ def save_adapters(model: nn.Module, folder: Path, backbone_sha256: str | None = 
     adapters = adapters_of(model)
     if not adapters:
         raise ConfigError("the model carries no adapter to save")
-    state = {f"{index}.{key}": value.detach().cpu().contiguous() for index, adapter in enumerate(adapters)
-             for key, value in adapter.state_dict().items()}
-    with atomic_path(folder / ADAPTER_WEIGHTS) as temporary:
-        save_file(state, str(temporary))
-    meta = {"format": ADAPTER_FORMAT, "config": adapters[0].config.to_dict(), "towers": len(adapters),
-            "mode": adapters[0].mode.value, "backbone_sha256": backbone_sha256}
-    write_text_atomic(folder / ADAPTER_CONFIG, json.dumps(meta, indent=2))
+    state = {f"{index}.{key}": value for index, adapter in enumerate(adapters) for key, value in adapter.state_dict().items()}
+    write_weights(folder, ADAPTER_WEIGHTS, state, ADAPTER_CONFIG,
+                  {"format": ADAPTER_FORMAT, "config": adapters[0].config.to_dict(), "towers": len(adapters),
+                   "mode": adapters[0].mode.value, "backbone_sha256": backbone_sha256})
 
 
 def load_adapters(model: nn.Module, folder: Path, backbone_sha256: str | None = None) -> list[TowerAdapter]:

@@ -7,14 +7,12 @@ adapter files, moe_mlora.adapters.io, which carry the adapter config and mode.)
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
-from safetensors.torch import save_file
 from torch import nn
 
 from moe_mlora.errors import DataError
-from moe_mlora.files import atomic_path, read_safetensors, read_versioned_json, write_text_atomic
+from moe_mlora.files import read_safetensors, read_versioned_json, write_weights
 from moe_mlora.layers.domain_part import part_state_keys
 from moe_mlora.methods.registry import get_method
 
@@ -24,11 +22,8 @@ METHOD_FORMAT = 1
 
 def save_method_parts(model: nn.Module, folder: Path, method: str, backbone_sha256: str) -> None:
     state = model.state_dict()
-    keys = sorted(part_state_keys(model))
-    with atomic_path(folder / METHOD_WEIGHTS) as temporary:
-        save_file({key: state[key].detach().cpu().contiguous() for key in keys}, str(temporary))
-    write_text_atomic(folder / METHOD_CONFIG, json.dumps(
-        {"format": METHOD_FORMAT, "method": method, "backbone_sha256": backbone_sha256}, indent=2))
+    write_weights(folder, METHOD_WEIGHTS, {key: state[key] for key in sorted(part_state_keys(model))}, METHOD_CONFIG,
+                  {"format": METHOD_FORMAT, "method": method, "backbone_sha256": backbone_sha256})
 
 
 def load_method_parts(model: nn.Module, folder: Path, approach, n_domains: int, run_seed: int,

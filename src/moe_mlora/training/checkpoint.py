@@ -10,11 +10,11 @@ import hashlib
 import json
 from pathlib import Path
 
-from safetensors.torch import save, save_file
+from safetensors.torch import save
 
 from moe_mlora.errors import DataError
 from moe_mlora.features import FeatureSpec
-from moe_mlora.files import atomic_path, read_safetensors, write_text_atomic
+from moe_mlora.files import read_safetensors, write_weights
 from moe_mlora.layers.domain_part import backbone_state_keys
 from moe_mlora.models import CTRModel, ModelConfig, build_model
 
@@ -33,10 +33,8 @@ def backbone_sha256(model: CTRModel) -> str:
 
 
 def save_backbone(model: CTRModel, folder: Path) -> None:
-    with atomic_path(folder / MODEL_WEIGHTS) as temporary:
-        save_file(_backbone_state(model), str(temporary))
-    write_text_atomic(folder / MODEL_CONFIG, json.dumps(
-        {"model": model.name, "spec": model.spec.to_dict(), "config": model.config.to_dict()}, indent=2))
+    write_weights(folder, MODEL_WEIGHTS, _backbone_state(model), MODEL_CONFIG,
+                  {"model": model.name, "spec": model.spec.to_dict(), "config": model.config.to_dict()})
 
 
 def load_backbone(folder: Path) -> CTRModel:
