@@ -80,18 +80,19 @@ CAMPAIGNS = {
 }
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def run_campaigns(campaigns: dict, description: str) -> int:
+    """The command line of a campaign script: RESULTS_DIR [--workers N] [--only NAME,...] [--list]."""
+    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("results", type=Path)
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--only", default="", help="campaigns to run, comma-separated (default: all, in order)")
     parser.add_argument("--list", action="store_true", help="print the runs and exit")
     args = parser.parse_args()
-    names = [n.strip() for n in args.only.split(",") if n.strip()] or list(CAMPAIGNS)
-    unknown = [n for n in names if n not in CAMPAIGNS]
+    names = [n.strip() for n in args.only.split(",") if n.strip()] or list(campaigns)
+    unknown = [n for n in names if n not in campaigns]
     if unknown:
-        parser.error(f"unknown campaign(s) {unknown}; choose from {', '.join(CAMPAIGNS)}")
-    configs = [config for name in names for config in CAMPAIGNS[name]()]
+        parser.error(f"unknown campaign(s) {unknown}; choose from {', '.join(campaigns)}")
+    configs = [config for name in names for config in campaigns[name]()]
     if args.list:
         for config in configs:
             print(config.run_dir(args.results).name)
@@ -99,6 +100,10 @@ def main() -> int:
     summary = run_sweep(configs, args.results, workers=args.workers)
     print(f"reruns: {summary.finished} finished, {summary.skipped} already recorded, {len(summary.failed)} failed")
     return 1 if summary.failed else 0
+
+
+def main() -> int:
+    return run_campaigns(CAMPAIGNS, __doc__)
 
 
 if __name__ == "__main__":

@@ -53,3 +53,18 @@ def test_the_gpu_benchmark_renders_one_processes_step_result_and_refuses_a_forei
                           text=True, timeout=120)
     assert done.returncode == 1 and "not a gpu.json this script can render" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_the_rerun_campaigns_list_their_runs_and_the_methods_campaign_shares_the_table1_base_runs(tmp_path):
+    def listed(script: str, *args: str) -> list[str]:
+        done = subprocess.run([sys.executable, str(REPO / "benchmarks" / script), str(tmp_path), "--list", *args],
+                              capture_output=True, text=True, timeout=120, cwd=REPO / "benchmarks")
+        assert done.returncode == 0, done.stderr
+        return done.stdout.split()
+
+    table1 = listed("reruns.py", "--only", "table1-s1")
+    methods = listed("methods_reruns.py", "--only", "ml1m-s1")
+    assert len(table1) == 72 and len(methods) == 6 * 13
+    base = [run for run in methods if "-base-s1-" in run]
+    assert len(base) == 6 and set(base) <= set(table1)  # the same keys: one Base run serves both sweeps
+    assert sum("-base-no-domain-field-s1-" in run for run in methods) == 6
