@@ -443,7 +443,7 @@ def test_ple_with_more_than_one_level_refuses_a_new_domain_in_one_line():
     from moe_mlora.errors import ConfigError
     from moe_mlora.serving.add_domain import extend_model
 
-    with pytest.raises(ConfigError, match="no growth rule"):
+    with pytest.raises(ConfigError, match="PLE with 2 levels has no growth rule"):
         extend_model(with_method("ple[levels=2]"), [0.5, 0.3, 0.2], "d", ApproachConfig.from_arm("ple[levels=2]"), 1)
 
 

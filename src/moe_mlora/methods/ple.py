@@ -99,6 +99,12 @@ class ProgressiveExperts(TowerPart):
     def levels(self) -> int:
         return 1 + len(getattr(self, "deeper", ()))
 
+    def grow_into(self, grown: "ProgressiveExperts", shares: torch.Tensor) -> None:
+        if self.levels > 1:
+            raise ConfigError(f"PLE with {self.levels} levels has no growth rule for a new domain (its shared gates "
+                              "span every domain's experts): train it again with the new domain")
+        super().grow_into(grown, shares)
+
     def forward_tower(self, tower, inputs: torch.Tensor, routing_ids: torch.Tensor) -> torch.Tensor:
         self.check_routing_ids(routing_ids)
         if self.levels > 1:
