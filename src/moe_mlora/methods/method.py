@@ -66,12 +66,23 @@ class Method:
     # configs). Each becomes a command-line option --<method>-<setting> of `train`, a key under the config
     # file's approach.method_settings, and part of the run's key where it differs from its default.
     settings: type | None = None
+    # Settings kept as fields of the run's approach section (they predate `settings` and every run's key hashes them:
+    # MLoRA's and MoE-MLoRA's): the dataclass says which fields are the method's and checks their values.
+    flat_settings: type | None = None
 
     def settings_of(self, approach) -> Any:
         """This method's typed settings for a run (its defaults where the run names none); None without any."""
         if self.settings is None:
             return None
         return self.settings(**(getattr(approach, "method_settings", None) or {}))
+
+    def flat_settings_of(self, approach) -> Any:
+        """This method's settings kept on the approach section, as its typed dataclass (None without any)."""
+        if self.flat_settings is None:
+            return None
+        from dataclasses import fields
+
+        return self.flat_settings(**{spec.name: getattr(approach, spec.name) for spec in fields(self.flat_settings)})
 
     def plug_into(self, model, n_domains: int, run_seed: int, approach) -> None:
         """Attach the method's parts to `model`, on the device its backbone lives on (attach builds them on

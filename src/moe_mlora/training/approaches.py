@@ -29,11 +29,9 @@ phase's parameters; the tests check that frozen weights stay bitwise unchanged.
 
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
-from enum import Enum
 
 import torch
 
@@ -46,7 +44,9 @@ from moe_mlora.settings import check_type, default_of, hints_of, setting
 from moe_mlora.layers.domain_part import backbone_state_keys
 from moe_mlora.methods import METHODS, get_method
 from moe_mlora.methods.method import PART_EMBEDDINGS
-from moe_mlora.methods.lora import AUTHORS_CODE_PHASES
+from moe_mlora.methods.lora import (
+    AUTHORS_CODE_PHASES, LoRASettings, MoEMLoRASettings, Phase2Schedule, Schedule, Selection,
+)
 from moe_mlora.models import CTRModel
 from moe_mlora.training.config import TrainConfig, derive_seed
 from moe_mlora.training.diagnostics import gate_routing
@@ -67,23 +67,6 @@ from moe_mlora.training.phase import (
 )
 
 APPROACHES = tuple(METHODS)  # every registered method (moe_mlora.methods.registry)
-
-
-class Phase2Schedule(str, Enum):
-    PARALLEL = "parallel"  # every expert in one vectorised pass, each as if alone
-    SEQUENTIAL = "sequential"  # the literal schedule: one expert after another
-
-
-class Selection(str, Enum):
-    """What phases 2 and 3 of MoE-MLoRA (paper schedule) may return."""
-
-    GREEDY = "greedy"  # the untrained start is scored as epoch 0 and must be strictly beaten (can return the start)
-    TRAINED = "trained"  # the best trained epoch, as Keras' restore_best_weights: at least one epoch, never the start
-
-
-class Schedule(str, Enum):
-    PAPER = "paper"  # the method as the paper describes it
-    AUTHORS_CODE = "authors-code"  # what the authors' TensorFlow code does
 
 
 SCHEDULES: dict[str, tuple[Phase, ...]] = {
@@ -115,47 +98,24 @@ class ApproachConfig:
     def __post_init__(self) -> None:
         method = get_method(self.approach)  # a one-line error naming the registered methods
         object.__setattr__(self, "method_settings", _own_settings(method, self.method_settings))
-        lora_only = [name for name in ("lora_reduce", "rank") if getattr(self, name) is not None]
-        if lora_only and not method.adapts:
+        own = {spec.name for spec in fields(method.flat_settings)} if method.flat_settings else set()
+        lora_only = [spec.name for spec in fields(LoRASettings) if spec.name not in own and getattr(self, spec.name) is not None]
+        if lora_only:
             raise ConfigError(f"{', '.join('--' + n.replace('_', '-') for n in lora_only)} set the LoRA adapters' rank: "
                               f"they apply to mlora and moe-mlora, not to {self.approach}")
         if self.part_embeddings not in PART_EMBEDDINGS:
             raise ConfigError(f"part embeddings must be one of {', '.join(PART_EMBEDDINGS)}, got '{self.part_embeddings}'")
         if self.part_embeddings != PART_EMBEDDINGS[0] and method.attach is None:
             raise ConfigError(f"--part-embeddings applies to methods with parts of their own, not to {self.approach}")
-        for name, kind in (("phase2_schedule", Phase2Schedule), ("schedule", Schedule), ("gate_init", GateInit),
-                           ("gate_input", GateInput), ("selection", Selection)):
-            try:
-                kind(getattr(self, name))
-            except ValueError:
-                raise ConfigError(f"{name.replace('_', ' ')} must be one of {', '.join(k.value for k in kind)}, "
-                                  f"got '{getattr(self, name)}'") from None
-        if self.experts_per_domain < 1:
-            raise ConfigError(f"experts per domain must be at least 1, got {self.experts_per_domain}")
-        if self.rank is not None and self.rank < 1:
-            raise ConfigError(f"adapter rank must be at least 1, got {self.rank}")
-        if self.lora_reduce is not None and self.lora_reduce < 1:
-            raise ConfigError(f"lora-reduce must be at least 1, got {self.lora_reduce}")
-        if self.gate_learning_rate is not None and not (math.isfinite(self.gate_learning_rate) and self.gate_learning_rate > 0):
-            raise ConfigError(f"gate learning rate must be a positive number, got {self.gate_learning_rate}")
-        if self.approach != "moe-mlora":
-            moe_only = {"experts_per_domain": 1, "schedule": Schedule.PAPER.value, "gate_init": GateInit.UNIFORM.value,
-                        "gate_input": GateInput.DOMAIN.value, "gate_learning_rate": None,
-                        "selection": Selection.GREEDY.value, "phase2_schedule": Phase2Schedule.PARALLEL.value}
-            changed = [name for name, default in moe_only.items() if getattr(self, name) != default]
-            if changed:
-                raise ConfigError(f"{', '.join('--' + n.replace('_', '-') for n in changed)} appl"
-                                  f"{'ies' if len(changed) == 1 else 'y'} to moe-mlora only")
-        if self.schedule == Schedule.AUTHORS_CODE.value and (self.gate_init, self.gate_learning_rate) != (
-                GateInit.UNIFORM.value, None):
-            raise ConfigError("the authors-code schedule has no gate phase of its own: --gate-init and "
-                              "--gate-learning-rate do not apply")
-        if self.schedule == Schedule.AUTHORS_CODE.value and self.selection != Selection.GREEDY.value:
-            raise ConfigError("the authors-code schedule keeps its own selection (non-improving epochs undone): "
-                              "--selection applies to the paper's schedule")
-        if self.schedule == Schedule.AUTHORS_CODE.value and self.phase2_schedule != Phase2Schedule.PARALLEL.value:
-            raise ConfigError("the authors-code schedule runs its own phase 2 (one pass per expert): "
-                              "--phase2-schedule applies to the paper's schedule")
+        # MoE-MLoRA's settings are checked by its own dataclass (methods/lora.py), for every method (a bad value is
+        # a bad value); a method that does not own them must leave them at their defaults.
+        moe = MoEMLoRASettings(**{spec.name: getattr(self, spec.name) for spec in fields(MoEMLoRASettings)})
+        changed = [spec.name for spec in fields(MoEMLoRASettings)
+                   if spec.name not in own and spec.name not in {f.name for f in fields(LoRASettings)}
+                   and getattr(moe, spec.name) != spec.default]
+        if changed:
+            raise ConfigError(f"{', '.join('--' + n.replace('_', '-') for n in changed)} appl"
+                              f"{'ies' if len(changed) == 1 else 'y'} to moe-mlora only")
 
     @property
     def schedule_phases(self) -> tuple[Phase, ...]:
