@@ -49,14 +49,21 @@ class StackedMLPs(nn.Module):
         return hidden
 
     def forward_own(self, inputs: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
-        """Each row through its own MLP `index[row]`: (batch, in) -> (batch, out). In training the rows are grouped
-        by index, one product per MLP present (a step costs about one MLP, whatever E); at inference every MLP
-        runs on every row and each row keeps its own (no data-dependent shapes, so the graph exports)."""
-        if not self.training:
-            return pick(self.forward(inputs), index)
-        order, present, sizes, back = grouped_by_domain(index, self.n)
+        """Each row through its own MLP `index[row]`: (batch, in) -> (batch, out); see own_block."""
+        return self.own_block(inputs, index, 1, grouped=self.training).squeeze(1)
+
+    def own_block(self, inputs: torch.Tensor, index: torch.Tensor, count: int, grouped: bool) -> torch.Tensor:
+        """Each row through its own block of `count` MLPs (index[row] * count ...): (batch, in) -> (batch, count, out).
+        Grouped (training): the rows sorted by block, one product per block present, so a step costs about one
+        block whatever E; otherwise every MLP runs on every row and each row keeps its block (no data-dependent
+        shapes, so the graph exports)."""
+        if not grouped:
+            every = self.forward(inputs)
+            own = index.unsqueeze(1) * count + torch.arange(count, device=inputs.device)
+            return every.gather(1, own.unsqueeze(2).expand(-1, -1, every.shape[2]))
+        order, present, sizes, back = grouped_by_domain(index, self.n // count)
         chunks = inputs.index_select(0, order).split(sizes)
-        own = torch.cat([self.forward_slice(chunk, e, 1).squeeze(1) for e, chunk in zip(present, chunks)])
+        own = torch.cat([self.forward_slice(chunk, block * count, count) for block, chunk in zip(present, chunks)])
         return own.index_select(0, back)
 
     def forward(self, inputs: torch.Tensor) -> torch.Tensor:

@@ -28,12 +28,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-
 from torch import nn
 
 from moe_mlora.layers.domain_part import TowerPart
-from moe_mlora.layers.dropout import FastDropout
-from moe_mlora.methods.blocks import (DomainMixer, StackedMLPs, attach_tower_parts, check_output, grouped_by_domain,
+from moe_mlora.methods.blocks import (DomainMixer, StackedMLPs, attach_tower_parts, check_output,
                                      output_setting, pick)
 from moe_mlora.errors import ConfigError
 from moe_mlora.methods.method import Method
@@ -138,18 +136,12 @@ class ProgressiveExperts(TowerPart):
     def own_every_domain(self, inputs: torch.Tensor, routing_ids: torch.Tensor) -> torch.Tensor:
         """Each row's K specific experts, by running every domain's on every row and picking: no data-dependent
         shapes, so the graph exports (inference); about n_domains * K towers."""
-        specific = self.experts(inputs)  # (batch, n*K, width)
-        own = routing_ids.unsqueeze(1) * self.specific + torch.arange(self.specific, device=inputs.device)
-        return specific.gather(1, own.unsqueeze(2).expand(-1, -1, specific.shape[2]))  # (batch, K, width)
+        return self.experts.own_block(inputs, routing_ids, self.specific, grouped=False)
 
     def own_grouped(self, inputs: torch.Tensor, routing_ids: torch.Tensor) -> torch.Tensor:
         """The same with the rows grouped by domain, each group through its own K experts only (training): about
         K towers a step whatever the number of domains."""
-        order, present, sizes, back = grouped_by_domain(routing_ids, self.n_domains)
-        chunks = inputs.index_select(0, order).split(sizes)
-        own = torch.cat([self.experts.forward_slice(chunk, domain * self.specific, self.specific)
-                         for domain, chunk in zip(present, chunks)])
-        return own.index_select(0, back)
+        return self.experts.own_block(inputs, routing_ids, self.specific, grouped=True)
 
 
 def attach(model, n_domains: int, run_seed: int, approach=None) -> None:
